@@ -1,0 +1,41 @@
+"""Hydra composition shared by the command-line tools, and model construction from a config."""
+
+from __future__ import annotations
+
+import inspect
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .models import build_model
+
+MODEL_KEYS = tuple(inspect.signature(build_model).parameters)
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``horesnet/configs/<config_name>.yaml`` with ``key=value`` overrides (Hydra compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):
+            known = set(hydra_compose(config_name=config_name))
+            for item in overrides:
+                key = item.split("=", 1)[0]
+                if "=" in item and key[:1].isalpha() and key.split(".")[0] not in known:
+                    raise ConfigError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}.")
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"bad command-line override: {str(err).strip()}") from None
+
+
+def model_kwargs(cfg: DictConfig) -> dict:
+    """The ``build_model`` options found at the top level of ``cfg``."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {k: container[k] for k in MODEL_KEYS if k in container}
+
+
+def model_from_config(cfg: DictConfig):
+    return build_model(**model_kwargs(cfg))

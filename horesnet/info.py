@@ -1,0 +1,82 @@
+"""``python -m horesnet.info block=rk4 depth=56``: a network's layout, conv layers, parameters, multiply-adds.
+
+``python -m horesnet.info list=schemes`` prints every registered scheme with its computed order.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import __version__
+from .config import compose, model_from_config
+from .errors import ConfigError
+from .models import count_macs, count_params, list_blocks
+from .nn import CONVS_PER_UNIT
+from .schemes import SchemeError, get_scheme, list_schemes
+
+
+def schemes_table() -> str:
+    rows = [("scheme", "stages", "order", "sum(b)", "description")]
+    for name in list_schemes():
+        t = get_scheme(name)
+        rows.append((name, str(t.stages), str(t.order), f"{sum(t.b):.6g}", t.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
+    return "\n".join(lines) + "\n\nblock=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."
+
+
+def model_report(cfg) -> str:
+    model = model_from_config(cfg)
+    layout = model.layout
+    side = cfg.image_size or (32 if layout.arch == "cifar" else 224)
+    size = (cfg.in_channels, side, side)
+    macs = count_macs(model, size)
+    params = count_params(model)
+    if layout.block == "ode":
+        scheme_line = "ode (continuous depth, torchdiffeq odeint; NOT equal-depth)"
+    else:
+        t = get_scheme(layout.block)
+        scheme_line = f"{t.name} ({t.stages} stage(s), computed order {t.order})"
+        if cfg.inner:
+            scheme_line += f" with inner={cfg.inner} units"
+    head = "ResNet" if cfg.shortcut != "plain" else "plain net"
+    lines = [
+        f"horesnet {__version__}: {layout.arch} {head}-{layout.depth}, block={scheme_line}",
+        f"unit={layout.unit}, placement={cfg.placement}, shortcut={cfg.shortcut}, entry={cfg.entry}, "
+        f"tied={cfg.tied}, step={cfg.step}{' (learnable)' if cfg.learn_step else ''}",
+        "",
+        layout.describe(),
+        "  (* entry block: changes resolution/width; ' leftover units grouped as Euler blocks)",
+        "",
+        f"units per stage: {list(layout.units_per_stage)}, leftover units: {layout.leftovers}, "
+        f"{layout.block} blocks: {layout.scheme_blocks()}",
+        f"conv layers in units: {layout.conv_layers} ({CONVS_PER_UNIT[layout.unit]} per unit) "
+        f"+ stem conv + fc = depth {layout.conv_layers + 2}",
+        f"parameters: {params:,}",
+        f"multiply-adds per image ({'x'.join(map(str, size))}): {macs:,} ({macs / 1e9:.3f} G)"
+        + (f", at NFE={model.nfe} for a zero input" if layout.block == "ode" else ""),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = compose("info", argv)
+        if cfg.list is not None:
+            if cfg.list == "schemes":
+                print(schemes_table())
+            elif cfg.list == "blocks":
+                print("\n".join(list_blocks()))
+            else:
+                raise ConfigError(f"unknown list {cfg.list!r}; valid choices: 'schemes', 'blocks'.")
+            return 0
+        print(model_report(cfg))
+        return 0
+    except (ConfigError, SchemeError) as err:
+        print(f"horesnet.info: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``build_model``: the one private factory behind every network variant (cf. torchvision's ``_resnet``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import ConfigError, check_choice
+from ..nn import (EXPANSION, PLACEMENTS, NestedUnit, ODEBlock, SchemeBlock, Unit, make_norm, make_shortcut,
+                  normalise_shortcut, post_activation)
+from ..nn.units import NORMS
+from ..schemes import get_scheme
+from .layout import BlockSpec, plan_layout
+from .resnet import ResNet
+
+CIFAR_WIDTHS = (16, 32, 64)
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class _Options:
+    unit: str
+    placement: str
+    shortcut: str
+    norm: str
+    tied: bool
+    step: float
+    learn_step: bool
+    stride_in_3x3: bool
+    ode: dict
+
+
+def build_model(
+    arch: str = "cifar",
+    depth: int | None = 56,
+    block: str = "euler",
+    unit: str | None = None,
+    placement: str = "original",
+    shortcut: str = "A",
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1,
+    stem_stride: int = 1,
+    entry: str = "euler",
+    stages=None,
+    strict: bool = False,
+    tied: bool = False,
+    step: float = 1.0,
+    learn_step: bool = False,
+    inner: str | None = None,
+    norm: str = "batch",
+    stride_in_3x3: bool = False,
+    ode_method: str = "dopri5",
+    ode_rtol: float = 1e-3,
+    ode_atol: float = 1e-3,
+    ode_adjoint: bool = False,
+) -> ResNet:
+    """Build a CIFAR (He et al. 2015, Sec. 4.2) or ImageNet (Table 1) residual network of any scheme.
+
+    ``depth`` fixes the units per stage (equal-depth rule); ``block`` names a registered scheme or ``ode``.
+    ``unit`` defaults to ``basic`` for CIFAR and to the paper's choice for ImageNet depths.
+    """
+    config = {k: v for k, v in locals().items()}
+    config["stages"] = list(stages) if stages is not None else None
+    check_choice("placement", placement, PLACEMENTS)
+    check_choice("norm", norm, NORMS)
+    shortcut = normalise_shortcut(shortcut)
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("stem_stride", stem_stride)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    if not (isinstance(width, int | float) and not isinstance(width, bool) and math.isfinite(width) and width > 0):
+        raise ConfigError(f"width must be a positive number, got {width!r}.")
+    if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step > 0):
+        raise ConfigError(f"step must be a positive finite number, got {step!r}.")
+    layout = plan_layout(arch, depth, block, unit, stages, entry, strict, inner)
+    if shortcut == "plain" and (block not in ("euler",) or inner):
+        raise ConfigError(f"shortcut='plain' removes the skip s_x of every block, which only defines a network "
+                          f"for block='euler' (the plain nets of He et al. 2015), not block={block!r}.")
+    if tied and entry == "scheme" and block != "euler":
+        raise ConfigError("tied=true shares one unit across a block's increments, but entry='scheme' makes the "
+                          "first unit change resolution/width; use entry='euler' with tied=true.")
+    opts = _Options(layout.unit, placement, shortcut, norm, tied, float(step), learn_step, stride_in_3x3,
+                    dict(method=ode_method, rtol=ode_rtol, atol=ode_atol, adjoint=ode_adjoint))
+    expansion = EXPANSION[layout.unit]
+    bases = CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS
+    widths = [max(1, int(round(w * width))) for w in bases]
+    stem_width = widths[0]
+    if arch == "cifar":
+        stem = [nn.Conv2d(in_channels, stem_width, 3, stride=stem_stride, padding=1, bias=False)]
+    else:
+        stem = [nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3, bias=False)]
+    if placement != "full_preact":
+        stem.append(make_norm(norm, stem_width))
+    if placement in ("original", "bn_after_add", "relu_before_add"):
+        stem.append(nn.ReLU(inplace=True))
+    if arch == "imagenet":
+        stem.append(nn.MaxPool2d(3, stride=2, padding=1))
+    stage_modules, in_ch = [], stem_width
+    for i, stage_layout in enumerate(layout.stages):
+        out_ch, stride = widths[i] * expansion, (1 if i == 0 else 2)
+        blocks = []
+        for spec in stage_layout.blocks:
+            entry_here = not blocks  # the first block of a stage changes resolution/width
+            blocks.append(_make_block(spec, in_ch, out_ch, stride if entry_here else 1, opts))
+            in_ch = out_ch
+        stage_modules.append(nn.Sequential(*blocks))
+    if placement == "full_preact":
+        final = nn.Sequential(make_norm(norm, in_ch), nn.ReLU(inplace=True))
+    elif placement == "relu_only_preact":
+        final = nn.ReLU()
+    else:
+        final = nn.Identity()
+    model = ResNet(nn.Sequential(*stem), stage_modules, final, in_ch, num_classes, layout, config)
+    _init_weights(model)
+    return model
+
+
+def _make_unit(opts: _Options, in_ch: int, out_ch: int, stride: int) -> Unit:
+    return Unit(opts.unit, in_ch, out_ch, stride, opts.placement, opts.norm, opts.stride_in_3x3)
+
+
+def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Options) -> nn.Module:
+    if spec.scheme == "ode":
+        return ODEBlock(_make_unit(opts, out_ch, out_ch, 1), **opts.ode, t1=opts.step)
+    scheme = get_scheme(spec.scheme)
+    shape_change = stride != 1 or in_ch != out_ch
+    tied = opts.tied and scheme.stages > 1
+    if tied and shape_change:
+        raise ConfigError(f"tied=true cannot share one unit across a {scheme.name} block whose first unit "
+                          f"changes shape ({in_ch}->{out_ch}, stride {stride}).")
+
+    def unit(i: int) -> nn.Module:
+        cin, s = (in_ch, stride) if i == 0 else (out_ch, 1)
+        if spec.inner is None:
+            return _make_unit(opts, cin, out_ch, s)
+        inner = get_scheme(spec.inner)
+        inner_shortcut = make_shortcut(opts.shortcut, cin, out_ch, s, opts.norm)
+        inner_units = [_make_unit(opts, cin if j == 0 else out_ch, out_ch, s if j == 0 else 1)
+                       for j in range(inner.stages)]
+        return NestedUnit(SchemeBlock(inner, inner_units, inner_shortcut, None, opts.step, opts.learn_step))
+
+    units = [unit(i) for i in range(1 if tied else scheme.stages)]
+    shortcut = make_shortcut(opts.shortcut, in_ch, out_ch, stride, opts.norm)
+    post = post_activation(opts.placement, opts.norm, out_ch)
+    return SchemeBlock(scheme, units, shortcut, post, opts.step, opts.learn_step, tied)
+
+
+def _init_weights(model: nn.Module) -> None:
+    """He et al. 2015 initialisation ("Delving deep into rectifiers"), as torchvision's ResNet."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

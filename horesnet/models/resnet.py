@@ -1,0 +1,102 @@
+"""The network: stem, stages of blocks, head (He et al. 2015, Sec. 4.2 for CIFAR, Table 1 for ImageNet).
+
+Follows timm/torchvision conventions (``forward_features`` / ``forward_head``) and exposes its structure to
+analysis tools through ``blocks()`` and ``units()``, which name every unit by a stable address such as
+``s2.b1.u3`` (stage 2, block 1, increment 3; nested units add ``.u<j>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..nn import NestedUnit, ODEBlock, SchemeBlock
+from .layout import BlockSpec, Layout
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    """Where a unit sits and what it does. ``increment`` is 1-based; ``path`` adds nested increments."""
+
+    stage: int
+    block: int
+    increment: int
+    scheme: str
+    entry: bool
+    downsampling: bool
+    leftover: bool = False
+    tied: bool = False
+    ode: bool = False
+    path: tuple[int, ...] = ()
+
+
+class ResNet(nn.Module):
+    """A residual network whose blocks are steps of explicit Runge-Kutta schemes (or ODE solves)."""
+
+    def __init__(self, stem: nn.Module, stages: list[nn.Sequential], final: nn.Module, num_features: int,
+                 num_classes: int, layout: Layout, config: dict):
+        super().__init__()
+        self.stem = stem
+        self.stages = nn.ModuleList(stages)
+        self.final = final
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = num_features
+        self.fc = nn.Linear(num_features, num_classes)
+        self.layout = layout
+        self.config = dict(config)
+
+    def forward_features(self, x):
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.final(x)
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = self.pool(x).flatten(1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def blocks(self) -> Iterator[tuple[str, nn.Module, BlockSpec]]:
+        """``(address, block module, BlockSpec)`` in forward order, addresses like ``s2.b1``."""
+        for si, (stage, stage_layout) in enumerate(zip(self.stages, self.layout.stages, strict=True), 1):
+            for bi, (block, spec) in enumerate(zip(stage, stage_layout.blocks, strict=True), 1):
+                yield f"s{si}.b{bi}", block, spec
+
+    def units(self) -> Iterator[tuple[str, nn.Module, UnitInfo]]:
+        """``(address, unit module, UnitInfo)`` for every unit F in forward order.
+
+        A tied block yields its one shared module once per increment, each with its own address.
+        """
+        for address, block, spec in self.blocks():
+            si, bi = (int(p[1:]) for p in address.split("."))
+            if isinstance(block, ODEBlock):
+                unit = block.func.unit
+                yield f"{address}.u1", unit, UnitInfo(si, bi, 1, "ode", spec.entry, False, ode=True)
+                continue
+            yield from _block_units(address, block, si, bi, spec, ())
+
+    @property
+    def nfe(self) -> int:
+        """Function evaluations of the ODE blocks in the last forward pass (0 without ODE blocks)."""
+        return sum(m.nfe for m in self.modules() if isinstance(m, ODEBlock))
+
+    @property
+    def learnable_steps(self) -> list[nn.Parameter]:
+        return [m.step for m in self.modules() if isinstance(m, SchemeBlock) and m.learn_step]
+
+
+def _block_units(address, block: SchemeBlock, si, bi, spec, path):
+    for i in range(block.scheme.stages):
+        unit = block.unit(i)
+        here = f"{address}.u{i + 1}"
+        if isinstance(unit, NestedUnit):
+            yield from _block_units(here, unit.block, si, bi, spec, path + (i + 1,))
+            continue
+        down = getattr(unit, "downsampling", False)
+        info = UnitInfo(si, bi, (path or (i + 1,))[0], block.scheme.name, spec.entry, down,
+                        spec.leftover, block.tied, path=path + (i + 1,))
+        yield here, unit, info

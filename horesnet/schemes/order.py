@@ -1,0 +1,183 @@
+"""Butcher rooted trees and the order conditions of an explicit Runge–Kutta tableau.
+
+A Runge–Kutta method has order p iff for every rooted tree t with |t| <= p the elementary weight
+Φ(t) equals 1/γ(t) (J. C. Butcher, "Numerical Methods for Ordinary Differential Equations", 3rd ed.,
+Wiley 2016, Sec. 31 and Thm. 315A). With Φvec(τ) = 1 (the one-node tree) and, for a tree whose root
+has children t_1..t_m, Φvec(t) = Π_k A·Φvec(t_k) (elementwise product), Φ(t) = b·Φvec(t) and
+γ(t) = |t| Π_k γ(t_k).
+
+A tree is stored in canonical form: the sorted tuple of its root's children, each itself a canonical
+tree; the one-node tree is ``()``. The counts for 1..9 nodes are 1, 1, 2, 4, 9, 20, 48, 115, 286
+(OEIS A000081).
+
+Conditions are evaluated with mpmath at 40 significant digits on the exact float64 coefficients, so the
+only error is the rounding of the coefficients themselves. A condition holds when
+|Φ(t) − 1/γ(t)| <= 1e-12 · max(1, Φ_abs(t)), where Φ_abs is Φ computed with |A| and |b|: a relative
+tolerance that stays meaningful for tableaux with large coefficients such as Verner's RK8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from typing import TYPE_CHECKING, NamedTuple
+
+import mpmath
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tableau import Tableau
+
+Tree = tuple  # canonical rooted tree: sorted tuple of child trees; () is the one-node tree
+
+MAX_TREE_ORDER = 12  # 12 nodes = 4766 trees; beyond that enumeration is pointless for RK analysis
+MAX_COMPUTED_ORDER = 9  # `Tableau.order` never reports more than this
+RELATIVE_TOLERANCE = 1e-12
+_DPS = 40
+
+
+class OrderCondition(NamedTuple):
+    """One Butcher order condition Φ(t) = 1/γ(t) evaluated for a tableau."""
+
+    order: int  # number of nodes |t|
+    tree: Tree  # canonical form (see module docstring)
+    phi: float  # elementary weight Φ(t) = b·Φvec(t)
+    one_over_gamma: float  # 1/γ(t), the value Φ(t) must equal
+    residual: float  # Φ(t) − 1/γ(t)
+    satisfied: bool  # |residual| <= 1e-12 · max(1, Φ_abs(t))
+
+
+def _check_order(order, what: str) -> int:
+    from .tableau import SchemeError
+
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_TREE_ORDER:
+        raise SchemeError(
+            f"{what} must be an integer between 1 and {MAX_TREE_ORDER} (number of tree nodes); "
+            f"got {order!r}."
+        )
+    return order
+
+
+@cache
+def _trees(n: int) -> tuple[Tree, ...]:
+    """All canonical rooted trees with n nodes, sorted."""
+    if n == 1:
+        return ((),)
+    smaller = [t for k in range(1, n) for t in _trees(k)]  # candidate children, fixed index order
+    sizes = [tree_order(t) for t in smaller]
+    found: set[Tree] = set()
+
+    def forests(remaining: int, start: int, acc: list) -> Iterator[tuple]:
+        # multisets of children (non-decreasing index) whose sizes sum to `remaining`
+        if remaining == 0:
+            yield tuple(acc)
+            return
+        for i in range(start, len(smaller)):
+            if sizes[i] <= remaining:
+                acc.append(smaller[i])
+                yield from forests(remaining - sizes[i], i, acc)
+                acc.pop()
+
+    for children in forests(n - 1, 0, []):
+        found.add(tuple(sorted(children)))
+    return tuple(sorted(found))
+
+
+def rooted_trees(order: int) -> list[Tree]:
+    """All rooted trees with exactly ``order`` nodes, in canonical form (Butcher 2016, Sec. 30)."""
+    return list(_trees(_check_order(order, "rooted_trees(order)")))
+
+
+@cache
+def tree_order(tree: Tree) -> int:
+    """Number of nodes |t|."""
+    return 1 + sum(tree_order(child) for child in tree)
+
+
+@cache
+def tree_density(tree: Tree) -> int:
+    """The density γ(t) = |t| · Π γ(children)."""
+    gamma = tree_order(tree)
+    for child in tree:
+        gamma *= tree_density(child)
+    return gamma
+
+
+def format_tree(tree: Tree) -> str:
+    """Butcher's bracket notation: τ for the one-node tree, [t1 t2 ...] for a root with children."""
+    if not tree:
+        return "τ"
+    return "[" + " ".join(format_tree(child) for child in tree) + "]"
+
+
+class _Evaluator:
+    """Memoised Φvec and A·Φvec for one tableau, plus the same with absolute coefficients."""
+
+    def __init__(self, tableau: Tableau) -> None:
+        mpf = mpmath.mpf
+        self.s = tableau.stages
+        self.rows = [[(j, mpf(a)) for j, a in row] for row in tableau.nonzero_A()]
+        self.abs_rows = [[(j, abs(a)) for j, a in row] for row in self.rows]
+        self.b = [(j, mpf(w)) for j, w in tableau.nonzero_b()]
+        self.abs_b = [(j, abs(w)) for j, w in self.b]
+        self._phi: dict[Tree, tuple[list, list]] = {}
+        self._aphi: dict[Tree, tuple[list, list]] = {}
+
+    def _a_phi(self, tree: Tree) -> tuple[list, list]:
+        if tree not in self._aphi:
+            vec, avec = self.phi_vec(tree)
+            zero = mpmath.mpf(0)
+            out = [mpmath.fsum(a * vec[j] for j, a in row) if row else zero for row in self.rows]
+            aout = [mpmath.fsum(a * avec[j] for j, a in row) if row else zero for row in self.abs_rows]
+            self._aphi[tree] = (out, aout)
+        return self._aphi[tree]
+
+    def phi_vec(self, tree: Tree) -> tuple[list, list]:
+        if tree not in self._phi:
+            vec = [mpmath.mpf(1)] * self.s
+            avec = list(vec)
+            for child in tree:
+                cv, cav = self._a_phi(child)
+                vec = [x * y for x, y in zip(vec, cv, strict=True)]
+                avec = [x * y for x, y in zip(avec, cav, strict=True)]
+            self._phi[tree] = (vec, avec)
+        return self._phi[tree]
+
+    def condition(self, tree: Tree) -> OrderCondition:
+        vec, avec = self.phi_vec(tree)
+        phi = mpmath.fsum(w * vec[j] for j, w in self.b)
+        phi_abs = mpmath.fsum(w * avec[j] for j, w in self.abs_b)
+        target = mpmath.mpf(1) / tree_density(tree)
+        residual = phi - target
+        ok = abs(residual) <= RELATIVE_TOLERANCE * max(mpmath.mpf(1), phi_abs)
+        return OrderCondition(tree_order(tree), tree, float(phi), float(target), float(residual), bool(ok))
+
+
+def _conditions(tableau: Tableau, max_order: int) -> Iterator[OrderCondition]:
+    with mpmath.workdps(_DPS):
+        ev = _Evaluator(tableau)
+        for n in range(1, max_order + 1):
+            for tree in _trees(n):
+                yield ev.condition(tree)
+
+
+def order_conditions(tableau, max_order: int = MAX_COMPUTED_ORDER) -> list[OrderCondition]:
+    """Evaluate every order condition Φ(t) = 1/γ(t) for trees with 1..``max_order`` nodes.
+
+    ``tableau`` is a :class:`Tableau` or a registered scheme name. Returns one :class:`OrderCondition`
+    per tree, ordered by number of nodes then canonical form (Butcher 2016, Thm. 315A).
+    """
+    from .registry import get_scheme
+
+    tab = get_scheme(tableau)
+    return list(_conditions(tab, _check_order(max_order, "order_conditions(max_order)")))
+
+
+def computed_order(tableau: Tableau, max_order: int = MAX_COMPUTED_ORDER) -> int:
+    """Largest p <= ``max_order`` such that all conditions for trees with 1..p nodes hold (0 if none).
+
+    Trees come ordered by size, so the first failing condition fixes the order; evaluation stops there.
+    """
+    for cond in _conditions(tableau, max_order):
+        if not cond.satisfied:
+            return cond.order - 1
+    return max_order

@@ -1,0 +1,94 @@
+"""A plain dict registry of named tableaux: the built-ins plus whatever users register.
+
+A registered name is usable everywhere a scheme is accepted (``block=NAME`` in the CLI, comparisons,
+analysis). Names are identifier-like (letters, digits, underscore; not starting with a digit) and
+``ode`` is reserved for the continuous-depth reference block.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from .builtin import BUILTIN_TABLEAUX
+from .tableau import SchemeError, Tableau
+
+RESERVED_NAMES = frozenset({"ode"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+_REGISTRY: dict[str, Tableau] = {t.name: t for t in BUILTIN_TABLEAUX}
+BUILTIN_NAMES = frozenset(_REGISTRY)
+
+
+def list_schemes() -> list[str]:
+    """Sorted names of all registered schemes."""
+    return sorted(_REGISTRY)
+
+
+def _unknown(name) -> SchemeError:
+    close = difflib.get_close_matches(str(name).lower(), list_schemes(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return SchemeError(
+        f"unknown scheme {name!r}; valid schemes: {', '.join(list_schemes())}.{hint} "
+        "Add your own with horesnet.schemes.register_scheme(name, A, b)."
+    )
+
+
+def get_scheme(name: str | Tableau) -> Tableau:
+    """The registered tableau called ``name``; a :class:`Tableau` passed in is returned unchanged."""
+    if isinstance(name, Tableau):
+        return name
+    if not isinstance(name, str):
+        raise SchemeError(
+            f"a scheme must be given as a name (str) or a Tableau; got {name!r} of type "
+            f"{type(name).__name__}. Valid schemes: {', '.join(list_schemes())}."
+        )
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise _unknown(name) from None
+
+
+def _check_name(name) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SchemeError(
+            f"invalid scheme name {name!r}: use letters, digits and underscores, not starting with a "
+            "digit (e.g. 'my_rk3')."
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise SchemeError(
+            f"scheme name {name!r} is reserved (block=ode is the continuous-depth Neural ODE reference); "
+            "choose another name."
+        )
+    return name
+
+
+def register_scheme(name: str, A, b, *, description: str = "", overwrite: bool = False) -> Tableau:
+    """Validate (A, b), register it as ``name`` and return the :class:`Tableau`.
+
+    Inconsistent tableaux (Σb != 1) are accepted; their computed order is 0 and ``consistent`` is
+    False. Re-using a name needs ``overwrite=True``; built-in schemes can never be replaced.
+    """
+    _check_name(name)
+    if name in BUILTIN_NAMES:
+        raise SchemeError(
+            f"scheme {name!r} is built in and cannot be replaced; register your tableau under another "
+            f"name. Built-in schemes: {', '.join(sorted(BUILTIN_NAMES))}."
+        )
+    if name in _REGISTRY and not overwrite:
+        raise SchemeError(
+            f"scheme {name!r} is already registered; pass overwrite=True to replace it, or choose a new "
+            f"name. Registered schemes: {', '.join(list_schemes())}."
+        )
+    tableau = Tableau(name, A, b, description=description)
+    _REGISTRY[name] = tableau
+    return tableau
+
+
+def unregister_scheme(name: str) -> None:
+    """Remove a user-registered scheme (built-ins cannot be removed)."""
+    if name in BUILTIN_NAMES:
+        raise SchemeError(f"scheme {name!r} is built in and cannot be unregistered.")
+    if name not in _REGISTRY:
+        raise _unknown(name)
+    del _REGISTRY[name]
