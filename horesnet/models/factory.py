@@ -8,8 +8,18 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import ConfigError, check_choice
-from ..nn import (EXPANSION, PLACEMENTS, NestedUnit, ODEBlock, SchemeBlock, Unit, make_norm, make_shortcut,
-                  normalise_shortcut, post_activation)
+from ..nn import (
+    EXPANSION,
+    PLACEMENTS,
+    NestedUnit,
+    ODEBlock,
+    SchemeBlock,
+    Unit,
+    make_norm,
+    make_shortcut,
+    normalise_shortcut,
+    post_activation,
+)
 from ..nn.units import NORMS
 from ..schemes import get_scheme
 from .layout import BlockSpec, plan_layout
