@@ -1,0 +1,54 @@
+"""Where datasets live, how they are checked and how they are fetched (atomically, never half-written)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from ..errors import ConfigError
+
+ENV_ROOT = "HORESNET_DATA"
+
+
+class DataError(ConfigError):
+    """Missing, corrupt or unsafe data. The message says what is wrong and how to fix it."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """``root`` if given, else ``$HORESNET_DATA``, else ``$XDG_CACHE_HOME/horesnet/data`` (``~/.cache/...``)."""
+    if root:
+        return Path(root).expanduser()
+    if os.environ.get(ENV_ROOT):
+        return Path(os.environ[ENV_ROOT]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "horesnet" / "data"
+
+
+def md5(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, expected_md5: str | None, timeout: float = 20.0) -> Path:
+    """Fetch ``url`` to ``dest`` through a temporary file; verify, then rename. Raises DataError offline."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, out)
+        if expected_md5 and md5(Path(tmp)) != expected_md5:
+            raise DataError(f"downloaded {url} but its md5 is not {expected_md5}; the download is corrupt.")
+        os.replace(tmp, dest)
+        return dest
+    except OSError as err:
+        raise DataError(f"could not download {url}: {err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

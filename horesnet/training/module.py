@@ -1,0 +1,118 @@
+"""The LightningModule that trains any horesnet model (DESIGN.md "Training")."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+
+from ..errors import ConfigError
+from ..models import build_model
+from .optim import build_optimizer
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def _metrics(num_classes: int) -> MetricCollection:
+    return MetricCollection({
+        "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+        "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+        "ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1"),
+    })
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training of ``build_model(**model)`` with top-1/top-5 accuracy, loss and calibration (ECE).
+
+    ``model`` is the dict of build_model options (saved in checkpoints, so ``load_from_checkpoint`` rebuilds
+    the exact network); ``optim`` the optimiser config group.
+    """
+
+    def __init__(self, model: dict, optim: dict, channels_last: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(**model)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        num_classes = model.get("num_classes", 10)
+        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_metrics = _metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = _metrics(num_classes).clone(prefix="test/")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self._epoch_start = self._mark = None
+        self._epoch_images = 0
+        self.images_per_sec = float("nan")
+        self.train_time_s = 0.0  # training-batch time summed over all epochs, kept across resumes
+
+    def forward(self, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(block={self.hparams.model.get('block')}, lr={self.trainer.optimizers[0].param_groups[0]['lr']:g}). "
+                "Training stopped; the last checkpoint written before this step is intact. Try a smaller "
+                "optim.lr, a warm-up (optim.warmup_steps), or a smaller step h.")
+        self.train_acc(logits.detach(), y)
+        now = time.perf_counter()
+        self.train_time_s += now - self._mark
+        self._mark = now
+        self._epoch_images += len(y)
+        self.images_per_sec = self._epoch_images / max(now - self._epoch_start, 1e-9)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("img/s", self.images_per_sec, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_start(self):
+        self._epoch_start = self._mark = time.perf_counter()
+        self._epoch_images = 0
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["horesnet"] = {"train_time_s": self.train_time_s, "images_per_sec": self.images_per_sec}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("horesnet", {})
+        self.train_time_s = float(state.get("train_time_s", 0.0))
+        self.images_per_sec = float(state.get("images_per_sec", float("nan")))
+
+    def on_train_epoch_end(self):
+        self.log("train/images_per_sec", self.images_per_sec, sync_dist=True)
+        steps = [m.step for m in self.model.learnable_steps]
+        if steps:
+            self.log("train/step_mean", torch.stack([s.detach() for s in steps]).mean())
+
+    def _eval_step(self, batch, metrics, loss_metric, prefix):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        loss_metric.update(loss, weight=len(y))
+        metrics.update(logits, y)
+        self.log(f"{prefix}/loss", loss_metric, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_metrics, self.val_loss, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_metrics, self.test_loss, "test")
+
+    def configure_optimizers(self):
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ConfigError("set trainer.max_epochs (or max_steps): the lr schedule needs the length of training.")
+        return build_optimizer(self.model, dict(self.hparams.optim), int(total))

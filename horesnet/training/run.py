@@ -1,0 +1,144 @@
+"""One training run: data, model, Lightning trainer, loggers, checkpoints, final test, ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+from .. import __version__
+from ..config import model_kwargs
+from ..data import ArrayDataModule
+from ..models import count_macs, count_params
+from .checkpoint import AtomicCheckpointIO, StopAfterEpoch, resume_checkpoint
+from .loggers import make_loggers
+from .module import ClassifierModule
+
+NON_TRAINER_KEYS = ()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def run_dir_resolver(resume, base: str) -> str:
+    """Hydra resolver for ``hydra.run.dir``: a new timestamped folder under ``base``, or, for ``resume=auto``,
+    the newest unfinished run there (has ``checkpoints/last.ckpt`` and no ``summary.json``); for
+    ``resume=PATH`` the run folder of that checkpoint."""
+    fresh = f"{base}/{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    if resume in (None, "", "null"):
+        return fresh
+    if resume == "auto":
+        runs = sorted(p for p in Path(base).glob("*") if (p / "checkpoints" / "last.ckpt").is_file()
+                      and not (p / "summary.json").is_file())
+        return str(runs[-1]) if runs else fresh
+    path = Path(str(resume)).expanduser()
+    if path.is_file():
+        return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+    return str(path)
+
+
+def sweep_group() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+
+
+def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
+    """Train, validate each epoch, test the final-epoch model once; return the summary written to disk."""
+    started = time.time()
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    model_cfg = model_kwargs(cfg)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
+    module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last))
+    model = module.model
+    layout = model.layout
+    info = {"params": count_params(model),
+            "macs": count_macs(model, (model_cfg["in_channels"], 32, 32)) if model.layout.arch == "cifar" else None,
+            "units_per_stage": list(layout.units_per_stage), "layout": layout.describe().splitlines(),
+            "leftover_units": layout.leftovers, "equal_depth": layout.equal_depth}
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = make_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_dir,
+                           {**run_config, **{f"model/{k}": v for k, v in info.items()}}, group)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
+                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), TQDMProgressBar(refresh_rate=10)]
+    if cfg.stop_after_epoch:
+        callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
+    trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+                         default_root_dir=str(run_dir))
+    ckpt = resume_checkpoint(cfg.resume, run_dir)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
+        finished = trainer.current_epoch >= trainer.max_epochs and not trainer.interrupted
+        summary = {"status": "finished" if finished else "stopped", "run_dir": str(run_dir), "config": run_config,
+                   "model": info, "epochs_done": trainer.current_epoch, "resumed_from": str(ckpt) if ckpt else None,
+                   "train_time_s": module.train_time_s, "images_per_sec": module.images_per_sec,
+                   "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+                   "device": str(module.device), "best_checkpoint": checkpoint.best_model_path or None}
+        summary["val"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if not finished:
+            summary["wall_time_s"] = time.time() - started
+            write_json_atomic(run_dir / "progress.json", summary)
+            return summary
+        test = trainer.test(module, datamodule=data, verbose=False)
+        summary["test"] = {k: float(v) for k, v in (test[0] if test else {}).items()}
+        summary["wall_time_s"] = time.time() - started
+        if trainer.is_global_zero:
+            write_json_atomic(run_dir / "summary.json", summary)
+            for lg in loggers[1:]:
+                lg.experiment.summary.update({f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()})
+        return summary
+    finally:
+        for lg in loggers[1:]:
+            try:
+                lg.experiment.finish()
+            except Exception:  # noqa: BLE001 -- never let logging teardown hide the real outcome
+                pass
+
+
+def report(summary: dict) -> str:
+    """The short final report printed by ``python -m horesnet.fit``."""
+    cfg, m = summary["config"], summary["model"]
+    t, v = summary.get("test", {}), summary.get("val", {})
+    lines = [f"horesnet.fit: {cfg['block']} depth {cfg['depth']} on {cfg['data']['name']} "
+             f"({summary['status']} after {summary['epochs_done']} epoch(s))"]
+    if t:
+        lines.append(f"  test  acc1 {100 * t.get('test/acc1', float('nan')):.2f}%  acc5 "
+                     f"{100 * t.get('test/acc5', float('nan')):.2f}%  loss {t.get('test/loss', float('nan')):.4f}  "
+                     f"ECE {t.get('test/ece', float('nan')):.4f}")
+    if v:
+        lines.append(f"  val   acc1 {100 * v.get('val/acc1', float('nan')):.2f}%  loss {v.get('val/loss', float('nan')):.4f}")
+    macs = f"{m['macs'] / 1e6:.1f}M" if m.get("macs") else "n/a"
+    lines += [f"  params {m['params']:,}  multiply-adds/image {macs}  units/stage {m['units_per_stage']}",
+              f"  wall time {summary['wall_time_s']:.1f}s  training {summary['train_time_s']:.1f}s  "
+              f"{summary['images_per_sec']:.0f} img/s (last epoch)",
+              f"  outputs: {summary['run_dir']}"]
+    if summary["status"] != "finished":
+        lines.append(f"  stopped early; continue with: python -m horesnet.fit <same options> resume={summary['run_dir']}")
+    return "\n".join(lines)
