@@ -23,8 +23,6 @@ from .checkpoint import AtomicCheckpointIO, StopAfterEpoch, resume_checkpoint
 from .loggers import make_loggers
 from .module import ClassifierModule
 
-NON_TRAINER_KEYS = ()
-
 
 def git_commit() -> str | None:
     try:
@@ -111,8 +109,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         summary["wall_time_s"] = time.time() - started
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)
+            final = {f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()}
             for lg in loggers[1:]:
-                lg.experiment.summary.update({f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()})
+                lg.experiment.summary.update(final)
         return summary
     finally:
         for lg in loggers[1:]:
@@ -133,12 +132,14 @@ def report(summary: dict) -> str:
                      f"{100 * t.get('test/acc5', float('nan')):.2f}%  loss {t.get('test/loss', float('nan')):.4f}  "
                      f"ECE {t.get('test/ece', float('nan')):.4f}")
     if v:
-        lines.append(f"  val   acc1 {100 * v.get('val/acc1', float('nan')):.2f}%  loss {v.get('val/loss', float('nan')):.4f}")
+        lines.append(f"  val   acc1 {100 * v.get('val/acc1', float('nan')):.2f}%  "
+                     f"loss {v.get('val/loss', float('nan')):.4f}")
     macs = f"{m['macs'] / 1e6:.1f}M" if m.get("macs") else "n/a"
     lines += [f"  params {m['params']:,}  multiply-adds/image {macs}  units/stage {m['units_per_stage']}",
               f"  wall time {summary['wall_time_s']:.1f}s  training {summary['train_time_s']:.1f}s  "
               f"{summary['images_per_sec']:.0f} img/s (last epoch)",
               f"  outputs: {summary['run_dir']}"]
     if summary["status"] != "finished":
-        lines.append(f"  stopped early; continue with: python -m horesnet.fit <same options> resume={summary['run_dir']}")
+        lines.append("  stopped early; continue with: python -m horesnet.fit <same options> "
+                     f"resume={summary['run_dir']}")
     return "\n".join(lines)
