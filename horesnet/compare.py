@@ -1,0 +1,235 @@
+"""``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: compare trained variants.
+
+Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (all model
+options except the seed), and writes a Markdown + CSV table (mean ± std over seeds) and a PNG. It refuses an
+unfair comparison -- different units per stage, parameters more than 0.1% apart, or a different recipe, data or
+number of epochs -- unless ``allow_unfair=true``, and says what differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from .config import MODEL_KEYS
+from .errors import ConfigError
+
+OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
+RECIPE_KEYS = ("optim", "data", "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches",
+               "channels_last")
+PARAM_TOLERANCE = 1e-3
+
+
+def load_runs(paths: list[str]) -> list[dict]:
+    runs = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise ConfigError(f"{p!r} does not exist; give run folders or multirun roots that hold summary.json.")
+        files = [path] if path.is_file() else sorted(path.rglob("summary.json"))
+        for f in files:
+            try:
+                s = json.loads(f.read_text())
+                s["_dir"] = str(f.parent)
+                runs.append(s)
+            except (json.JSONDecodeError, OSError) as err:
+                raise ConfigError(f"{f} is not a readable summary.json ({err}).") from None
+    if not runs:
+        raise ConfigError(f"no finished runs (summary.json) under {', '.join(paths)}.")
+    return runs
+
+
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def variant_key(run: dict) -> tuple:
+    cfg = run["config"]
+    return tuple((k, json.dumps(cfg.get(k), sort_keys=True)) for k in MODEL_KEYS)
+
+
+def variant_label(run: dict) -> str:
+    cfg, base = run["config"], run["config"]
+    defaults = {"unit": None, "placement": "original", "shortcut": "A", "entry": "euler", "tied": False,
+                "learn_step": False, "inner": None, "step": 1.0, "width": 1, "stages": None}
+    extras = [f"{k}={base[k]}" for k, v in defaults.items() if k in base and base[k] != v]
+    return " ".join([f"{cfg['block']}-{cfg['depth']}"] + extras)
+
+
+def fairness_problems(groups: dict[tuple, list[dict]]) -> list[str]:
+    """What makes the comparison unfair (empty list: fair)."""
+    problems = []
+    reps = {key: runs[0] for key, runs in groups.items()}
+    units = {variant_label(r): tuple(r["model"]["units_per_stage"]) for r in reps.values()}
+    if len(set(units.values())) > 1:
+        problems.append("units per stage differ: " + "; ".join(f"{k}: {list(v)}" for k, v in units.items()))
+    for r in reps.values():
+        if not r["model"].get("equal_depth", True):
+            problems.append(f"{variant_label(r)} is not an equal-depth variant (block=ode)")
+    params = {variant_label(r): r["model"]["params"] for r in reps.values()}
+    lo, hi = min(params.values()), max(params.values())
+    if hi > lo * (1 + PARAM_TOLERANCE):
+        problems.append(f"parameters differ by {100 * (hi - lo) / lo:.2f}% (> 0.1%): "
+                        + ", ".join(f"{k}: {v:,}" for k, v in params.items()))
+    all_runs = [r for runs in groups.values() for r in runs]
+    for key in RECIPE_KEYS:
+        values = {json.dumps(_get(r["config"], key), sort_keys=True) for r in all_runs}
+        if len(values) > 1:
+            problems.append(f"{key} differs between runs: {' vs '.join(sorted(values))}")
+    return problems
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
+    rows = []
+    for runs in groups.values():
+        r0 = runs[0]
+        test = _mean_std([100 * r.get("test", {}).get("test/acc1", float("nan")) for r in runs])
+        val = _mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
+        wall = _mean_std([r.get("wall_time_s", float("nan")) for r in runs])
+        ips = _mean_std([r.get("images_per_sec", float("nan")) for r in runs])
+        rows.append({
+            "variant": variant_label(r0), "block": r0["config"]["block"], "depth": r0["config"]["depth"],
+            "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
+            "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
+            "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "images_per_sec": ips[0],
+            "seeds": len(runs), "seed_list": sorted(r["config"].get("seed") for r in runs),
+            "runs": [r["_dir"] for r in runs],
+        })
+    return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
+
+
+def markdown(rows: list[dict], problems: list[str]) -> str:
+    head = ("| variant | block | depth | units/stage | params | mult-adds | test acc % | val acc % | wall s "
+            "| img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        macs = f"{r['macs'] / 1e6:.1f}M" if r["macs"] else "n/a"
+        lines.append(f"| {r['variant']} | {r['block']} | {r['depth']} | {r['units_per_stage']} | {r['params']:,} | "
+                     f"{macs} | {r['test_acc_mean']:.2f} ± {r['test_acc_std']:.2f} | {r['val_acc_mean']:.2f} ± "
+                     f"{r['val_acc_std']:.2f} | {r['wall_time_s']:.0f} | {r['images_per_sec']:.0f} | {r['seeds']} |")
+    lines.append("")
+    lines.append("Fairness: " + ("passed (same units per stage, params within 0.1%, same recipe/data/epochs)."
+                                 if not problems else "NOT FAIR -- " + "; ".join(problems)))
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], groups: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [r["variant"] for r in rows]
+    ax1.bar(range(len(rows)), [r["test_acc_mean"] for r in rows], yerr=[r["test_acc_std"] for r in rows], capsize=4)
+    ax1.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+    ax1.set_ylabel("final test accuracy (%)")
+    lo = min(r["test_acc_mean"] - r["test_acc_std"] for r in rows)
+    ax1.set_ylim(max(0.0, lo - 2), None)
+    ax1.set_title("test accuracy, mean ± std over seeds")
+    for row in rows:
+        for run_dir in row["runs"]:
+            curve = _val_curve(Path(run_dir) / "metrics.csv")
+            if curve:
+                label = row["variant"] if run_dir == row["runs"][0] else None
+                ax2.plot(*zip(*curve, strict=True), alpha=0.7, label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation accuracy (%)")
+    ax2.set_title("validation accuracy per epoch")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _val_curve(path: Path) -> list[tuple[int, float]]:
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [(int(r["epoch"]) + 1, 100 * float(r["val/acc1"])) for r in csv.DictReader(f) if r.get("val/acc1")]
+
+
+def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False, wandb: bool = False,
+            wandb_project: str = "horesnet") -> tuple[list[dict], list[str], Path]:
+    runs = load_runs(paths)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[variant_key(r)].append(r)
+    problems = fairness_problems(groups)
+    if problems and not allow_unfair:
+        raise ConfigError("unfair comparison: " + "; ".join(problems) + ". Compare runs of the same depth and "
+                          "recipe, or pass allow_unfair=true to write the table anyway (it will say NOT FAIR).")
+    rows = summarise(groups)
+    out_dir = Path(out) if out else Path(paths[0] if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "comparison"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "comparison.md").write_text(markdown(rows, problems))
+    with open(out_dir / "comparison.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "runs"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, groups, out_dir / "comparison.png")
+    if wandb:
+        _log_wandb(rows, out_dir, wandb_project)
+    return rows, problems, out_dir
+
+
+def _log_wandb(rows, out_dir: Path, project: str) -> None:
+    import wandb as wb
+
+    from .training.loggers import wandb_mode
+
+    run = wb.init(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
+                  settings={"silent": True, "console": "off"}, reinit="create_new")
+    cols = [k for k in rows[0] if k not in ("runs", "seed_list")]
+    run.log({"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows]),
+             "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
+    run.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    opts, paths = dict(OPTIONS), []
+    for a in argv:
+        key, sep, value = a.partition("=")
+        if sep and key in OPTIONS:
+            opts[key] = value
+        elif sep and not Path(a).exists():
+            print(f"horesnet.compare: error: unknown option {key!r}; valid: {', '.join(OPTIONS)}.", file=sys.stderr)
+            return 2
+        else:
+            paths.append(a)
+    try:
+        if not paths:
+            raise ConfigError("give at least one run folder or multirun root, "
+                              "e.g. python -m horesnet.compare multirun/X")
+        flags = {}
+        for k in ("allow_unfair", "wandb"):
+            if opts[k].lower() not in ("true", "false"):
+                raise ConfigError(f"{k} must be true or false, got {opts[k]!r}.")
+            flags[k] = opts[k].lower() == "true"
+        rows, problems, out_dir = compare(paths, opts["out"], flags["allow_unfair"], flags["wandb"],
+                                          opts["wandb_project"])
+    except ConfigError as err:
+        print(f"horesnet.compare: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(rows, problems))
+    print(f"wrote {out_dir}/comparison.md, comparison.csv, comparison.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
