@@ -12,19 +12,27 @@ import torch.nn.functional as F
 
 def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crops (zero padding ``padding``) and horizontal flips of a (B, C, H, W) batch."""
+    """Random crops (zero padding ``padding``) and horizontal flips of a (B, C, H, W) batch.
+
+    Two gathers: rows ``dy + i``, then columns ``dx + j`` (or ``dx + W-1-j`` for a flipped image), so the flip
+    costs nothing extra.
+    """
     b, c, h, w = x.shape
+    dev = x.device
     if padding:
-        xp = F.pad(x, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=x.device)
-        dx = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=x.device)
-        rows = (dy + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
-        x = xp.gather(2, rows)
-        cols = (dx + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
-        x = x.gather(3, cols)
+        x = F.pad(x, (padding, padding, padding, padding))
+    span = 2 * padding + 1
+    dy = torch.randint(0, span, (b, 1), generator=generator, device=dev)
+    dx = torch.randint(0, span, (b, 1), generator=generator, device=dev)
+    cols = torch.arange(w, device=dev).expand(b, w)
     if flip:
-        mask = torch.rand(b, generator=generator, device=x.device) < 0.5
-        x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
+        mirrored = torch.rand(b, 1, generator=generator, device=dev) < 0.5
+        cols = torch.where(mirrored, w - 1 - cols, cols)
+    if padding:
+        rows = (dy + torch.arange(h, device=dev)).view(b, 1, h, 1).expand(b, c, h, x.shape[3])
+        x = x.gather(2, rows)
+    if padding or flip:
+        x = x.gather(3, (dx * (padding > 0) + cols).view(b, 1, 1, w).expand(b, c, h, w))
     return x
 
 
