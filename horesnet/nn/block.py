@@ -19,8 +19,12 @@ class SchemeBlock(nn.Module):
     """One step of ``scheme`` with units ``F_1..F_s`` (or one shared unit when ``tied``).
 
     ``shortcut=None`` means no skip at all (plain nets). ``learn_step`` makes h a trainable scalar named
-    ``step`` (initialised to ``step``); otherwise h is folded into the coefficients. ``zeroed`` holds
-    the indices (0-based) of increments switched off: their k_i is zero and their unit is not run.
+    ``step`` (initialised to ``step``); otherwise h is folded into the coefficients.
+
+    Path-level switches for analysis (Veit et al. 2016): ``zeroed`` holds the indices (0-based) of increments
+    switched off (k_i = 0, unit not run); ``route`` (None = off) is a set of edges that keep their gradient --
+    ``("x", i)`` input into increment i, ``(j, i)`` k_j into increment i, ``(i, "y")`` k_i into the output,
+    ``("x", "y")`` the skip. The forward pass is unchanged; every other edge is cut in the backward pass.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class SchemeBlock(nn.Module):
         used = {i for i, _ in self._weights} | {j for row in self._rows for j, _ in row}
         self._needed = tuple(i in used for i in range(s))
         self.zeroed: frozenset[int] = frozenset()
+        self.route: frozenset | None = None
 
     @property
     def h(self):
@@ -86,26 +91,43 @@ class SchemeBlock(nn.Module):
                 out, fresh = out.add(kj, alpha=a), True
         return out
 
+    def _routed(self, target, base, k):
+        """``base`` and ``k_j`` with their gradient cut unless the edge into ``target`` is on the route."""
+        keep = self.route
+        if base is not None and ("x", target) not in keep:
+            base = base.detach()
+        k = [kj if kj is None or (j, target) in keep else kj.detach() for j, kj in enumerate(k)]
+        return base, k
+
     def _increments(self, x, sx):
         k = [None] * self.scheme.stages
         for i, row in enumerate(self._rows):
             if not self._needed[i] or i in self.zeroed:
                 continue
-            z = x if i == 0 else self._combine(sx, row, k)
+            if i == 0:
+                z = x if self.route is None or ("x", 0) in self.route else x.detach()
+            else:
+                base, ks = (sx, k) if self.route is None else self._routed(i, sx, k)
+                z = self._combine(base, row, ks)
             if z is None:  # plain block with every earlier increment zeroed
                 z = torch.zeros_like(sx if sx is not None else x)
             k[i] = self.unit(i)(z)
         return k
 
+    def _output(self, sx, k):
+        if self.route is not None:
+            sx, k = self._routed("y", sx, k)
+        return self._combine(sx, self._weights, k)
+
     def increment(self, x):
         """``h * sum_i b_i k_i`` without the skip (used when the block is a unit of an outer scheme)."""
         sx = self.shortcut(x) if self.shortcut is not None else None
-        out = self._combine(None, self._weights, self._increments(x, sx))
+        out = self._output(None, self._increments(x, sx))
         return out if out is not None else torch.zeros_like(sx if sx is not None else x)
 
     def forward(self, x):
         sx = self.shortcut(x) if self.shortcut is not None else None
-        y = self._combine(sx, self._weights, self._increments(x, sx))
+        y = self._output(sx, self._increments(x, sx))
         if y is None:  # plain block with its only increment zeroed
             y = torch.zeros_like(x)
         return self.post(y)

@@ -32,10 +32,11 @@ class ClassifierModule(pl.LightningModule):
     """Cross-entropy training of ``build_model(**model)`` with top-1/top-5 accuracy, loss and calibration (ECE).
 
     ``model`` is the dict of build_model options (saved in checkpoints, so ``load_from_checkpoint`` rebuilds
-    the exact network); ``optim`` the optimiser config group.
+    the exact network); ``optim`` the optimiser config group; ``data`` the data config, kept so that analysis
+    tools can find the checkpoint's dataset.
     """
 
-    def __init__(self, model: dict, optim: dict, channels_last: bool = False):
+    def __init__(self, model: dict, optim: dict, channels_last: bool = False, data: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(**model)

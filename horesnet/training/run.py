@@ -72,7 +72,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     model_cfg = model_kwargs(cfg)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
-    module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last))
+    module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
+                              data_cfg)
     model = module.model
     layout = model.layout
     info = {"params": count_params(model),
