@@ -15,6 +15,20 @@ from torch import nn
 from ..schemes import Tableau
 
 
+class _GradMask(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by a fixed (per-sample) mask."""
+
+    @staticmethod
+    def forward(ctx, t, mask):
+        ctx.save_for_backward(mask)
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
 class SchemeBlock(nn.Module):
     """One step of ``scheme`` with units ``F_1..F_s`` (or one shared unit when ``tied``).
 
@@ -22,9 +36,10 @@ class SchemeBlock(nn.Module):
     ``step`` (initialised to ``step``); otherwise h is folded into the coefficients.
 
     Path-level switches for analysis (Veit et al. 2016): ``zeroed`` holds the indices (0-based) of increments
-    switched off (k_i = 0, unit not run); ``route`` (None = off) is a set of edges that keep their gradient --
+    switched off (k_i = 0, unit not run); ``route`` (None = off) maps the edges that keep their gradient --
     ``("x", i)`` input into increment i, ``(j, i)`` k_j into increment i, ``(i, "y")`` k_i into the output,
-    ``("x", "y")`` the skip. The forward pass is unchanged; every other edge is cut in the backward pass.
+    ``("x", "y")`` the skip -- to ``True`` or to a per-sample 0/1 mask of shape (B, 1, 1, 1) (one routed path
+    per batch element). The forward pass is unchanged; every edge not in ``route`` is cut in the backward pass.
     """
 
     def __init__(
@@ -56,7 +71,7 @@ class SchemeBlock(nn.Module):
         used = {i for i, _ in self._weights} | {j for row in self._rows for j, _ in row}
         self._needed = tuple(i in used for i in range(s))
         self.zeroed: frozenset[int] = frozenset()
-        self.route: frozenset | None = None
+        self.route: dict | None = None
 
     @property
     def h(self):
@@ -91,13 +106,15 @@ class SchemeBlock(nn.Module):
                 out, fresh = out.add(kj, alpha=a), True
         return out
 
+    def _gate(self, edge, t):
+        keep = self.route.get(edge)
+        if t is None or keep is True:
+            return t
+        return t.detach() if keep is None else _GradMask.apply(t, keep)
+
     def _routed(self, target, base, k):
-        """``base`` and ``k_j`` with their gradient cut unless the edge into ``target`` is on the route."""
-        keep = self.route
-        if base is not None and ("x", target) not in keep:
-            base = base.detach()
-        k = [kj if kj is None or (j, target) in keep else kj.detach() for j, kj in enumerate(k)]
-        return base, k
+        """``base`` and the ``k_j`` with their gradient gated by the route's edges into ``target``."""
+        return self._gate(("x", target), base), [self._gate((j, target), kj) for j, kj in enumerate(k)]
 
     def _increments(self, x, sx):
         k = [None] * self.scheme.stages
@@ -105,7 +122,7 @@ class SchemeBlock(nn.Module):
             if not self._needed[i] or i in self.zeroed:
                 continue
             if i == 0:
-                z = x if self.route is None or ("x", 0) in self.route else x.detach()
+                z = x if self.route is None else self._gate(("x", 0), x)
             else:
                 base, ks = (sx, k) if self.route is None else self._routed(i, sx, k)
                 z = self._combine(base, row, ks)
