@@ -1,0 +1,165 @@
+"""Paths of the unraveled network (Veit et al. 2016, Sec. 3 and 4.2), for every scheme.
+
+A block's paths are the skip, or a chain of increments i1 < ... < im with A[i(t+1), i(t)] != 0 that ends at an
+increment with b[im] != 0; a nested unit contributes the chains of its inner block. A block's path polynomial
+P(z) counts its paths by length (units on the path); the network's is the product over blocks. Euler blocks give
+1 + z, so an Euler network gives binomial coefficients; a classic RK4 block gives 1 + 4z + 3z^2 + 2z^3 + z^4.
+``weighted=True`` weights a path by the product of its coefficients (h*A along the chain, h*b at its end).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..nn import NestedUnit, ODEBlock, SchemeBlock
+
+
+def poly_mul(p: list, q: list) -> list:
+    out = [0] * (len(p) + len(q) - 1)
+    for i, a in enumerate(p):
+        if a:
+            for j, b in enumerate(q):
+                out[i + j] += a * b
+    return out
+
+
+def poly_add(p: list, q: list) -> list:
+    n = max(len(p), len(q))
+    return [(p[i] if i < len(p) else 0) + (q[i] if i < len(q) else 0) for i in range(n)]
+
+
+def _coefficients(block: SchemeBlock, weighted: bool):
+    h = float(block.h) if weighted else 1.0
+    A, b = block.scheme.A, block.scheme.b
+    a = (lambda i, j: h * A[i][j]) if weighted else (lambda i, j: 1)
+    w = (lambda i: h * b[i]) if weighted else (lambda i: 1)
+    return a, w
+
+
+def block_polynomial(block: SchemeBlock, weighted: bool = False, skip: bool | None = None) -> list:
+    """Path polynomial of one scheme block (ascending coefficients); ``skip=False`` drops the skip path."""
+    a, w = _coefficients(block, weighted)
+    A, b = block.scheme.A, block.scheme.b
+    chains = []  # chains[i]: polynomial of chains that end at increment i
+    for i in range(block.scheme.stages):
+        if i in block.zeroed or not block._needed[i]:
+            chains.append(None)
+            continue
+        into = [1]  # entering from the block input
+        for j in range(i):
+            if A[i][j] != 0 and chains[j] is not None:
+                into = poly_add(into, [a(i, j) * c for c in chains[j]])
+        chains.append(poly_mul(_unit_polynomial(block.unit(i), weighted), into))
+    total = [1 if (block.shortcut is not None if skip is None else skip) else 0]
+    for i, c in enumerate(chains):
+        if c is not None and b[i] != 0:
+            total = poly_add(total, [w(i) * x for x in c])
+    return total
+
+
+def _unit_polynomial(unit, weighted: bool) -> list:
+    if isinstance(unit, NestedUnit):
+        return block_polynomial(unit.block, weighted, skip=False)
+    return [0, 1]
+
+
+def _scheme_blocks(model):
+    for address, block, _ in model.blocks():
+        if isinstance(block, ODEBlock):
+            raise ConfigError(f"path lengths are defined for scheme blocks; {address} is a continuous ODE block "
+                              "(block='ode') whose paths are not countable.")
+        yield address, block
+
+
+def path_lengths(model, weighted: bool = False) -> list:
+    """Number (or total weight) of paths of each length 0, 1, 2, ... (units on the path) of the whole network."""
+    total = [1]
+    for _, block in _scheme_blocks(model):
+        total = poly_mul(total, block_polynomial(block, weighted))
+    while len(total) > 1 and total[-1] == 0:
+        total.pop()
+    return total
+
+
+# ---------------------------------------------------------------- enumerating and sampling single paths
+@dataclass(frozen=True)
+class BlockPath:
+    """One path through a block: its length and the gradient route it needs, per (possibly inner) block."""
+
+    length: int
+    routes: tuple[tuple[SchemeBlock, tuple], ...]  # (block, edges) pairs
+
+
+def block_paths(block: SchemeBlock, skip: bool | None = None) -> list[BlockPath]:
+    """Every path through ``block`` (skip first), with the route edges that select it."""
+    A, b = block.scheme.A, block.scheme.b
+    ends: list[list[BlockPath]] = []  # ends[i]: chains ending at increment i (edges up to and incl. unit i)
+    for i in range(block.scheme.stages):
+        if i in block.zeroed or not block._needed[i]:
+            ends.append([])
+            continue
+        inner = _unit_paths(block.unit(i))
+        starts = [BlockPath(0, ((block, (("x", i),)),))]
+        for j in range(i):
+            if A[i][j] != 0:
+                starts += [BlockPath(p.length, _add_edge(p.routes, block, (j, i))) for p in ends[j]]
+        ends.append([BlockPath(s.length + u.length, s.routes + u.routes) for s in starts for u in inner])
+    paths = [BlockPath(0, ((block, (("x", "y"),)),))] if (block.shortcut is not None if skip is None else skip) else []
+    for i, chain in enumerate(ends):
+        if b[i] != 0:
+            paths += [BlockPath(p.length, _add_edge(p.routes, block, (i, "y"))) for p in chain]
+    return paths
+
+
+def _add_edge(routes, block, edge):
+    out, done = [], False
+    for blk, edges in routes:
+        if blk is block and not done:
+            edges, done = edges + (edge,), True
+        out.append((blk, edges))
+    return tuple(out) if done else tuple(out) + ((block, (edge,)),)
+
+
+def _unit_paths(unit) -> list[BlockPath]:
+    if isinstance(unit, NestedUnit):
+        return block_paths(unit.block, skip=False)
+    return [BlockPath(1, ())]
+
+
+class PathSampler:
+    """Uniform sampling of single paths of a given length through the whole network."""
+
+    def __init__(self, model):
+        self.blocks = [blk for _, blk in _scheme_blocks(model)]
+        self.by_length = []
+        for blk in self.blocks:
+            groups: dict[int, list[BlockPath]] = {}
+            for p in block_paths(blk):
+                groups.setdefault(p.length, []).append(p)
+            self.by_length.append(groups)
+        # suffix[b][l]: number of ways blocks b.. can make length l
+        self.suffix = [[1]]
+        for groups in reversed(self.by_length):
+            poly = [0] * (max(groups) + 1)
+            for length, ps in groups.items():
+                poly[length] = len(ps)
+            self.suffix.insert(0, poly_mul(poly, self.suffix[0]))
+        self.counts = self.suffix[0]
+
+    def sample(self, length: int, rng: random.Random) -> dict:
+        """A uniformly drawn path of ``length``: ``{block: {edge: True}}`` routes for every scheme block."""
+        if not 0 <= length < len(self.counts) or self.counts[length] == 0:
+            raise ConfigError(f"the network has no path of length {length}.")
+        routes, left = {}, length
+        for b, groups in enumerate(self.by_length):
+            rest = self.suffix[b + 1]
+            options = [(l, len(ps) * rest[left - l]) for l, ps in groups.items()
+                       if 0 <= left - l < len(rest) and rest[left - l]]
+            pick = rng.choices([l for l, _ in options], weights=[n for _, n in options])[0]
+            path = rng.choice(groups[pick])
+            for blk, edges in path.routes:
+                routes.setdefault(blk, set()).update(edges)
+            left -= pick
+        return routes
