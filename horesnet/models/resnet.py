@@ -47,6 +47,13 @@ class ResNet(nn.Module):
         self.layout = layout
         self.config = dict(config)
 
+    def forward_stem(self, x):
+        return self.stem(x)
+
+    def forward_final(self, x):
+        """The last stage's output -> features (BN-ReLU for full pre-activation, identity otherwise)."""
+        return self.final(x)
+
     def forward_features(self, x):
         x = self.stem(x)
         for stage in self.stages:

@@ -83,6 +83,16 @@ class Unit(nn.Module):
     def downsampling(self) -> bool:
         return self.stride != 1 or self.in_channels != self.out_channels
 
+    def responses(self) -> list[tuple[nn.Conv2d, nn.Module]]:
+        """``(conv, module)`` for each conv: ``module``'s output is the conv's response after BN and before the
+        nonlinearity (He et al. 2015, Fig. 7) -- the conv itself where no BN follows it inside the unit."""
+        n = len(self.convs)
+        if self.placement == "full_preact":
+            after = [self.norms[i + 1] if i + 1 < n else self.convs[i] for i in range(n)]
+        else:
+            after = [self.norms[i] if i < len(self.norms) else self.convs[i] for i in range(n)]
+        return list(zip(self.convs, after, strict=True))
+
     def forward(self, x):
         last = len(self.convs) - 1
         p = self.placement

@@ -1,0 +1,100 @@
+"""Shared pieces of the analysis tools: evaluation data held on the device, error/loss evaluation, tidy tables."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class EvalData:
+    """Normalised evaluation batches ``[(x, y), ...]`` plus the per-channel pixel std used to normalise them."""
+
+    batches: list[tuple[torch.Tensor, torch.Tensor]]
+    pixel_std: torch.Tensor | None = None
+    name: str = "data"
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def wrap(cls, data) -> EvalData:
+        if isinstance(data, EvalData):
+            return data
+        if isinstance(data, tuple) and len(data) == 2 and torch.is_tensor(data[0]):
+            return cls([data])
+        return cls(list(data))
+
+    def to(self, device) -> EvalData:
+        return EvalData([(x.to(device), y.to(device)) for x, y in self.batches], self.pixel_std, self.name, self.meta)
+
+    @property
+    def size(self) -> int:
+        return sum(len(y) for _, y in self.batches)
+
+
+def from_datamodule(dm, split: str = "test", limit: int | None = None, batch_size: int = 250) -> EvalData:
+    """Normalised batches of a set-up ``ArrayDataModule`` split (no augmentation)."""
+    from ..data import normalise
+
+    data = dm.splits[split]
+    n = len(data) if limit is None else min(limit, len(data))
+    batches = [(normalise(data.x[i:i + batch_size], dm.mean, dm.std), data.y[i:i + batch_size])
+               for i in range(0, n, batch_size)]
+    return EvalData([(x, y[: len(x)]) for x, y in batches], dm.std.clone(), f"{dm.name}:{split}", {"n": n})
+
+
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Eval mode and no autograd, restoring the previous mode afterwards."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was)
+
+
+def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
+    """(number correct, summed cross-entropy)."""
+    return int((logits.argmax(1) == y).sum()), float(F.cross_entropy(logits.float(), y, reduction="sum"))
+
+
+def error_and_loss(model, data: EvalData, forward=None) -> tuple[float, float]:
+    """Top-1 error (%) and mean loss of ``forward`` (default: the model) over ``data``."""
+    forward = forward or model
+    correct = loss = n = 0
+    with evaluating(model):
+        for x, y in data.batches:
+            c, l = score(forward(x), y)
+            correct, loss, n = correct + c, loss + l, n + len(y)
+    return 100.0 * (1 - correct / n), loss / n
+
+
+def write_table(records: list[dict], out: Path, name: str) -> tuple[Path, Path]:
+    """``<name>.csv`` and ``<name>.json`` of a list of flat records."""
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    csv_path, json_path = out / f"{name}.csv", out / f"{name}.json"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(records)
+    json_path.write_text(json.dumps(records, indent=1, default=_jsonable) + "\n")
+    return csv_path, json_path
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return str(v)

@@ -1,0 +1,164 @@
+"""Lesion studies (Veit et al. 2016, Sec. 4): delete units or blocks at test time, reorder blocks.
+
+Deleting a unit sets its increment k_i to zero (the block's ``zeroed`` switch), so it works for every scheme:
+in an Euler block that leaves the skip, in an RK block the other increments still see the remaining ones.
+``lesion_single`` reuses the activations before the lesioned block (the shared prefix is computed once per
+batch), so the full study costs about half of one forward pass per lesion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from ..nn import NestedUnit, SchemeBlock
+from .common import EvalData, error_and_loss, evaluating, score
+
+
+def _flat_blocks(model):
+    return [(address, block, spec) for address, block, spec in model.blocks()]
+
+
+def lesion_targets(model, granularity: str = "unit") -> list[dict]:
+    """What can be deleted: every unit (``unit``) or every block (``block``), in forward order."""
+    blocks = _flat_blocks(model)
+    index = {id(b): i for i, (_, b, _) in enumerate(blocks)}
+    targets = []
+    if granularity == "block":
+        for i, (address, block, spec) in enumerate(blocks):
+            if isinstance(block, SchemeBlock):
+                switches = [(block, frozenset(range(block.scheme.stages)))]
+                targets.append({"address": address, "block_index": i, "switches": switches, "entry": spec.entry,
+                                "downsampling": spec.entry and i > 0 and _changes_shape(block),
+                                "scheme": spec.scheme, "units": spec.units})
+        return targets
+    for address, _unit, info in model.units():
+        if info.ode:
+            continue
+        stage, blk = info.stage, info.block
+        outer = next(b for a, b, _ in blocks if a == f"s{stage}.b{blk}")
+        owner, inc = outer, info.path[0] - 1
+        for step in info.path[1:]:  # descend into nested units
+            owner, inc = owner.unit(inc).block, step - 1
+        targets.append({"address": address, "block_index": index[id(outer)], "switches": [(owner, frozenset({inc}))],
+                        "entry": info.entry, "downsampling": info.downsampling, "scheme": info.scheme, "units": 1})
+    return targets
+
+
+def _changes_shape(block) -> bool:
+    unit = block.unit(0)
+    unit = unit.block.unit(0) if isinstance(unit, NestedUnit) else unit
+    return getattr(unit, "downsampling", False)
+
+
+def _apply(switches, on: bool):
+    for block, incs in switches:
+        block.zeroed = frozenset(block.zeroed | incs) if on else frozenset(block.zeroed - incs)
+
+
+def _tail(model, blocks, start: int, x):
+    for _, block, _ in blocks[start:]:
+        x = block(x)
+    return model.forward_head(model.forward_final(x))
+
+
+def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = True) -> list[dict]:
+    """Delete each unit (or block) alone; error (%) and loss vs the intact network, one record per target."""
+    data = EvalData.wrap(data)
+    blocks = _flat_blocks(model)
+    targets = lesion_targets(model, granularity)
+    base_err, base_loss = error_and_loss(model, data)
+    tallies = [[0, 0.0] for _ in targets]
+    n = data.size
+    with evaluating(model):
+        for x, y in data.batches:
+            if reuse_prefix:
+                inputs, h = [], model.forward_stem(x)
+                for _, block, _ in blocks:
+                    inputs.append(h)
+                    h = block(h)
+            for t, target in zip(targets, tallies, strict=True):
+                _apply(t["switches"], True)
+                try:
+                    if reuse_prefix:
+                        logits = _tail(model, blocks, t["block_index"], inputs[t["block_index"]])
+                    else:
+                        logits = model(x)
+                finally:
+                    _apply(t["switches"], False)
+                c, l = score(logits, y)
+                target[0] += c
+                target[1] += l
+    records = []
+    for t, (correct, loss) in zip(targets, tallies, strict=True):
+        err = 100.0 * (1 - correct / n)
+        records.append({"address": t["address"], "granularity": granularity, "scheme": t["scheme"],
+                        "entry": t["entry"], "downsampling": t["downsampling"], "units": t["units"],
+                        "error": err, "delta_error": err - base_err, "loss": loss / n,
+                        "intact_error": base_err, "intact_loss": base_loss})
+    return records
+
+
+def lesion_random(model, data, ks=(1, 2, 4, 8), trials: int = 5, seed: int = 0,
+                  include_entry: bool = False) -> list[dict]:
+    """Delete k random units at once (entry units excluded unless asked), ``trials`` draws per k."""
+    data = EvalData.wrap(data)
+    pool = [t for t in lesion_targets(model, "unit") if include_entry or not t["entry"]]
+    rng = random.Random(seed)
+    base_err, _ = error_and_loss(model, data)
+    records = []
+    for k in ks:
+        if k > len(pool):
+            raise ValueError(f"cannot delete {k} units: only {len(pool)} are eligible")
+        for trial in range(trials):
+            chosen = rng.sample(pool, k)
+            switches = [s for t in chosen for s in t["switches"]]
+            _apply(switches, True)
+            try:
+                err, loss = error_and_loss(model, data)
+            finally:
+                _apply(switches, False)
+            records.append({"k": k, "trial": trial, "error": err, "loss": loss, "intact_error": base_err,
+                            "deleted": " ".join(t["address"] for t in chosen)})
+    return records
+
+
+def kendall_tau(order: list[int]) -> float:
+    """Kendall's tau between ``order`` and the identity order."""
+    n = len(order)
+    if n < 2:
+        return 1.0
+    s = sum(1 if order[i] < order[j] else -1 for i, j in itertools.combinations(range(n), 2))
+    return s / (n * (n - 1) / 2)
+
+
+def reorder(model, data, swaps=(1, 2, 4, 8), trials: int = 5, seed: int = 0) -> list[dict]:
+    """Swap random pairs of equal-shape (non-entry) blocks within a stage; error vs Kendall tau of the order."""
+    data = EvalData.wrap(data)
+    blocks = _flat_blocks(model)
+    stage_of = [int(a.split(".")[0][1:]) for a, _, _ in blocks]
+    movable = [i for i, (_, _, spec) in enumerate(blocks) if not spec.entry]
+    rng = random.Random(seed)
+    records = []
+    for n_swaps in swaps:
+        for trial in range(trials):
+            order = list(range(len(blocks)))
+            for _ in range(n_swaps):
+                i = rng.choice(movable)
+                partners = [j for j in movable if j != i and stage_of[j] == stage_of[i]]
+                if partners:
+                    j = rng.choice(partners)
+                    order[i], order[j] = order[j], order[i]
+
+            def forward(x, order=order):
+                h = model.forward_stem(x)
+                for idx in order:
+                    h = blocks[idx][1](h)
+                return model.forward_head(model.forward_final(h))
+
+            err, loss = error_and_loss(model, data, forward)
+            moved = [order[i] for i in movable]
+            records.append({"swaps": n_swaps, "trial": trial, "kendall_tau": kendall_tau(moved), "error": err,
+                            "loss": loss})
+    return records
+
