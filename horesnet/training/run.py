@@ -85,7 +85,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                            {**run_config, **{f"model/{k}": v for k, v in info.items()}}, group)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), TQDMProgressBar(refresh_rate=10)]
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step")]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
     trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
