@@ -23,7 +23,7 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
         with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):
             known = set(hydra_compose(config_name=config_name))
             for item in overrides:
-                key = item.split("=", 1)[0]
+                key = item.split("=", 1)[0].lstrip("+~")
                 if "=" in item and key[:1].isalpha() and key.split(".")[0] not in known:
                     raise ConfigError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}.")
             return hydra_compose(config_name=config_name, overrides=list(overrides))

@@ -28,12 +28,15 @@ def schemes_table() -> str:
 def model_report(cfg) -> str:
     model = model_from_config(cfg)
     layout = model.layout
-    side = cfg.image_size or (32 if layout.arch == "cifar" else 224)
+    side = cfg.image_size if cfg.image_size is not None else (32 if layout.arch == "cifar" else 224)
+    if not isinstance(side, int) or isinstance(side, bool) or side < 1:
+        raise ConfigError(f"image_size must be a positive integer (or null for the family default), got {side!r}.")
     size = (cfg.in_channels, side, side)
     macs = count_macs(model, size)
     params = count_params(model)
     if layout.block == "ode":
-        scheme_line = "ode (continuous depth, torchdiffeq odeint; NOT equal-depth)"
+        scheme_line = ("ode (continuous depth: per stage one entry unit + one torchdiffeq odeint of one unit, "
+                       "whatever the depth; NOT equal-depth)")
     else:
         t = get_scheme(layout.block)
         scheme_line = f"{t.name} ({t.stages} stage(s), computed order {t.order})"
@@ -51,7 +54,7 @@ def model_report(cfg) -> str:
         f"units per stage: {list(layout.units_per_stage)}, leftover units: {layout.leftovers}, "
         f"{layout.block} blocks: {layout.scheme_blocks()}",
         f"conv layers in units: {layout.conv_layers} ({CONVS_PER_UNIT[layout.unit]} per unit) "
-        f"+ stem conv + fc = depth {layout.conv_layers + 2}",
+        f"+ stem conv + fc = {layout.conv_layers + 2} weighted layers",
         f"parameters: {params:,}",
         f"multiply-adds per image ({'x'.join(map(str, size))}): {macs:,} ({macs / 1e9:.3f} G)"
         + (f", at NFE={model.nfe} for a zero input" if layout.block == "ode" else ""),

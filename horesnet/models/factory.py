@@ -20,6 +20,7 @@ from ..nn import (
     normalise_shortcut,
     post_activation,
 )
+from ..nn.ode import ODE_METHODS
 from ..nn.units import NORMS
 from ..schemes import get_scheme
 from .layout import BlockSpec, plan_layout
@@ -76,6 +77,7 @@ def build_model(
     config["stages"] = list(stages) if stages is not None else None
     check_choice("placement", placement, PLACEMENTS)
     check_choice("norm", norm, NORMS)
+    check_choice("ode_method", ode_method, ODE_METHODS)
     shortcut = normalise_shortcut(shortcut)
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("stem_stride", stem_stride)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

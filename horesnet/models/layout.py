@@ -127,7 +127,11 @@ def _stage_blocks(n: int, block: str, inner: str | None, entry: str) -> tuple[Bl
 
 
 def _plan(arch, unit, per_stage, block, inner, entry, strict, depth) -> Layout:
-    stages = tuple(StageLayout(i + 1, n, _stage_blocks(n, block, inner, entry)) for i, n in enumerate(per_stage))
+    stages = []
+    for i, n in enumerate(per_stage):
+        blocks = _stage_blocks(n, block, inner, entry)
+        stages.append(StageLayout(i + 1, sum(b.units for b in blocks), blocks))
+    stages = tuple(stages)
     return Layout(arch, unit, block, depth, stages, equal_depth=(block != "ode"))
 
 
@@ -168,8 +172,10 @@ def plan_layout(
     if unit is not None:
         check_choice("unit", unit, UNITS)
     if stages is not None:
-        per_stage = tuple(int(n) for n in stages)
         want = 3 if arch == "cifar" else 4
+        if isinstance(stages, str | bytes) or not all(isinstance(n, int) and not isinstance(n, bool) for n in stages):
+            raise ConfigError(f"stages={stages!r} must list {want} positive integer unit counts for arch={arch!r}.")
+        per_stage = tuple(stages)
         if len(per_stage) != want or min(per_stage) < 1:
             raise ConfigError(f"stages={list(stages)!r} must list {want} positive unit counts for arch={arch!r}.")
         unit = unit or ("basic" if arch == "cifar" else "bottleneck")

@@ -147,6 +147,8 @@ class SchemeBlock(nn.Module):
         y = self._output(sx, self._increments(x, sx))
         if y is None:  # plain block with its only increment zeroed
             y = torch.zeros_like(x)
+        elif y is sx:  # every increment zeroed: never let an in-place post-activation touch the input
+            y = y.clone()
         return self.post(y)
 
     def extra_repr(self) -> str:

@@ -19,7 +19,8 @@ SHORTCUTS = ("A", "B", "C", "plain")
 def normalise_shortcut(name: str) -> str:
     """Accept ``a``/``b``/``c`` as well as ``A``/``B``/``C``."""
     value = name.upper() if isinstance(name, str) and len(name) == 1 else name
-    check_choice("shortcut", value, SHORTCUTS)
+    if value not in SHORTCUTS:
+        check_choice("shortcut", name, SHORTCUTS)
     return value
 
 

@@ -1,0 +1,36 @@
+"""Shared fixtures for the model, block and CLI tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from horesnet import list_schemes
+from horesnet.schemes.registry import unregister_scheme
+
+# The tests run tiny tensors (8x8 images, batch 2), for which intra-op threads only add overhead; on a busy
+# 2-core machine their spin-waiting multiplies the run time several-fold.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def promised_schemes() -> dict[str, tuple[int, int]]:
+    """What each built-in name promises, from the literature (Butcher 2016, Sec. 23; Verner 1978):
+    name -> (stages, order). Independent of the tableaux stored in the package."""
+    return {"euler": (1, 1), "midpoint": (2, 2), "heun": (2, 2), "ralston": (2, 2), "rk3": (3, 3),
+            "heun3": (3, 3), "rk4": (4, 4), "rk4_38": (4, 4), "rk8": (14, 8)}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same random state, so failures are reproducible."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def scheme_registry_guard():
+    """Unregister whatever a test registers, so other tests see only the built-in schemes."""
+    before = set(list_schemes())
+    yield
+    for name in set(list_schemes()) - before:
+        unregister_scheme(name)
