@@ -109,9 +109,17 @@ def analyze(cfg) -> Path:
     model = model.to(device).eval()
     data = eval_data(data_cfg, cfg, device) if any(s != "paths" for s in studies) else None
     tables, summary = {}, {}
+    skipped = {}
     for s in studies:
         started = time.time()
-        for name, records in run_study(s, model, data, cfg).items():
+        try:
+            results = run_study(s, model, data, cfg)
+        except ConfigError as err:
+            if cfg.study != "all":
+                raise
+            skipped[s] = str(err)  # study=all goes on with what applies to this network
+            continue
+        for name, records in results.items():
             tables[name] = records
             summary[name] = {"seconds": round(time.time() - started, 2), "rows": len(records)}
     out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +129,8 @@ def analyze(cfg) -> Path:
     _log_wandb(cfg, tables, out, run_dir, title)
     print(f"horesnet.analyze: {title}: " + ", ".join(f"{k} ({v['rows']} rows, {v['seconds']}s)"
                                                      for k, v in summary.items()))
+    for s, why in skipped.items():
+        print(f"  skipped {s}: {why}")
     print(f"  wrote {out}/<study>.csv, .json, .png")
     return out
 

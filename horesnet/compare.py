@@ -20,8 +20,9 @@ from .config import MODEL_KEYS
 from .errors import ConfigError
 
 OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
-RECIPE_KEYS = ("optim", "data", "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches",
-               "channels_last")
+RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
+               "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
+               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last")
 PARAM_TOLERANCE = 1e-3
 
 

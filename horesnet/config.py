@@ -28,7 +28,9 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
                     raise ConfigError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}.")
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"bad command-line override: {str(err).strip()}") from None
+        text = str(err).split("Config search path")[0]
+        text = " ".join(text.replace("\t", " ").split())
+        raise ConfigError(f"bad command-line override: {text}") from None
 
 
 def model_kwargs(cfg: DictConfig) -> dict:

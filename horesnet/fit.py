@@ -35,7 +35,8 @@ def _hydra_main(cfg) -> None:
         summary = run_fit(cfg, Path(HydraConfig.get().runtime.output_dir), sweep_group())
     except (ConfigError, NonFiniteLossError) as err:
         _fail(err)
-    print(report(summary))
+    if summary.get("is_global_zero", True):
+        print(report(summary))
 
 
 def main() -> None:

@@ -90,11 +90,15 @@ def write_table(records: list[dict], out: Path, name: str) -> tuple[Path, Path]:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(records)
-    json_path.write_text(json.dumps(records, indent=1, default=_jsonable) + "\n")
+    clean = [{k: _jsonable(v) for k, v in r.items()} for r in records]
+    json_path.write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
     return csv_path, json_path
 
 
 def _jsonable(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
+    """NaN/inf become null (strict JSON); anything json cannot hold becomes its string."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if v is None or isinstance(v, bool | int | str):
+        return v
     return str(v)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 
+from ..errors import ConfigError
 from ..nn import NestedUnit, SchemeBlock
 from .common import EvalData, error_and_loss, evaluating, score
 
@@ -109,7 +110,8 @@ def lesion_random(model, data, ks=(1, 2, 4, 8), trials: int = 5, seed: int = 0,
     records = []
     for k in ks:
         if k > len(pool):
-            raise ValueError(f"cannot delete {k} units: only {len(pool)} are eligible")
+            raise ConfigError(f"lesion_random cannot delete {k} units: only {len(pool)} non-entry units are "
+                              "eligible (include_entry=True adds the entry units, or use smaller ks).")
         for trial in range(trials):
             chosen = rng.sample(pool, k)
             switches = [s for t in chosen for s in t["switches"]]
@@ -143,7 +145,7 @@ def reorder(model, data, swaps=(1, 2, 4, 8), trials: int = 5, seed: int = 0) -> 
     for n_swaps in swaps:
         for trial in range(trials):
             order = list(range(len(blocks)))
-            for _ in range(n_swaps):
+            for _ in range(n_swaps if movable else 0):
                 i = rng.choice(movable)
                 partners = [j for j in movable if j != i and stage_of[j] == stage_of[i]]
                 if partners:

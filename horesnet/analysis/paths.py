@@ -31,7 +31,7 @@ def poly_add(p: list, q: list) -> list:
 
 
 def _coefficients(block: SchemeBlock, weighted: bool):
-    h = float(block.h) if weighted else 1.0
+    h = float(block.h.detach() if block.learn_step else block.h) if weighted else 1.0
     A, b = block.scheme.A, block.scheme.b
     a = (lambda i, j: h * A[i][j]) if weighted else (lambda i, j: 1)
     w = (lambda i: h * b[i]) if weighted else (lambda i: 1)

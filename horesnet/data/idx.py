@@ -91,8 +91,7 @@ def load_idx_dataset(name: str, root: Path, download_ok: bool = True, verify: bo
         target = root / spec.folders[0]
         try:
             for name_ in FILES:
-                accepted = spec.md5s[name_ + ".gz"]
-                download(spec.url + name_ + ".gz", target / (name_ + ".gz"), sorted(accepted)[0])
+                download(spec.url + name_ + ".gz", target / (name_ + ".gz"), spec.md5s[name_ + ".gz"])
         except DataError as err:
             raise _missing(spec, root, str(err)) from None
         files = _locate(spec, root)

@@ -36,15 +36,18 @@ def md5(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: Path, expected_md5: str | None, timeout: float = 20.0) -> Path:
-    """Fetch ``url`` to ``dest`` through a temporary file; verify, then rename. Raises DataError offline."""
+def download(url: str, dest: Path, expected_md5, timeout: float = 20.0) -> Path:
+    """Fetch ``url`` to ``dest`` through a temporary file; verify (``expected_md5``: one md5, a set of accepted
+    ones, or None), then rename. Raises DataError offline or on a checksum mismatch; never leaves a partial file."""
+    accepted = {expected_md5} if isinstance(expected_md5, str) else set(expected_md5 or ())
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
-        if expected_md5 and md5(Path(tmp)) != expected_md5:
-            raise DataError(f"downloaded {url} but its md5 is not {expected_md5}; the download is corrupt.")
+        if accepted and md5(Path(tmp)) not in accepted:
+            raise DataError(f"downloaded {url} but its md5 is not {' or '.join(sorted(accepted))}; "
+                            "the download is corrupt.")
         os.replace(tmp, dest)
         return dest
     except OSError as err:

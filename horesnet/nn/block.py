@@ -106,6 +106,14 @@ class SchemeBlock(nn.Module):
                 out, fresh = out.add(kj, alpha=a), True
         return out
 
+    def _zeros_out(self, x):
+        """Zeros of the block's output shape (what a fully deleted plain block passes on)."""
+        unit = self.unit(0)
+        while isinstance(unit, NestedUnit):
+            unit = unit.block.unit(0)
+        stride, channels = getattr(unit, "stride", 1), getattr(unit, "out_channels", x.shape[1])
+        return x.new_zeros(x.shape[0], channels, -(-x.shape[2] // stride), -(-x.shape[3] // stride))
+
     def _gate(self, edge, t):
         keep = self.route.get(edge)
         if t is None or keep is True:
@@ -127,7 +135,7 @@ class SchemeBlock(nn.Module):
                 base, ks = (sx, k) if self.route is None else self._routed(i, sx, k)
                 z = self._combine(base, row, ks)
             if z is None:  # plain block with every earlier increment zeroed
-                z = torch.zeros_like(sx if sx is not None else x)
+                z = self._zeros_out(x)
             k[i] = self.unit(i)(z)
         return k
 
@@ -140,13 +148,13 @@ class SchemeBlock(nn.Module):
         """``h * sum_i b_i k_i`` without the skip (used when the block is a unit of an outer scheme)."""
         sx = self.shortcut(x) if self.shortcut is not None else None
         out = self._output(None, self._increments(x, sx))
-        return out if out is not None else torch.zeros_like(sx if sx is not None else x)
+        return out if out is not None else self._zeros_out(x)
 
     def forward(self, x):
         sx = self.shortcut(x) if self.shortcut is not None else None
         y = self._output(sx, self._increments(x, sx))
         if y is None:  # plain block with its only increment zeroed
-            y = torch.zeros_like(x)
+            y = self._zeros_out(x)
         elif y is sx:  # every increment zeroed: never let an in-place post-activation touch the input
             y = y.clone()
         return self.post(y)

@@ -93,7 +93,7 @@ class ClassifierModule(pl.LightningModule):
 
     def on_train_epoch_end(self):
         self.log("train/images_per_sec", self.images_per_sec, sync_dist=True)
-        steps = [m.step for m in self.model.learnable_steps]
+        steps = self.model.learnable_steps
         if steps:
             self.log("train/step_mean", torch.stack([s.detach() for s in steps]).mean())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -37,6 +38,31 @@ def write_json_atomic(path: Path, obj) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
+    """Put the rows logged before a resume back in front of the resumed run's ``metrics.csv``."""
+    if not earlier or not trainer.is_global_zero:
+        return
+    for lg in trainer.loggers:
+        lg.save()
+    now = _read_metrics(path)
+    first = min((int(r["epoch"]) for r in now if r.get("epoch")), default=None)
+    rows = [r for r in earlier if first is None or (r.get("epoch") and int(r["epoch"]) < first)] + now
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    fd, tmp = tempfile.mkstemp(prefix="metrics.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
 
 
@@ -84,8 +110,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     loggers = make_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_dir,
                            {**run_config, **{f"model/{k}": v for k, v in info.items()}}, group)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
-                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step")]
+                                 save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True)  # every epoch
+    callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step")]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if cfg.stop_after_epoch:
@@ -94,6 +121,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
     ckpt = resume_checkpoint(cfg.resume, run_dir)
+    earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
         finished = trainer.current_epoch >= trainer.max_epochs and not trainer.interrupted
@@ -103,13 +131,16 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                    "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
                    "device": str(module.device), "best_checkpoint": checkpoint.best_model_path or None}
         summary["val"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        summary["is_global_zero"] = trainer.is_global_zero
         if not finished:
+            _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
             summary["wall_time_s"] = time.time() - started
             write_json_atomic(run_dir / "progress.json", summary)
             return summary
         test = trainer.test(module, datamodule=data, verbose=False)
         summary["test"] = {k: float(v) for k, v in (test[0] if test else {}).items()}
         summary["wall_time_s"] = time.time() - started
+        _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)
             final = {f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()}

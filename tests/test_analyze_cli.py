@@ -1,0 +1,236 @@
+"""Tests of ``python -m horesnet.analyze``: every study from a trained checkpoint, ``study=paths`` from a config
+alone, W&B offline logging, and clean failures on bad input.
+
+Tiny checkpoints are trained in-process (synthetic data, width 0.25, one epoch). The real command-line runs (all
+studies, W&B offline, a missing checkpoint) start together in the background as soon as the first checkpoint
+exists; cheaper cases call ``horesnet.analyze.main`` in-process. Outputs are read back with the csv/json modules.
+Expected values come from the layout rule and hand-computed path polynomials (an Euler net of n units has C(n, k)
+paths of length k; an RK4 block has 1 + 4z + 3z^2 + 2z^3 + z^4), not from the analysis code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import horesnet
+from horesnet.analyze import main
+from horesnet.config import compose
+from horesnet.training.run import run_fit
+
+sys.path.insert(0, str(Path(__file__).parent))
+import wandb_offline  # noqa: E402
+
+STUDY_TABLES = ("lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement", "robustness")
+SMALL = ["limit=64", "samples_per_length=4", "effective_images=8", "ks=[1,2]", "trials=2", "swaps=[1]"]
+
+
+def train(run_dir: Path, depth: int) -> Path:
+    cfg = compose("fit", ["data=synthetic", f"depth={depth}", "width=0.25", "trainer.max_epochs=1", "logger=csv",
+                          "data.limit_train=64", "data.limit_val=32", "data.limit_test=32",
+                          "trainer.enable_progress_bar=false"])
+    run_fit(cfg, run_dir=run_dir)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+def _env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE", "HYDRA_FULL_ERROR")}
+    env["OMP_NUM_THREADS"] = "1"
+    env["HOME"] = str(home)  # no ~/.netrc: W&B must go offline by itself, never prompt
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(horesnet.__file__).parent.parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _run(args: list[str], cwd: Path, env: dict, timeout: float = 240) -> dict:
+    proc = subprocess.Popen([sys.executable, "-m", "horesnet.analyze", *args], cwd=cwd, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return {"rc": proc.returncode, "stdout": out, "stderr": err, "timed_out": False}
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return {"rc": None, "stdout": out, "stderr": err, "timed_out": True}
+
+
+class Runs:
+    """The trained checkpoints and the background command-line runs (futures), by name."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.ckpt14 = train(base / "run14", 14)
+        home = base / "home"
+        home.mkdir()
+        env = _env(home)
+        jobs = {
+            "all": [f"ckpt={self.ckpt14}", "study=all", *SMALL, "wandb=disabled"],
+            "wandb": [f"ckpt={self.ckpt14}", "study='paths,refinement'", *SMALL, "wandb=offline",
+                      f"out={base / 'wb'}"],
+            "missing": [f"ckpt={base / 'nope' / 'last.ckpt'}", "study=lesion", "wandb=disabled"],
+        }
+        self.pool = ThreadPoolExecutor(max_workers=len(jobs))
+        self.futures = {name: self.pool.submit(_run, args, base, env) for name, args in jobs.items()}
+        self.ckpt8 = train(base / "run8", 8)  # while the command-line runs go on
+
+    def result(self, name: str) -> dict:
+        res = self.futures[name].result()
+        assert not res["timed_out"], f"{name}: timed out\n{res['stderr'][-2000:]}"
+        return res
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    r = Runs(tmp_path_factory.mktemp("analyze_cli"))
+    yield r
+    r.pool.shutdown(wait=True)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_clean_failure(rc: int, out: str, err: str, *needles: str) -> None:
+    assert rc == 2, f"rc={rc}\nstdout:{out[-2000:]}\nstderr:{err[-3000:]}"
+    assert "Traceback" not in out + err, err[-3000:]
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one clear message, got:\n{err}"
+    assert lines[0].startswith("horesnet.analyze: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} missing from: {lines[0]}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Every study from a checkpoint
+# --------------------------------------------------------------------------------------------------------------
+
+def test_all_studies_from_a_checkpoint(runs):
+    res = runs.result("all")
+    assert res["rc"] == 0, res["stderr"][-3000:]
+    assert "Traceback" not in res["stderr"]
+    out = runs.ckpt14.parent.parent / "analysis"  # default: <run folder>/analysis
+    for name in STUDY_TABLES:
+        for ext in ("csv", "json", "png"):
+            assert (out / f"{name}.{ext}").is_file(), f"{name}.{ext} missing in {out}"
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        rows = read_csv(out / f"{name}.csv")
+        assert len(json.loads((out / f"{name}.json").read_text())) == len(rows) > 0, name
+    # depth 14: 2 units per stage, each an Euler block of one unit; the first of each stage is the entry
+    units = [f"s{s}.b{b}.u1" for s in (1, 2, 3) for b in (1, 2)]
+    lesion = read_csv(out / "lesion.csv")
+    assert [r["address"] for r in lesion] == units
+    assert [r["entry"] for r in lesion] == ["True", "False"] * 3
+    paths = read_csv(out / "paths.csv")
+    assert [(int(r["length"]), int(r["count"])) for r in paths] == [(k, math.comb(6, k)) for k in range(7)]
+    lesion_random = read_csv(out / "lesion_random.csv")
+    assert sorted((int(r["k"]), int(r["trial"])) for r in lesion_random) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for r in lesion_random:
+        assert len(r["deleted"].split()) == int(r["k"])
+        assert set(r["deleted"].split()) <= set(units[1::2])
+    assert sorted(int(r["trial"]) for r in read_csv(out / "reorder.csv")) == [0, 1]
+    effective = read_csv(out / "effective.csv")
+    assert [(int(r["length"]), int(r["paths"]), int(r["samples"])) for r in effective] == \
+        [(k, math.comb(6, k), 4) for k in range(7)]
+    assert len(read_csv(out / "responses.csv")) == 1 + 2 * 6  # stem + two 3x3 convs per basic unit
+    refinement = read_csv(out / "refinement.csv")
+    assert [r["address"] for r in refinement] == [u.rsplit(".", 1)[0] for u in units]
+    robustness = read_csv(out / "robustness.csv")
+    assert [float(r["sigma"]) for r in robustness] == [0.0, 0.02, 0.05, 0.1, 0.2, 0.3]  # analyze.yaml default
+    # three independent evaluations of the intact network on the same 64 images agree
+    intact = float(lesion[0]["intact_error"])
+    assert float(refinement[-1]["error"]) == pytest.approx(intact, abs=1e-6)
+    assert float(robustness[0]["error"]) == pytest.approx(intact, abs=1e-6)
+    assert float(lesion[0]["intact_loss"]) == pytest.approx(float(refinement[-1]["loss"]), abs=1e-5)
+
+
+def test_all_studies_on_the_smallest_net(runs, capsys):
+    """Depth 8 has one (entry) unit per stage: nothing is eligible for random deletion or reordering. study=all
+    must still finish, or at worst stop with one clear message -- never a traceback."""
+    out = runs.base / "all8"
+    rc = main([f"ckpt={runs.ckpt8}", "study=all", *SMALL, "wandb=disabled", f"out={out}"])
+    captured = capsys.readouterr()
+    assert rc in (0, 2), captured.err[-3000:]
+    if rc == 0:  # what does not apply to this network is skipped, and said so
+        for name in STUDY_TABLES:
+            assert (out / f"{name}.csv").is_file() or f"skipped {name}:" in captured.out, name
+        assert "skipped lesion_random:" in captured.out
+    else:
+        assert_clean_failure(rc, captured.out, captured.err)
+
+
+def test_paths_without_a_checkpoint(runs, capsys):
+    out = runs.base / "paths"
+    rc = main(["study=paths", "block=rk4", "depth=56", "wandb=disabled", f"out={out}"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-3000:]
+    assert "rk4-56" in captured.out
+    for ext in ("csv", "json", "png"):
+        assert (out / f"paths.{ext}").is_file()
+    rk4 = [1, 4, 3, 2, 1]
+    stage = [1]
+    for p in ([1, 1], rk4, rk4):  # depth 56: 9 units per stage = Euler entry + two rk4 blocks
+        stage = [sum(stage[i] * p[k - i] for i in range(len(stage)) if 0 <= k - i < len(p))
+                 for k in range(len(stage) + len(p) - 1)]
+    net = [1]
+    for _ in range(3):
+        net = [sum(net[i] * stage[k - i] for i in range(len(net)) if 0 <= k - i < len(stage))
+               for k in range(len(net) + len(stage) - 1)]
+    rows = read_csv(out / "paths.csv")
+    assert [int(r["length"]) for r in rows] == list(range(28))
+    assert [int(r["count"]) for r in rows] == net
+    assert sum(net) == (2 * 11 * 11) ** 3
+    assert json.loads((out / "paths.json").read_text()) == [{"length": k, "count": c} for k, c in enumerate(net)]
+
+
+def test_wandb_offline_run_under_the_output_folder(runs):
+    res = runs.result("wandb")
+    assert res["rc"] == 0, res["stderr"][-3000:]
+    out = runs.base / "wb"
+    assert (out / "paths.csv").is_file() and (out / "refinement.csv").is_file()
+    offline = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1, f"expected one offline W&B run under {out / 'wandb'}"
+    assert not list((out / "wandb").glob("run-*")), "an online run was started"
+    logged = wandb_offline.read_run(offline[0])
+    assert logged["run"]["job_type"] == "analysis"
+    history = {k: v for row in logged["history"] for k, v in row.items()}
+    for name, rows, cols in (("paths", 7, 2), ("refinement", 6, 7)):  # depth 14: lengths 0..6, six blocks
+        assert history.get(f"{name}/table/_type") == "table-file", sorted(history)
+        assert (history[f"{name}/table/nrows"], history[f"{name}/table/ncols"]) == (rows, cols)
+        assert history.get(f"{name}/plot/_type") == "image-file", sorted(history)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input: exit status 2 and one clear line, no traceback
+# --------------------------------------------------------------------------------------------------------------
+
+def test_missing_checkpoint_in_a_subprocess(runs):
+    res = runs.result("missing")
+    assert_clean_failure(res["rc"], res["stdout"], res["stderr"], "nope", "no such file")
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "unknown_study", "lesion_without_ckpt"])
+def test_bad_input(case, runs, tmp_path, capsys):
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint\x00\x01\x02")
+    argv, needles = {
+        "missing": ([f"ckpt={tmp_path / 'missing.ckpt'}", "study=lesion"], ["missing.ckpt"]),
+        "garbage": ([f"ckpt={garbage}", "study=lesion"], ["garbage.ckpt"]),
+        "unknown_study": ([f"ckpt={runs.ckpt14}", "study=lesions"], ["lesions", "lesion_random"]),
+        "lesion_without_ckpt": (["study=lesion"], ["ckpt"]),
+    }[case]
+    rc = main([*argv, "wandb=disabled", f"out={tmp_path / 'out'}"])
+    captured = capsys.readouterr()
+    assert_clean_failure(rc, captured.out, captured.err, *needles)
+    assert not (tmp_path / "out").exists(), "a failed analysis should not leave an output folder"
