@@ -111,7 +111,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                            {**run_config, **{f"model/{k}": v for k, v in info.items()}}, group)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
                                  save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True)  # every epoch
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)  # rewritten after every epoch
     callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step")]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=10))

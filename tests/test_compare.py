@@ -1,0 +1,185 @@
+"""Tests of horesnet.compare: mean ± std over seeds, and refusal of unfair comparisons.
+
+The run folders are written by hand in the schema ``run_fit`` writes (summary.json with config/model/val/test),
+with accuracies chosen here; expected means and standard deviations come from Python's ``statistics`` module.
+Parameter counts are He et al. 2015's: ResNet-20 0.27M (272,474), ResNet-32 0.46M (464,154).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from horesnet.compare import compare, main
+from horesnet.config import compose
+from horesnet.errors import ConfigError
+
+PARAMS = {20: 272_474, 32: 464_154}
+ACC = {  # (block, depth) -> per-seed (test acc1, val acc1) as fractions
+    ("euler", 20): [(0.9150, 0.9120), (0.9172, 0.9160), (0.9131, 0.9088)],
+    ("midpoint", 20): [(0.9203, 0.9180), (0.9188, 0.9202), (0.9241, 0.9196)],
+    ("midpoint", 32): [(0.9290, 0.9262), (0.9310, 0.9301), (0.9275, 0.9280)],
+}
+_CONFIGS: dict[tuple, dict] = {}
+
+
+def _config(block: str, depth: int, extra: tuple[str, ...]) -> dict:
+    key = (block, depth, extra)
+    if key not in _CONFIGS:
+        cfg = compose("fit", [f"block={block}", f"depth={depth}", "logger=csv", *extra])
+        _CONFIGS[key] = OmegaConf.to_container(cfg, resolve=True)
+    return copy.deepcopy(_CONFIGS[key])
+
+
+def write_run(root: Path, block: str, depth: int, seed: int, test_acc: float, val_acc: float,
+              extra: tuple[str, ...] = (), params: int | None = None, curve: bool = False) -> Path:
+    """One finished run folder with summary.json as run_fit writes it."""
+    config = _config(block, depth, extra)
+    config["seed"] = seed
+    n = (depth - 2) // 6
+    run_dir = root / "-".join([block, f"d{depth}", f"s{seed}", *(e.replace("=", "_") for e in extra)])
+    run_dir.mkdir(parents=True)
+    summary = {
+        "status": "finished", "run_dir": str(run_dir), "config": config,
+        "model": {"params": params or PARAMS[depth], "macs": 40_000_000 * depth // 20, "units_per_stage": [n] * 3,
+                  "layout": [f"stage {i}: {n} units = euler* + {block}" for i in (1, 2, 3)], "leftover_units": 0,
+                  "equal_depth": True},
+        "epochs_done": config["trainer"]["max_epochs"], "resumed_from": None, "train_time_s": 1000.0 + seed,
+        "images_per_sec": 2000.0 + 10 * seed, "version": "0.1.0", "git_commit": None, "torch": "2.13.0",
+        "device": "cuda:0", "best_checkpoint": str(run_dir / "checkpoints" / "best.ckpt"),
+        "val": {"val/loss": 0.3, "val/acc1": val_acc, "val/acc5": 0.998, "val/ece": 0.03},
+        "test": {"test/loss": 0.31, "test/acc1": test_acc, "test/acc5": 0.997, "test/ece": 0.031},
+        "wall_time_s": 1200.0 + seed,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if curve:
+        with open(run_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["epoch", "step", "val/acc1", "train/loss_epoch"])
+            for e in range(3):
+                w.writerow([e, 100 * e, val_acc - 0.01 * (2 - e), ""])
+                w.writerow([e, 100 * e, "", 1.0 - 0.1 * e])
+    return run_dir
+
+
+def fair_set(root: Path) -> Path:
+    for block in ("euler", "midpoint"):
+        for seed, (t, v) in enumerate(ACC[(block, 20)]):
+            write_run(root / "sweep", block, 20, seed, t, v, curve=seed == 0)
+    return root / "sweep"
+
+
+def test_fair_comparison_mean_std(tmp_path):
+    root = fair_set(tmp_path)
+    rows, problems, out = compare([str(root)])
+    assert problems == []
+    assert out == root / "comparison"
+    for name in ("comparison.md", "comparison.csv", "comparison.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(out / "comparison.csv", newline="") as f:
+        table = {r["block"]: r for r in csv.DictReader(f)}
+    assert set(table) == {"euler", "midpoint"}
+    md = (out / "comparison.md").read_text()
+    assert "NOT FAIR" not in md and "passed" in md
+    for block in ("euler", "midpoint"):
+        tests = [100 * t for t, _ in ACC[(block, 20)]]
+        vals = [100 * v for _, v in ACC[(block, 20)]]
+        row = table[block]
+        assert float(row["test_acc_mean"]) == pytest.approx(statistics.mean(tests), abs=1e-9)
+        assert float(row["test_acc_std"]) == pytest.approx(statistics.stdev(tests), abs=1e-9)
+        assert float(row["val_acc_mean"]) == pytest.approx(statistics.mean(vals), abs=1e-9)
+        assert float(row["val_acc_std"]) == pytest.approx(statistics.stdev(vals), abs=1e-9)
+        assert int(row["seeds"]) == 3 and int(row["params"]) == 272_474 and int(row["depth"]) == 20
+        assert f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}" in md
+        assert f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" in md
+        returned = next(r for r in rows if r["block"] == block)
+        assert returned["seed_list"] == [0, 1, 2]
+        assert returned["test_acc_mean"] == pytest.approx(statistics.mean(tests))
+    # an explicit output folder
+    _, _, out2 = compare([str(root)], out=str(tmp_path / "elsewhere"))
+    assert out2 == tmp_path / "elsewhere" and (out2 / "comparison.csv").is_file()
+
+
+def _unfair(tmp_path: Path, change: str) -> Path:
+    """Euler depth 20 (3 seeds) against a midpoint set that differs in one way."""
+    root = tmp_path / "runs"
+    for seed, (t, v) in enumerate(ACC[("euler", 20)]):
+        write_run(root, "euler", 20, seed, t, v)
+    if change == "depth":
+        for seed, (t, v) in enumerate(ACC[("midpoint", 32)]):
+            write_run(root, "midpoint", 32, seed, t, v)
+    elif change == "params":  # same depth, but (say) projection shortcuts: 0.5% more parameters
+        for seed, (t, v) in enumerate(ACC[("midpoint", 20)]):
+            write_run(root, "midpoint", 20, seed, t, v, extra=("shortcut=B",), params=273_836)
+    else:
+        for seed, (t, v) in enumerate(ACC[("midpoint", 20)]):
+            write_run(root, "midpoint", 20, seed, t, v, extra=(change,))
+    return root
+
+
+UNFAIR = {
+    "depth": ["units per stage", "[3, 3, 3]", "[5, 5, 5]", "parameters"],
+    "params": ["parameters", "272,474", "273,836"],
+    "optim.lr=0.05": ["optim", "0.05", "0.1"],
+    "trainer.max_epochs=100": ["trainer.max_epochs", "100", "182"],
+    "data=cifar100": ["data", "cifar100"],
+}
+
+
+@pytest.mark.parametrize("change", list(UNFAIR))
+def test_unfair_comparison_refused(tmp_path, change):
+    root = _unfair(tmp_path, change)
+    with pytest.raises(ConfigError) as info:
+        compare([str(root)])
+    msg = str(info.value)
+    for word in UNFAIR[change]:
+        assert word in msg, f"{word!r} missing from: {msg}"
+    assert not (root / "comparison").exists(), "nothing is written for a refused comparison"
+    rows, problems, out = compare([str(root)], allow_unfair=True)
+    assert problems and len(rows) == 2
+    md = (out / "comparison.md").read_text()
+    assert "NOT FAIR" in md
+    assert (out / "comparison.csv").is_file() and (out / "comparison.png").is_file()
+
+
+def test_compare_bad_paths(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        compare([str(tmp_path / "nothing")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="summary.json"):
+        compare([str(tmp_path / "empty")])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "summary.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="summary.json"):
+        compare([str(broken)])
+
+
+def test_compare_cli(tmp_path, capsys):
+    unfair = _unfair(tmp_path / "u", "optim.lr=0.05")
+    fair = fair_set(tmp_path / "f")
+    assert main([str(fair), f"out={tmp_path / 'out'}"]) == 0
+    assert "passed" in capsys.readouterr().out and (tmp_path / "out" / "comparison.md").is_file()
+    assert main(["bogus=1", str(fair)]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main([str(fair), "allow_unfair=maybe"]) == 2
+    assert "allow_unfair" in capsys.readouterr().err
+    res = subprocess.run([sys.executable, "-m", "horesnet.compare", str(unfair)], capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "error" in res.stderr and "unfair" in res.stderr and "optim" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (unfair / "comparison").exists()
+    res = subprocess.run([sys.executable, "-m", "horesnet.compare", str(unfair), "allow_unfair=true"],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "NOT FAIR" in res.stdout and (unfair / "comparison" / "comparison.md").is_file()
