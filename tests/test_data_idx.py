@@ -1,0 +1,138 @@
+"""Tests of horesnet.data's IDX reader (MNIST, Fashion-MNIST) and its downloads.
+
+Expected values come from the file format itself (LeCun's IDX format: magic 0x00000803 / 0x00000801 then
+big-endian dimensions) and from published properties of Fashion-MNIST (Xiao et al. 2017: 6000 training and 1000
+test images per class, pixel mean 0.2860, std 0.3530). The test files are built here, byte by byte.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import sys
+from dataclasses import replace as dc_replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from horesnet.data import IDX, DataError, check_available, load_idx_dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _data_helpers import FASHION_DIR, _fake_urlopen, _files  # noqa: E402
+
+# --------------------------------------------------------------------------------------------------------------
+# IDX
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    magic = 0x00000800 | arr.ndim
+    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.astype(np.uint8).tobytes()
+
+
+def make_idx(root: Path, gz_train: bool, gz_test: bool, n_train: int = 7, n_test: int = 5, seed: int = 0,
+             replace: dict[str, bytes] | None = None):
+    rng = np.random.default_rng(seed)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8)}
+    root.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        raw = (replace or {}).get(name, _idx_bytes(arr))
+        if gz_train if name.startswith("train") else gz_test:
+            (root / (name + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (root / name).write_bytes(raw)
+    return arrays
+
+
+@pytest.mark.parametrize("gz_train, gz_test", [(True, True), (False, False), (True, False)])
+def test_idx_reader_pads_and_preserves(tmp_path, gz_train, gz_test):
+    arrays = make_idx(tmp_path, gz_train, gz_test)
+    x_tr, y_tr, x_te, y_te = load_idx_dataset("fashion_mnist", tmp_path, download_ok=False, verify=False)
+    for x, images in ((x_tr, arrays["train-images-idx3-ubyte"]), (x_te, arrays["t10k-images-idx3-ubyte"])):
+        assert x.shape == (len(images), 1, 32, 32) and x.dtype == np.uint8
+        np.testing.assert_array_equal(x[:, 0, 2:30, 2:30], images)
+        border = x.copy()
+        border[:, :, 2:30, 2:30] = 0
+        assert not border.any(), "padding must be zeros, 2 pixels on each side"
+    np.testing.assert_array_equal(y_tr, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(y_te, arrays["t10k-labels-idx1-ubyte"])
+
+
+def test_idx_checksum_rejects_unofficial(tmp_path):
+    make_idx(tmp_path, True, True)
+    with pytest.raises(DataError, match="md5"):
+        load_idx_dataset("fashion_mnist", tmp_path, download_ok=False, verify=True)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("damage", ["magic", "type", "truncated", "extra", "count"])
+def test_idx_corrupt_files(tmp_path, gz, damage):
+    good = _idx_bytes(np.zeros((7, 28, 28), np.uint8))
+    bad = {"magic": b"\x12\x34" + good[2:],
+           "type": b"\x00\x00\x0d\x03" + good[4:],  # 0x0D = float: not unsigned bytes
+           "truncated": good[:-100],
+           "extra": good + b"\x00" * 10,
+           "count": _idx_bytes(np.zeros((6, 28, 28), np.uint8))}[damage]  # 6 images for 7 labels
+    make_idx(tmp_path, gz, gz, replace={"train-images-idx3-ubyte": bad})
+    with pytest.raises(DataError) as info:
+        load_idx_dataset("fashion_mnist", tmp_path, download_ok=False, verify=False)
+    assert "train-images-idx3-ubyte" in str(info.value)
+
+
+def test_idx_damaged_gzip(tmp_path):
+    make_idx(tmp_path, True, True)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte"):
+        load_idx_dataset("fashion_mnist", tmp_path, download_ok=False, verify=False)
+
+
+def test_real_fashion_mnist(tmp_path):
+    assert FASHION_DIR.is_dir(), (
+        f"{FASHION_DIR} is missing: install Debian's dataset-fashion-mnist package "
+        "(apt-get install dataset-fashion-mnist; .ci/run does this).")
+    x_tr, y_tr, x_te, y_te = load_idx_dataset("fashion_mnist", tmp_path, download_ok=False, verify=True)
+    assert x_tr.shape == (60000, 1, 32, 32) and x_te.shape == (10000, 1, 32, 32)
+    assert x_tr.dtype == np.uint8 and len(y_tr) == 60000 and len(y_te) == 10000
+    assert set(np.unique(y_tr)) == set(range(10)) == set(np.unique(y_te))
+    assert np.bincount(y_tr, minlength=10).tolist() == [6000] * 10
+    assert np.bincount(y_te, minlength=10).tolist() == [1000] * 10
+    # first labels of the official release: ankle boot, T-shirt, T-shirt, dress, ...
+    assert y_tr[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert y_te[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    inner = x_tr[:, 0, 2:30, 2:30].astype(np.float64) / 255
+    assert inner.mean() == pytest.approx(0.2860, abs=2e-4)
+    assert inner.std() == pytest.approx(0.3530, abs=2e-4)
+    assert not x_tr[:, :, :2].any() and not x_tr[:, :, 30:].any()
+    assert not x_tr[:, :, :, :2].any() and not x_tr[:, :, :, 30:].any()
+
+
+def test_check_available_idx_missing(tmp_path):
+    # MNIST has no system copy on the CI machine (only Fashion-MNIST is installed there).
+    assert not Path("/usr/share/datasets/mnist").exists()
+    with pytest.raises(DataError) as info:
+        check_available("mnist", tmp_path, download=False)
+    assert str(tmp_path) in str(info.value) and "train-images-idx3-ubyte" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Downloads (the network is replaced by a fake urlopen)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_fashion_mnist_download_accepts_every_listed_checksum(tmp_path, monkeypatch):
+    """The reader lists two accepted md5s per Fashion-MNIST file (the official release and Debian's re-compressed
+    copy). A download whose bytes match one of them must be accepted. Served here: Debian's files."""
+    assert FASHION_DIR.is_dir(), f"{FASHION_DIR} is missing: install Debian's dataset-fashion-mnist package."
+    monkeypatch.setitem(IDX, "fashion_mnist", dc_replace(IDX["fashion_mnist"], system_dirs=()))
+    requested = _fake_urlopen(monkeypatch, lambda url: (FASHION_DIR / url.rsplit("/", 1)[-1]).read_bytes())
+    root = tmp_path / "data"
+    x_tr, y_tr, x_te, y_te = load_idx_dataset("fashion_mnist", root, download_ok=True, verify=True)
+    assert len(requested) == 4 and all(u.startswith(IDX["fashion_mnist"].url) for u in requested)
+    assert x_tr.shape == (60000, 1, 32, 32) and x_te.shape == (10000, 1, 32, 32)
+    assert sorted(p.name for p in _files(root)) == sorted(p.name for p in FASHION_DIR.iterdir())

@@ -1,0 +1,212 @@
+"""Tests of training in process: run_fit end to end for every block, learning on real data, exact resume, NaN
+handling and atomic checkpoints.
+
+Expected values come from an uninterrupted run (for resume) and from files read back independently (metrics.csv
+with the csv module, checkpoints with torch.load).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from horesnet import build_model, get_scheme, list_blocks
+from horesnet.training import run as run_module
+from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
+from horesnet.training.module import ClassifierModule, NonFiniteLossError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _training_helpers import FASHION_DIR, QUIET, TINY, column, fit, read_csv  # noqa: E402
+
+# --------------------------------------------------------------------------------------------------------------
+# Every block trains
+# --------------------------------------------------------------------------------------------------------------
+
+
+def smallest_depth(block: str) -> int:
+    """CIFAR depth 6n+2 whose stages hold one Euler entry block plus one block of the scheme (n = s + 1)."""
+    stages = 1 if block == "ode" else get_scheme(block).stages
+    return 6 * (stages + 1) + 2
+
+
+SMOKE = [(b, []) for b in list_blocks()] + [("midpoint", ["learn_step=true"])]
+
+
+@pytest.mark.parametrize("block, extra", SMOKE, ids=[b + ("-learn_step" if e else "") for b, e in SMOKE])
+def test_every_block_trains_one_step(tmp_path, block, extra):
+    depth = smallest_depth(block)
+    extra = extra + (["norm=group"] if block == "ode" else [])
+    overrides = [*TINY, f"block={block}", f"depth={depth}", "data.limit_train=32", "data.batch_size=32",
+                 "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                 "trainer.limit_test_batches=1", *extra]
+    returned = fit(tmp_path, overrides)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs_done"] == 1
+    assert summary["config"]["block"] == block and summary["config"]["depth"] == depth
+    model = build_model(block=block, depth=depth, width=0.25, norm="group" if block == "ode" else "batch",
+                        learn_step=bool(extra and "learn_step=true" in extra))
+    assert summary["model"]["params"] == sum(p.numel() for p in model.parameters())
+    assert summary["model"]["units_per_stage"] == [depth // 6] * 3
+    layout = "\n".join(summary["model"]["layout"])
+    assert len(summary["model"]["layout"]) >= 3 and block in layout
+    assert summary["model"]["equal_depth"] is (block != "ode")
+    for key in ("test/acc1", "test/acc5", "test/loss", "test/ece"):
+        assert math.isfinite(summary["test"][key])
+    assert 0 <= summary["test"]["test/acc1"] <= summary["test"]["test/acc5"] <= 1
+    assert summary["test"] == pytest.approx(returned["test"])
+    losses = column(read_csv(tmp_path / "metrics.csv"), "train/loss_epoch")
+    assert len(losses) == 1 and math.isfinite(losses[0][1]) and losses[0][1] > 0
+    assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_progress_bar_can_be_disabled(tmp_path):
+    """trainer.enable_progress_bar=false (what tests, CI logs and SLURM jobs want) must work."""
+    summary = fit(tmp_path, [*TINY, "depth=8", "data.limit_train=32", "trainer.max_epochs=1", QUIET])
+    assert summary["status"] == "finished"
+    assert summary["config"]["trainer"]["enable_progress_bar"] is False
+
+
+# --------------------------------------------------------------------------------------------------------------
+# It learns (real data)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_loss_falls_on_fashion_mnist(tmp_path):
+    assert FASHION_DIR.is_dir(), (
+        f"{FASHION_DIR} is missing: install Debian's dataset-fashion-mnist package (.ci/run does this).")
+    summary = fit(tmp_path / "run", ["data=fashion_mnist", f"data.root={tmp_path / 'data'}", "data.download=false",
+                                     "data.limit_train=2048", "data.limit_val=512", "data.limit_test=512",
+                                     "depth=8", "width=0.5", "optim.lr=0.05", "trainer.max_epochs=3", "logger=csv",
+                                     QUIET])
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    losses = column(rows, "train/loss_epoch")
+    assert [e for e, _ in losses] == [0, 1, 2]
+    assert losses[-1][1] < losses[0][1], f"training loss did not fall: {losses}"
+    assert summary["test"]["test/acc1"] > 0.30, summary["test"]  # chance: 10%
+    assert len(column(rows, "val/acc1")) == 3
+    assert summary["config"]["data"]["name"] == "fashion_mnist" and summary["config"]["in_channels"] == 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Resume
+# --------------------------------------------------------------------------------------------------------------
+
+RESUME = [*TINY, "depth=8", "data.limit_train=64", "trainer.max_epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """Run A (3 epochs), run B1 (stop after epoch 1), run B2 (resume B to 3 epochs); keep the trained modules."""
+    base = tmp_path_factory.mktemp("resume")
+    made = []
+
+    class Recording(ClassifierModule):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_module, "ClassifierModule", Recording)
+        a = fit(base / "A", RESUME)
+        b1 = fit(base / "B", [*RESUME, "stop_after_epoch=1"])
+        b1_files = {p.name for p in (base / "B").iterdir()}
+        b2 = fit(base / "B", [*RESUME, f"resume={base / 'B'}"])
+    assert len(made) == 3
+    return {"base": base, "A": a, "B1": b1, "B2": b2, "modules": made, "b1_files": b1_files}
+
+
+def test_resume_equals_uninterrupted_run(resumed):
+    a, b1, b2 = resumed["A"], resumed["B1"], resumed["B2"]
+    base = resumed["base"]
+    assert a["status"] == "finished" and a["epochs_done"] == 3
+    assert b1["status"] == "stopped" and b1["epochs_done"] == 1
+    assert "summary.json" not in resumed["b1_files"] and "progress.json" in resumed["b1_files"]
+    assert json.loads((base / "B" / "progress.json").read_text())["status"] == "stopped"
+    assert b2["status"] == "finished" and b2["epochs_done"] == 3
+    assert json.loads((base / "B" / "summary.json").read_text())["status"] == "finished"
+    assert Path(b2["resumed_from"]) == base / "B" / "checkpoints" / "last.ckpt"
+    assert b2["test"] == a["test"], "resumed run must give exactly the uninterrupted run's test metrics"
+    assert b2["val"] == a["val"]
+    final_a = resumed["modules"][0].state_dict()
+    final_b = resumed["modules"][2].state_dict()
+    assert final_a.keys() == final_b.keys()
+    for k in final_a:
+        assert torch.equal(final_a[k], final_b[k]), f"{k} differs after resume"
+    assert b2["train_time_s"] > b1["train_time_s"] > 0  # training time accumulates over slices
+
+
+def test_last_checkpoint_is_the_final_state(resumed):
+    """checkpoints/last.ckpt (what resume=auto continues from) must hold the model after the last epoch."""
+    final = resumed["modules"][0].state_dict()
+    ckpt = torch.load(resumed["base"] / "A" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] in (2, 3), ckpt["epoch"]  # the last epoch's index, or the count of epochs done
+    assert ckpt["global_step"] == 6, f"last.ckpt is from step {ckpt['global_step']} of 6 (epoch {ckpt['epoch']})"
+    for k, v in final.items():
+        assert torch.equal(ckpt["state_dict"][k], v), f"last.ckpt {k} is not the final weights"
+
+
+def test_resume_keeps_metrics_history(resumed):
+    """After resuming, metrics.csv still has every epoch (the comparison plot draws val curves from it)."""
+    a_rows = read_csv(resumed["base"] / "A" / "metrics.csv")
+    b_rows = read_csv(resumed["base"] / "B" / "metrics.csv")
+    assert column(a_rows, "val/acc1") and len(column(a_rows, "val/acc1")) == 3
+    assert column(b_rows, "val/acc1") == column(a_rows, "val/acc1")
+    a_loss, b_loss = column(a_rows, "train/loss_epoch"), column(b_rows, "train/loss_epoch")
+    assert [e for e, _ in b_loss] == [e for e, _ in a_loss]
+    assert [v for _, v in b_loss] == pytest.approx([v for _, v in a_loss])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Non-finite loss
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path):
+    overrides = [*TINY, "depth=8", "data.limit_train=32", "data.batch_size=32", "trainer.max_epochs=3",
+                 "optim.lr=1e30"]
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(tmp_path, overrides)
+    msg = str(info.value)
+    assert ("nan" in msg or "inf" in msg) and "optim.lr" in msg and "lr=1e+30" in msg
+    assert not (tmp_path / "summary.json").exists()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file(), "epoch 0 (finite) should have left a checkpoint"
+    ckpt = check_checkpoint(last)
+    assert ckpt["global_step"] >= 1
+    module = ClassifierModule.load_from_checkpoint(last, map_location="cpu")
+    assert module.hparams.model["depth"] == 8
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Atomic checkpoints
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_atomic_checkpoint_io(tmp_path, monkeypatch):
+    io_ = AtomicCheckpointIO()
+    path = tmp_path / "sub" / "last.ckpt"
+    io_.save_checkpoint({"w": torch.arange(1000.0), "step": 1}, path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    assert torch.equal(torch.load(path, weights_only=False)["w"], torch.arange(1000.0))
+
+    real_save = torch.save
+
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the file, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space"):
+        io_.save_checkpoint({"w": torch.zeros(1000), "step": 2}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"], "temporary file left behind"
+    old = torch.load(path, weights_only=False)
+    assert old["step"] == 1 and torch.equal(old["w"], torch.arange(1000.0))
+    io_.save_checkpoint({"w": torch.ones(3), "step": 3}, path)
+    assert torch.load(path, weights_only=False)["step"] == 3
