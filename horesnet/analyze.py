@@ -98,6 +98,8 @@ def analyze(cfg) -> Path:
     if cfg.ckpt:
         model, data_cfg, run_dir = load_trained(cfg.ckpt, str(device))
         title = f"{model.config['block']}-{model.layout.depth}"
+        if model.config.get("shortcut") == "plain":
+            title = f"plain-{model.layout.depth}"
         out = Path(cfg.out) if cfg.out else run_dir / "analysis"
     else:
         if studies != ["paths"]:
