@@ -21,7 +21,7 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     try:
         with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):
-            known = set(hydra_compose(config_name=config_name))
+            known = set(hydra_compose(config_name=config_name)) | _config_groups()
             for item in overrides:
                 key = item.split("=", 1)[0].lstrip("+~")
                 if "=" in item and key[:1].isalpha() and key.split(".")[0] not in known:
@@ -31,6 +31,13 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
         text = str(err).split("Config search path")[0]
         text = " ".join(text.replace("\t", " ").split())
         raise ConfigError(f"bad command-line override: {text}") from None
+
+
+def _config_groups() -> set[str]:
+    """The config group names (``data``, ``optim``, ``experiment``, ...): valid override keys as well."""
+    from importlib.resources import files
+
+    return {p.name for p in files("horesnet.configs").iterdir() if p.is_dir() and not p.name.startswith("_")}
 
 
 def model_kwargs(cfg: DictConfig) -> dict:

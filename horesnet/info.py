@@ -16,7 +16,7 @@ from .schemes import SchemeError, get_scheme, list_schemes
 
 
 def schemes_table() -> str:
-    rows = [("scheme", "stages", "order", "sum(b)", "description")]
+    rows = [("scheme", "increments", "order", "sum(b)", "description")]
     for name in list_schemes():
         t = get_scheme(name)
         rows.append((name, str(t.stages), str(t.order), f"{sum(t.b):.6g}", t.description))
@@ -39,7 +39,7 @@ def model_report(cfg) -> str:
                        "whatever the depth; NOT equal-depth)")
     else:
         t = get_scheme(layout.block)
-        scheme_line = f"{t.name} ({t.stages} stage(s), computed order {t.order})"
+        scheme_line = f"{t.name} ({t.stages} increment(s) per block, computed order {t.order})"
         if cfg.inner:
             scheme_line += f" with inner={cfg.inner} units"
     head = "ResNet" if cfg.shortcut != "plain" else "plain net"

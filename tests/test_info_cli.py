@@ -82,7 +82,7 @@ def test_list_schemes_shows_every_scheme_with_its_promised_order(capsys, promise
     rc, out, err = run_main(capsys, "list=schemes")
     assert rc == 0 and not err
     header = out.splitlines()[0].split()
-    assert header[:3] == ["scheme", "stages", "order"]
+    assert header[:3] == ["scheme", "increments", "order"]
     rows = scheme_rows(out)
     assert set(rows) == set(list_schemes())
     for name, (stages, order) in promised_schemes.items():

@@ -169,6 +169,12 @@ def report(summary: dict) -> str:
     if v:
         lines.append(f"  val   acc1 {100 * v.get('val/acc1', float('nan')):.2f}%  "
                      f"loss {v.get('val/loss', float('nan')):.4f}")
+    paper = cfg.get("paper") or {}
+    if paper.get("test_error") is not None and t:
+        lines.append(f"  paper test error {paper['test_error']}% ({paper.get('source', '?')}); "
+                     f"this run {100 * (1 - t.get('test/acc1', float('nan'))):.2f}%")
+    elif paper:
+        lines.append("  paper: " + "; ".join(f"{k} {v}" for k, v in paper.items() if v is not None))
     macs = f"{m['macs'] / 1e6:.1f}M" if m.get("macs") else "n/a"
     lines += [f"  params {m['params']:,}  multiply-adds/image {macs}  units/stage {m['units_per_stage']}",
               f"  wall time {summary['wall_time_s']:.1f}s  training {summary['train_time_s']:.1f}s  "

@@ -1,0 +1,230 @@
+"""Tables and figures for the issue-5 studies, from the finished runs in one run pool (experiments/common.sh).
+
+    python experiments/report.py degradation   RUNS OUT   # He et al. 2015 Fig. 1/6: plain vs residual, 20 vs 56
+    python experiments/report.py ho_comparison RUNS OUT   # Luo et al.: euler/midpoint/rk4 at equal depth
+
+Every number is read from the runs' summary.json, metrics.csv and analysis/robustness.csv; nothing is typed in.
+Variants with fewer seeds than the others are reported with the seeds they have (the table says how many).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from horesnet.compare import compare  # noqa: E402
+
+RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
+
+
+def finished_runs(pool: Path) -> dict[tuple[str, int], dict[int, Path]]:
+    """{(variant, depth): {seed: run folder}} for every run in the pool that wrote summary.json."""
+    runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
+    for summary in sorted(pool.glob("*/summary.json")):
+        m = RUN_NAME.match(summary.parent.name)
+        if m and json.loads(summary.read_text()).get("status") == "finished":
+            runs[(m["variant"], int(m["depth"]))][int(m["seed"])] = summary.parent
+    return runs
+
+
+def epoch_curves(run: Path) -> dict[str, list[float]]:
+    """Per-epoch training error (augmented batches, train mode) and validation error, in %, from metrics.csv."""
+    train, val = {}, {}
+    with open(run / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch") in (None, ""):
+                continue
+            if row.get("train/acc1"):
+                train[int(row["epoch"])] = 100 * (1 - float(row["train/acc1"]))
+            if row.get("val/acc1"):
+                val[int(row["epoch"])] = 100 * (1 - float(row["val/acc1"]))
+    return {"train_error": [train[k] for k in sorted(train)], "val_error": [val[k] for k in sorted(val)]}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def band(ax, curves: list[list[float]], label: str, style: str = "-", color=None) -> None:
+    """Mean curve with a ±1 std band over seeds (epochs counted from 1)."""
+    n = min(len(c) for c in curves)
+    if n == 0:
+        return
+    stats = [mean_std([c[i] for c in curves]) for i in range(n)]
+    x = list(range(1, n + 1))
+    line = ax.plot(x, [m for m, _ in stats], style, label=f"{label} ({len(curves)} seed(s))", color=color)[0]
+    ax.fill_between(x, [m - s for m, s in stats], [m + s for m, s in stats], alpha=0.15, color=line.get_color())
+
+
+def final(run: Path) -> dict:
+    s = json.loads((run / "summary.json").read_text())
+    curves = epoch_curves(run)
+    return {"test_error": 100 * (1 - s["test"]["test/acc1"]), "val_error": 100 * (1 - s["val"]["val/acc1"]),
+            "train_error": curves["train_error"][-1], "params": s["model"]["params"],
+            "wall_time_s": s["wall_time_s"], "epochs": s["epochs_done"],
+            "limit_train": s["config"]["data"]["limit_train"], "data": s["config"]["data"]["name"]}
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def degradation(pool: Path, out: Path) -> None:
+    runs = finished_runs(pool)
+    nets = [("plain", 20), ("plain", 56), ("euler", 20), ("euler", 56)]
+    label = {"plain": "plain-{d}", "euler": "ResNet-{d}"}
+    rows, curves = [], {}
+    for variant, depth in nets:
+        seeds = runs.get((variant, depth), {})
+        if not seeds:
+            continue
+        finals = [final(r) for r in seeds.values()]
+        name = label[variant].format(d=depth)
+        curves[name] = [epoch_curves(r) for r in seeds.values()]
+        row = {"net": name, "seeds": sorted(seeds), "params": finals[0]["params"]}
+        for key in ("train_error", "val_error", "test_error", "wall_time_s"):
+            row[key + "_mean"], row[key + "_std"] = mean_std([f[key] for f in finals])
+        rows.append(row)
+    if not rows:
+        sys.exit(f"report.py: no finished degradation runs under {pool}")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| net | params | final train error % | val error % | test error % | wall s | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['net']} | {r['params']:,} | {r['train_error_mean']:.2f} ± {r['train_error_std']:.2f} | "
+                     f"{r['val_error_mean']:.2f} ± {r['val_error_std']:.2f} | {r['test_error_mean']:.2f} ± "
+                     f"{r['test_error_std']:.2f} | {r['wall_time_s_mean']:.0f} | {len(r['seeds'])} |")
+    (out / "degradation.md").write_text("\n".join(lines) + "\n")
+    write_json(out / "degradation.json", rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colors = {"plain-20": "tab:orange", "plain-56": "tab:red", "ResNet-20": "tab:cyan", "ResNet-56": "tab:blue"}
+    for ax, key, title in [(axes[0], "train_error", "training error (augmented batches)"),
+                           (axes[1], "val_error", "validation error")]:
+        for name, cs in curves.items():
+            band(ax, [c[key] for c in cs], name, color=colors.get(name))
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("error (%)")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(out / "degradation.png", dpi=120)
+    plt.close(fig)
+    print((out / "degradation.md").read_text())
+
+
+HO_VARIANTS = ("euler", "midpoint", "rk4", "rk4-learnstep")
+
+
+def difference(a: list[float], b: list[float]) -> dict:
+    """b - a in mean accuracy, and whether it exceeds twice its standard error (seed-to-seed spread)."""
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    se = math.sqrt(sa ** 2 / len(a) + sb ** 2 / len(b)) if len(a) > 1 and len(b) > 1 else float("nan")
+    return {"difference": mb - ma, "standard_error": se,
+            "exceeds_2se": bool(abs(mb - ma) > 2 * se) if not math.isnan(se) else None}
+
+
+def ho_comparison(pool: Path, out: Path) -> None:
+    runs = finished_runs(pool)
+    depths = sorted({d for (v, d) in runs if v in HO_VARIANTS and v != "euler"})
+    summary = {}
+    for depth in depths:
+        present = {v: runs[(v, depth)] for v in HO_VARIANTS if (v, depth) in runs}
+        if len(present) < 2:
+            continue
+        dout = out / f"d{depth}"
+        compare([str(p) for seeds in present.values() for p in seeds.values()], out=str(dout))
+        acc = {v: [100 * json.loads((p / "summary.json").read_text())["test"]["test/acc1"] for p in seeds.values()]
+               for v, seeds in present.items()}
+        summary[f"depth {depth}"] = {
+            "test_accuracy": {v: dict(zip(("mean", "std"), mean_std(a), strict=True)) | {"seeds": sorted(present[v])}
+                              for v, a in acc.items()},
+            "vs_euler": {v: difference(acc["euler"], a) for v, a in acc.items() if v != "euler" and "euler" in acc},
+        }
+        robustness_table(present, dout, summary[f"depth {depth}"])
+        convergence_plot(present, dout / "convergence.png", depth)
+    if not summary:
+        sys.exit(f"report.py: no finished HO comparison runs under {pool}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ho_comparison.json", summary)
+    print(json.dumps(summary, indent=2))
+
+
+def robustness_table(present: dict[str, dict[int, Path]], out: Path, summary: dict) -> None:
+    """Mean ± std over seeds of accuracy and ECE under Gaussian input noise (analysis/robustness.csv)."""
+    table: dict[str, dict[float, list[tuple[float, float]]]] = {}
+    for variant, seeds in present.items():
+        for run in seeds.values():
+            path = run / "analysis" / "robustness.csv"
+            if not path.is_file():
+                continue
+            with open(path) as f:
+                for row in csv.DictReader(f):
+                    table.setdefault(variant, {}).setdefault(float(row["sigma"]), []).append(
+                        (float(row["accuracy"]), float(row["ece"])))
+    if not table:
+        return
+    sigmas = sorted({s for t in table.values() for s in t})
+    lines = ["| variant | " + " | ".join(f"σ={s:g} acc % (ECE)" for s in sigmas) + " | seeds |",
+             "|---|" + "---|" * (len(sigmas) + 1)]
+    rows = {}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for variant, per_sigma in table.items():
+        accs = [mean_std([a for a, _ in per_sigma.get(s, [])]) for s in sigmas]
+        eces = [mean_std([e for _, e in per_sigma.get(s, [])]) for s in sigmas]
+        n = min(len(v) for v in per_sigma.values())
+        lines.append(f"| {variant} | " + " | ".join(f"{a:.2f} ± {sa:.2f} ({e:.3f})" for (a, sa), (e, _) in
+                                                    zip(accs, eces, strict=True)) + f" | {n} |")
+        rows[variant] = [{"sigma": s, "accuracy_mean": a, "accuracy_std": sa, "ece_mean": e, "ece_std": se}
+                         for s, (a, sa), (e, se) in zip(sigmas, accs, eces, strict=True)]
+        ax1.errorbar(sigmas, [a for a, _ in accs], yerr=[s for _, s in accs], marker="o", capsize=3, label=variant)
+        ax2.errorbar(sigmas, [e for e, _ in eces], yerr=[s for _, s in eces], marker="o", capsize=3, label=variant)
+    for ax, name in [(ax1, "test accuracy (%)"), (ax2, "expected calibration error")]:
+        ax.set_xlabel("Gaussian input noise σ (pixels in [0, 1])")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    ax1.legend()
+    fig.tight_layout()
+    fig.savefig(out / "robustness.png", dpi=120)
+    plt.close(fig)
+    (out / "robustness.md").write_text("\n".join(lines) + "\n")
+    summary["robustness"] = rows
+
+
+def convergence_plot(present: dict[str, dict[int, Path]], path: Path, depth: int) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for variant, seeds in present.items():
+        curves = [epoch_curves(r) for r in seeds.values()]
+        band(axes[0], [c["train_error"] for c in curves], variant)
+        band(axes[1], [c["val_error"] for c in curves], variant)
+    for ax, title in [(axes[0], f"depth {depth}: training error"), (axes[1], f"depth {depth}: validation error")]:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+STUDIES = {"degradation": degradation, "ho_comparison": ho_comparison}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in STUDIES:
+        sys.exit(f"usage: python experiments/report.py {{{'|'.join(STUDIES)}}} RUNS OUT")
+    STUDIES[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))

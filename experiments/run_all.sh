@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Every issue-5 study, in order: degradation, then the HO comparison (with robustness and curves). Resumable.
+set -euo pipefail
+cd "$(dirname "$0")"
+./degradation.sh
+./ho_comparison.sh
