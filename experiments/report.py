@@ -66,6 +66,7 @@ def band(ax, curves: list[list[float]], label: str, style: str = "-", color=None
         return
     stats = [mean_std([c[i] for c in curves]) for i in range(n)]
     x = list(range(1, n + 1))
+    ax.set_xticks(x)
     line = ax.plot(x, [m for m, _ in stats], style, label=f"{label} ({len(curves)} seed(s))", color=color)[0]
     ax.fill_between(x, [m - s for m, s in stats], [m + s for m, s in stats], alpha=0.15, color=line.get_color())
 
@@ -155,6 +156,8 @@ def ho_comparison(pool: Path, out: Path) -> None:
                               for v, a in acc.items()},
             "vs_euler": {v: difference(acc["euler"], a) for v, a in acc.items() if v != "euler" and "euler" in acc},
         }
+        if "rk4-learnstep" in present:
+            summary[f"depth {depth}"]["learned_steps"] = learned_steps(present["rk4-learnstep"])
         robustness_table(present, dout, summary[f"depth {depth}"])
         convergence_plot(present, dout / "convergence.png", depth)
     if not summary:
@@ -162,6 +165,20 @@ def ho_comparison(pool: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ho_comparison.json", summary)
     print(json.dumps(summary, indent=2))
+
+
+def learned_steps(seeds: dict[int, Path]) -> dict:
+    """The step h each RK4 block learned (initialised to 1.0), per seed, read from checkpoints/last.ckpt."""
+    import torch
+
+    steps = {}
+    for seed, run in seeds.items():
+        ckpt = run / "checkpoints" / "last.ckpt"
+        if ckpt.is_file():
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]  # our own run
+            steps[seed] = {k.removeprefix("model."): round(float(v), 4) for k, v in state.items()
+                           if k.endswith(".step") and v.numel() == 1}
+    return steps
 
 
 def robustness_table(present: dict[str, dict[int, Path]], out: Path, summary: dict) -> None:

@@ -151,7 +151,8 @@ def plot(rows: list[dict], groups: dict, path: Path) -> None:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation accuracy (%)")
     ax2.set_title("validation accuracy per epoch")
-    ax2.legend(fontsize=8)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

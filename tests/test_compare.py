@@ -2,7 +2,7 @@
 
 The run folders are written by hand in the schema ``run_fit`` writes (summary.json with config/model/val/test),
 with accuracies chosen here; expected means and standard deviations come from Python's ``statistics`` module.
-Parameter counts are He et al. 2015's: ResNet-20 0.27M (272,474), ResNet-32 0.46M (464,154).
+Parameter counts are He et al. 2015's (Table 6, option A): ResNet-20 0.27M (269,722), ResNet-32 0.46M (464,154).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from horesnet.compare import compare, main
 from horesnet.config import compose
 from horesnet.errors import ConfigError
 
-PARAMS = {20: 272_474, 32: 464_154}
+PARAMS = {20: 269_722, 32: 464_154}
 ACC = {  # (block, depth) -> per-seed (test acc1, val acc1) as fractions
     ("euler", 20): [(0.9150, 0.9120), (0.9172, 0.9160), (0.9131, 0.9088)],
     ("midpoint", 20): [(0.9203, 0.9180), (0.9188, 0.9202), (0.9241, 0.9196)],
@@ -98,7 +98,7 @@ def test_fair_comparison_mean_std(tmp_path):
         assert float(row["test_acc_std"]) == pytest.approx(statistics.stdev(tests), abs=1e-9)
         assert float(row["val_acc_mean"]) == pytest.approx(statistics.mean(vals), abs=1e-9)
         assert float(row["val_acc_std"]) == pytest.approx(statistics.stdev(vals), abs=1e-9)
-        assert int(row["seeds"]) == 3 and int(row["params"]) == 272_474 and int(row["depth"]) == 20
+        assert int(row["seeds"]) == 3 and int(row["params"]) == 269_722 and int(row["depth"]) == 20
         assert f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}" in md
         assert f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" in md
         returned = next(r for r in rows if r["block"] == block)
@@ -119,7 +119,7 @@ def _unfair(tmp_path: Path, change: str) -> Path:
             write_run(root, "midpoint", 32, seed, t, v)
     elif change == "params":  # same depth, but (say) projection shortcuts: 0.5% more parameters
         for seed, (t, v) in enumerate(ACC[("midpoint", 20)]):
-            write_run(root, "midpoint", 20, seed, t, v, extra=("shortcut=B",), params=273_836)
+            write_run(root, "midpoint", 20, seed, t, v, extra=("shortcut=B",), params=271_070)
     else:
         for seed, (t, v) in enumerate(ACC[("midpoint", 20)]):
             write_run(root, "midpoint", 20, seed, t, v, extra=(change,))
@@ -128,7 +128,7 @@ def _unfair(tmp_path: Path, change: str) -> Path:
 
 UNFAIR = {
     "depth": ["units per stage", "[3, 3, 3]", "[5, 5, 5]", "parameters"],
-    "params": ["parameters", "272,474", "273,836"],
+    "params": ["parameters", "269,722", "271,070"],
     "optim.lr=0.05": ["optim", "0.05", "0.1"],
     "trainer.max_epochs=100": ["trainer.max_epochs", "100", "182"],
     "data=cifar100": ["data", "cifar100"],
