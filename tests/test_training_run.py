@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from horesnet import build_model, get_scheme, list_blocks
+from horesnet.errors import ConfigError
 from horesnet.training import run as run_module
 from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
 from horesnet.training.module import ClassifierModule, NonFiniteLossError
@@ -210,3 +211,15 @@ def test_atomic_checkpoint_io(tmp_path, monkeypatch):
     assert old["step"] == 1 and torch.equal(old["w"], torch.arange(1000.0))
     io_.save_checkpoint({"w": torch.ones(3), "step": 3}, path)
     assert torch.load(path, weights_only=False)["step"] == 3
+
+
+def test_resume_under_different_settings_is_refused(resumed):
+    """Continuing B's checkpoint with another learning rate, step or data size would silently mix two runs."""
+    base = resumed["base"]
+    before = (base / "B" / "checkpoints" / "last.ckpt").read_bytes()
+    for change, named in [("optim.lr=0.05", ["optim.lr", "0.1", "0.05"]), ("step=0.5", ["step", "1.0", "0.5"]),
+                          ("data.limit_train=32", ["data.limit_train", "64", "32"])]:
+        with pytest.raises(ConfigError) as info:
+            fit(base / "B", [*RESUME, change, f"resume={base / 'B'}", "trainer.max_epochs=4"])
+        assert all(word in str(info.value) for word in named), str(info.value)
+    assert (base / "B" / "checkpoints" / "last.ckpt").read_bytes() == before

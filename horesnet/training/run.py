@@ -20,7 +20,7 @@ from .. import __version__
 from ..config import model_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
-from .checkpoint import AtomicCheckpointIO, StopAfterEpoch, resume_checkpoint
+from .checkpoint import AtomicCheckpointIO, StopAfterEpoch, check_resume_compatible, resume_checkpoint
 from .loggers import make_loggers
 from .module import ClassifierModule
 
@@ -107,6 +107,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
             "units_per_stage": list(layout.units_per_stage), "layout": layout.describe().splitlines(),
             "leftover_units": layout.leftovers, "equal_depth": layout.equal_depth}
     run_config = OmegaConf.to_container(cfg, resolve=True)
+    ckpt = resume_checkpoint(cfg.resume, run_dir)
+    if ckpt:
+        check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data_cfg)
     loggers = make_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_dir,
                            {**run_config, **{f"model/{k}": v for k, v in info.items()}}, group)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
@@ -121,7 +124,6 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
-    ckpt = resume_checkpoint(cfg.resume, run_dir)
     earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
