@@ -128,7 +128,7 @@ def degradation(pool: Path, out: Path) -> None:
     print((out / "degradation.md").read_text())
 
 
-HO_VARIANTS = ("euler", "midpoint", "rk4", "rk4-learnstep")
+HO_VARIANTS = ("euler", "midpoint", "rk4", "rk4-learnstep", "euler-h0.25")
 
 
 def difference(a: list[float], b: list[float]) -> dict:
@@ -156,6 +156,9 @@ def ho_comparison(pool: Path, out: Path) -> None:
                               for v, a in acc.items()},
             "vs_euler": {v: difference(acc["euler"], a) for v, a in acc.items() if v != "euler" and "euler" in acc},
         }
+        if "euler-h0.25" in acc:   # the control with RK4's mean output weight per unit
+            summary[f"depth {depth}"]["vs_euler_h0.25"] = {v: difference(acc["euler-h0.25"], acc[v])
+                                                           for v in ("rk4", "rk4-learnstep") if v in acc}
         if "rk4-learnstep" in present:
             summary[f"depth {depth}"]["learned_steps"] = learned_steps(present["rk4-learnstep"])
         robustness_table(present, dout, summary[f"depth {depth}"])
