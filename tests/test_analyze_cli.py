@@ -13,22 +13,19 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-import horesnet
 from horesnet.analyze import main
 from horesnet.config import compose
 from horesnet.training.run import run_fit
 
 sys.path.insert(0, str(Path(__file__).parent))
 import wandb_offline  # noqa: E402
+from _cli_helpers import cli_env, run_cli  # noqa: E402
 
 STUDY_TABLES = ("lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement", "robustness")
 SMALL = ["limit=64", "samples_per_length=4", "effective_images=8", "ks=[1,2]", "trials=2", "swaps=[1]"]
@@ -44,27 +41,6 @@ def train(run_dir: Path, depth: int) -> Path:
     return ckpt
 
 
-def _env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE", "HYDRA_FULL_ERROR")}
-    env["OMP_NUM_THREADS"] = "1"
-    env["HOME"] = str(home)  # no ~/.netrc: W&B must go offline by itself, never prompt
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(horesnet.__file__).parent.parent), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _run(args: list[str], cwd: Path, env: dict, timeout: float = 240) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "horesnet.analyze", *args], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return {"rc": proc.returncode, "stdout": out, "stderr": err, "timed_out": False}
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return {"rc": None, "stdout": out, "stderr": err, "timed_out": True}
-
-
 class Runs:
     """The trained checkpoints and the background command-line runs (futures), by name."""
 
@@ -73,7 +49,7 @@ class Runs:
         self.ckpt14 = train(base / "run14", 14)
         home = base / "home"
         home.mkdir()
-        env = _env(home)
+        env = cli_env(home)
         jobs = {
             "all": [f"ckpt={self.ckpt14}", "study=all", *SMALL, "wandb=disabled"],
             "wandb": [f"ckpt={self.ckpt14}", "study='paths,refinement'", *SMALL, "wandb=offline",
@@ -81,7 +57,8 @@ class Runs:
             "missing": [f"ckpt={base / 'nope' / 'last.ckpt'}", "study=lesion", "wandb=disabled"],
         }
         self.pool = ThreadPoolExecutor(max_workers=len(jobs))
-        self.futures = {name: self.pool.submit(_run, args, base, env) for name, args in jobs.items()}
+        self.futures = {name: self.pool.submit(run_cli, "horesnet.analyze", args, base, env, 240)
+                        for name, args in jobs.items()}
         self.ckpt8 = train(base / "run8", 8)  # while the command-line runs go on
 
     def result(self, name: str) -> dict:

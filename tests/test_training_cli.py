@@ -11,21 +11,18 @@ a small background pool as soon as this module's first test runs, and run while 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-import horesnet
 from horesnet.errors import ConfigError
 from horesnet.training import loggers
 
 sys.path.insert(0, str(Path(__file__).parent))
 import wandb_offline  # noqa: E402
+from _cli_helpers import cli_env, run_cli  # noqa: E402
 from _training_helpers import CLI_TINY  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------------------
@@ -41,52 +38,29 @@ BAD_INPUTS = {
 }
 
 
-def _run_cli(module: str, args: list[str], cwd: Path, env: dict, timeout: float) -> dict:
-    """Run ``python -m module args`` in its own process group (killed whole on timeout); stdin closed."""
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return {"rc": proc.returncode, "stdout": out, "stderr": err, "timed_out": False}
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return {"rc": None, "stdout": out, "stderr": err, "timed_out": True}
-
-
-def _cli_env(home: Path | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WANDB_API_KEY", "WANDB_MODE", "HYDRA_FULL_ERROR", "HORESNET_DATA")}
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(horesnet.__file__).parent.parent), env.get("PYTHONPATH", "")])
-    if home is not None:
-        env["HOME"] = str(home)
-    return env
-
-
 def _jobs(base: Path) -> dict[str, tuple]:
     """name -> (module, args, cwd, env, timeout); folders are created here."""
     jobs = {}
     for d in ("ddp", "sweep", "wandb", "wandb_home", "sweep_home", "nan"):
         (base / d).mkdir()
     jobs["ddp"] = ("horesnet.fit", ["trainer=ddp", "trainer.devices=2", *CLI_TINY, "data.limit_train=64",
-                                    f"hydra.run.dir={base / 'ddp' / 'run'}"], base / "ddp", _cli_env(), 240)
+                                    f"hydra.run.dir={base / 'ddp' / 'run'}"], base / "ddp", cli_env(), 240)
     # a sweep logs one W&B run per member, grouped by the sweep folder's name (offline here: no API key)
     jobs["sweep"] = ("horesnet.fit", ["-m", "block=euler,midpoint", "seed=0,1", *CLI_TINY, "depth=20",
                                       "logger=wandb", f"hydra.sweep.dir={base / 'sweep' / 'out'}"],
-                     base / "sweep", _cli_env(home=base / "sweep_home"), 240)
+                     base / "sweep", cli_env(home=base / "sweep_home"), 240)
     # logger=wandb (the default), mode auto, no API key anywhere (HOME without .netrc): must go offline by itself
     jobs["wandb"] = ("horesnet.fit", [*(a for a in CLI_TINY if a != "logger=csv"), "logger=wandb",
                                       f"hydra.run.dir={base / 'wandb' / 'run'}"], base / "wandb",
-                     _cli_env(home=base / "wandb_home"), 180)
+                     cli_env(home=base / "wandb_home"), 180)
     jobs["nan"] = ("horesnet.fit", [*CLI_TINY, "trainer.max_epochs=3", "optim.lr=1e30",
-                                    f"hydra.run.dir={base / 'nan' / 'run'}"], base / "nan", _cli_env(), 180)
+                                    f"hydra.run.dir={base / 'nan' / 'run'}"], base / "nan", cli_env(), 180)
     for key, (args, _) in BAD_INPUTS.items():
         cwd = base / f"bad_{key}"
         cwd.mkdir()
         root = base / f"empty_{key}"
         root.mkdir()
-        jobs[f"bad_{key}"] = ("horesnet.fit", [a.format(root=root) for a in args], cwd, _cli_env(), 120)
+        jobs[f"bad_{key}"] = ("horesnet.fit", [a.format(root=root) for a in args], cwd, cli_env(), 120)
     return jobs
 
 
@@ -102,11 +76,11 @@ class CliPool:
         self.base = base
         self.specs = _jobs(base)
         self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="cli")
-        self.futures: dict[str, Future] = {n: self.pool.submit(_run_cli, *self.specs[n]) for n in names}
+        self.futures: dict[str, Future] = {n: self.pool.submit(run_cli, *self.specs[n]) for n in names}
 
     def result(self, name: str) -> dict:
         if name not in self.futures:  # not pre-started (test selected on its own): run now
-            self.futures[name] = self.pool.submit(_run_cli, *self.specs[name])
+            self.futures[name] = self.pool.submit(run_cli, *self.specs[name])
         return self.futures[name].result()
 
     def cwd(self, name: str) -> Path:
