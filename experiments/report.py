@@ -80,8 +80,19 @@ def final(run: Path) -> dict:
             "limit_train": s["config"]["data"]["limit_train"], "data": s["config"]["data"]["name"]}
 
 
+def _finite(obj):
+    """NaN (e.g. the spread of a single seed) becomes null: strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
 
 
 def degradation(pool: Path, out: Path) -> None:
