@@ -139,7 +139,10 @@ def degradation(pool: Path, out: Path) -> None:
     print((out / "degradation.md").read_text())
 
 
-HO_VARIANTS = ("euler", "midpoint", "rk4", "rk4-learnstep", "euler-h0.25")
+HO_VARIANTS = ("euler", "midpoint", "rk4", "rk4-learnstep", "euler-h0.25", "euler-h0.5")
+
+
+CONTROLS = {"euler-h0.25": ("rk4", "rk4-learnstep"), "euler-h0.5": ("midpoint",)}
 
 
 def difference(a: list[float], b: list[float]) -> dict:
@@ -167,9 +170,10 @@ def ho_comparison(pool: Path, out: Path) -> None:
                               for v, a in acc.items()},
             "vs_euler": {v: difference(acc["euler"], a) for v, a in acc.items() if v != "euler" and "euler" in acc},
         }
-        if "euler-h0.25" in acc:   # the control with RK4's mean output weight per unit
-            summary[f"depth {depth}"]["vs_euler_h0.25"] = {v: difference(acc["euler-h0.25"], acc[v])
-                                                           for v in ("rk4", "rk4-learnstep") if v in acc}
+        for control, schemes in CONTROLS.items():   # Euler with the scheme's mean output weight per unit
+            if control in acc:
+                summary[f"depth {depth}"][f"vs_{control}"] = {v: difference(acc[control], acc[v])
+                                                              for v in schemes if v in acc}
         if "rk4-learnstep" in present:
             summary[f"depth {depth}"]["learned_steps"] = learned_steps(present["rk4-learnstep"])
         robustness_table(present, dout, summary[f"depth {depth}"])
