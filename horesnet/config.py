@@ -6,7 +6,7 @@ import inspect
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 from .models import build_model
 
 MODEL_KEYS = tuple(inspect.signature(build_model).parameters)
@@ -21,11 +21,16 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     try:
         with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):
-            known = set(hydra_compose(config_name=config_name)) | _config_groups()
+            groups = _config_groups()
+            known = set(hydra_compose(config_name=config_name)) | set(groups)
             for item in overrides:
-                key = item.split("=", 1)[0].lstrip("+~")
+                key, _, value = item.partition("=")
+                key = key.lstrip("+~")
                 if "=" in item and key[:1].isalpha() and key.split(".")[0] not in known:
                     raise ConfigError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}.")
+                if key in groups and value not in ("", "null"):   # an optional group ignores a typo silently
+                    for choice in value.split(","):
+                        check_choice(key, choice, groups[key])
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         text = str(err).split("Config search path")[0]
@@ -33,11 +38,12 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"bad command-line override: {text}") from None
 
 
-def _config_groups() -> set[str]:
-    """The config group names (``data``, ``optim``, ``experiment``, ...): valid override keys as well."""
+def _config_groups() -> dict[str, list[str]]:
+    """Each config group (``data``, ``optim``, ``experiment``, ...) with its options: valid override keys too."""
     from importlib.resources import files
 
-    return {p.name for p in files("horesnet.configs").iterdir() if p.is_dir() and not p.name.startswith("_")}
+    return {g.name: sorted(p.name[:-5] for p in g.iterdir() if p.name.endswith(".yaml"))
+            for g in files("horesnet.configs").iterdir() if g.is_dir() and not g.name.startswith("_")}
 
 
 def model_kwargs(cfg: DictConfig) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from horesnet.config import compose, model_from_config
+from horesnet.errors import ConfigError
 from horesnet.models.complexity import count_params
 from horesnet.training.run import report
 
@@ -108,3 +109,10 @@ def test_experiment_runs_and_reports_the_paper_number(tmp_path):
     text = report(summary)
     measured = 100 * (1 - summary["test"]["test/acc1"])
     assert "paper test error 8.75%" in text and f"this run {measured:.2f}%" in text
+
+
+def test_unknown_experiment_is_refused_not_ignored():
+    """``experiment`` is an optional group: Hydra alone would silently run the default recipe on a typo."""
+    with pytest.raises(ConfigError) as info:
+        compose("fit", ["experiment=he2015_resnet57"])
+    assert "he2015_resnet57" in str(info.value) and "he2015_resnet56" in str(info.value)
