@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import re
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from horesnet.compare import compare  # noqa: E402
+from horesnet.compare import compare, mean_std  # noqa: E402
 
 RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
 
@@ -52,13 +51,6 @@ def epoch_curves(run: Path) -> dict[str, list[float]]:
     return {"train_error": [train[k] for k in sorted(train)], "val_error": [val[k] for k in sorted(val)]}
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def band(ax, curves: list[list[float]], label: str, style: str = "-", color=None) -> None:
     """Mean curve with a ±1 std band over seeds (epochs counted from 1)."""
     n = min(len(c) for c in curves)
@@ -76,8 +68,7 @@ def final(run: Path) -> dict:
     curves = epoch_curves(run)
     return {"test_error": 100 * (1 - s["test"]["test/acc1"]), "val_error": 100 * (1 - s["val"]["val/acc1"]),
             "train_error": curves["train_error"][-1], "params": s["model"]["params"],
-            "wall_time_s": s["wall_time_s"], "epochs": s["epochs_done"],
-            "limit_train": s["config"]["data"]["limit_train"], "data": s["config"]["data"]["name"]}
+            "wall_time_s": s["wall_time_s"]}
 
 
 def _finite(obj):

@@ -87,7 +87,7 @@ def fairness_problems(groups: dict[tuple, list[dict]]) -> list[str]:
     return problems
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
@@ -98,10 +98,10 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
     rows = []
     for runs in groups.values():
         r0 = runs[0]
-        test = _mean_std([100 * r.get("test", {}).get("test/acc1", float("nan")) for r in runs])
-        val = _mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
-        wall = _mean_std([r.get("wall_time_s", float("nan")) for r in runs])
-        ips = _mean_std([r.get("images_per_sec", float("nan")) for r in runs])
+        test = mean_std([100 * r.get("test", {}).get("test/acc1", float("nan")) for r in runs])
+        val = mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
+        wall = mean_std([r.get("wall_time_s", float("nan")) for r in runs])
+        ips = mean_std([r.get("images_per_sec", float("nan")) for r in runs])
         rows.append({
             "variant": variant_label(r0), "block": r0["config"]["block"], "depth": r0["config"]["depth"],
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],

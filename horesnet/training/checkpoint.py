@@ -74,20 +74,20 @@ def check_checkpoint(path: Path) -> dict:
 RESUME_FREE_DATA_KEYS = ("root", "download", "verify", "num_workers", "eval_batch_size")
 
 
+def _training_settings(model: dict, optim: dict, data: dict | None) -> dict:
+    """What defines a run's training, flattened: model options, ``optim.*`` and ``data.*`` (less where it lives)."""
+    return {**model, **{f"optim.{k}": v for k, v in optim.items()},
+            **{f"data.{k}": v for k, v in (data or {}).items() if k not in RESUME_FREE_DATA_KEYS}}
+
+
 def check_resume_compatible(path: Path, model: dict, optim: dict, data: dict) -> None:
     """Refuse to continue a checkpoint under a different network, optimiser or training data: a resumed run
     must be the run it claims to be. Longer training (``trainer.max_epochs``) is allowed."""
     saved = check_checkpoint(path)["hyper_parameters"]
-    now = {"model": model, "optim": optim,
-           "data": {k: v for k, v in data.items() if k not in RESUME_FREE_DATA_KEYS}}
-    before = {"model": saved.get("model", {}), "optim": saved.get("optim", {}),
-              "data": {k: v for k, v in (saved.get("data") or {}).items() if k not in RESUME_FREE_DATA_KEYS}}
-    diffs = []
-    for group, values in now.items():
-        for key in sorted(set(values) | set(before[group])):
-            old, new = before[group].get(key), values.get(key)
-            if old != new and not (group == "model" and key in ("in_channels", "num_classes") and old is None):
-                diffs.append(f"{'' if group == 'model' else group + '.'}{key}: checkpoint {old!r}, now {new!r}")
+    before = _training_settings(saved.get("model", {}), saved.get("optim", {}), saved.get("data"))
+    now = _training_settings(model, optim, data)
+    diffs = [f"{k}: checkpoint {before.get(k)!r}, now {now.get(k)!r}" for k in sorted(before.keys() | now.keys())
+             if before.get(k) != now.get(k)]
     if diffs:
         raise ConfigError(f"cannot resume {path}: it was trained with different settings ({'; '.join(diffs)}). "
                           "Resume with the run's own settings, or start a new run (resume=null or another "
