@@ -22,21 +22,49 @@ STUDIES = ("lesion", "lesion_random", "reorder", "paths", "effective", "response
 
 
 def load_trained(ckpt: str, device: str = "cpu"):
-    """(model in eval mode, its data config, its run folder) from a horesnet training checkpoint."""
+    """(model in eval mode, its data config, its run folder, its model config) from a horesnet training
+    checkpoint, loaded with ``torch.load(weights_only=True)``: the network is rebuilt from the checkpoint's own
+    model config and its weights are loaded strictly."""
+    from .models import build_model
     from .training.checkpoint import check_checkpoint
-    from .training.module import ClassifierModule
 
     path = Path(ckpt).expanduser()
     if not path.is_file():
         raise ConfigError(f"ckpt={ckpt!r}: no such file; give a checkpoint written by horesnet.fit "
                           "(<run folder>/checkpoints/last.ckpt or best.ckpt).")
-    check_checkpoint(path)
+    saved = check_checkpoint(path)
+    hp = saved["hyper_parameters"]
+    model_cfg = dict(hp["model"])
+    prefix = "model."
+    weights = {k[len(prefix):]: v for k, v in saved["state_dict"].items() if k.startswith(prefix)}
     try:
-        module = ClassifierModule.load_from_checkpoint(path, map_location=device)
+        model = build_model(**model_cfg)
+        model.load_state_dict(weights, strict=True)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 -- a damaged checkpoint can fail in many ways
-        raise ConfigError(f"{path} could not be loaded as a horesnet model ({type(err).__name__}: {err}).") from None
+        raise ConfigError(f"{path} could not be loaded as a horesnet model ({type(err).__name__}: "
+                          f"{str(err)[:300]}).") from None
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return module.model.eval(), dict(module.hparams.get("data") or {}), run_dir
+    return model.to(device).eval(), dict(hp.get("data") or {}), run_dir, model_cfg
+
+
+def check_model_overrides(given: dict, saved: dict, path) -> None:
+    """Refuse model keys on the command line that contradict the checkpoint's own model config."""
+    clashes = [f"{k}={v!r} on the command line but {saved.get(k)!r} in the checkpoint" for k, v in given.items()
+               if v != saved.get(k)]
+    if clashes:
+        raise ConfigError(f"the checkpoint {path} fixes the network it holds, and the command line contradicts it: "
+                          f"{'; '.join(clashes)}. Drop these model keys (the checkpoint's values are used), or "
+                          "train the other network.")
+
+
+def _given_model_keys(argv: list[str], cfg) -> dict:
+    """Model keys the user set on the command line, with their composed values."""
+    from .config import MODEL_KEYS
+
+    keys = {a.partition("=")[0].lstrip("+~") for a in argv if "=" in a}
+    return {k: OmegaConf.to_container(cfg, resolve=True)[k] for k in MODEL_KEYS if k in keys}
 
 
 def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:
@@ -87,7 +115,9 @@ def _first(data: A.EvalData, n: int):
     return out
 
 
-def analyze(cfg) -> Path:
+def analyze(cfg, given: dict | None = None) -> Path:
+    """Run the studies of ``cfg``; ``given`` holds the model keys set on the command line (refused when they
+    contradict the checkpoint)."""
     studies = list(STUDIES) if cfg.study == "all" else [s.strip() for s in str(cfg.study).split(",")]
     for s in studies:
         check_choice("study", s, STUDIES + ("all",))
@@ -96,7 +126,8 @@ def analyze(cfg) -> Path:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     if cfg.ckpt:
-        model, data_cfg, run_dir = load_trained(cfg.ckpt, str(device))
+        model, data_cfg, run_dir, saved = load_trained(cfg.ckpt, str(device))
+        check_model_overrides(given or {}, saved, cfg.ckpt)
         title = f"{model.config['block']}-{model.layout.depth}"
         if model.config.get("shortcut") == "plain":
             title = f"plain-{model.layout.depth}"
@@ -142,14 +173,14 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
         return
     import wandb
 
-    from .training.loggers import wandb_mode
+    from .training.loggers import init_run, wandb_mode
 
     mode = wandb_mode(cfg.wandb)
     if mode == "disabled":
         return
-    run = wandb.init(project="horesnet", name=f"analysis-{title}", job_type="analysis", dir=str(out), mode=mode,
-                     group=run_dir.name if run_dir else None, settings={"silent": True, "console": "off"},
-                     reinit="create_new", config=OmegaConf.to_container(cfg, resolve=True))
+    run = init_run(project="horesnet", name=f"analysis-{title}", job_type="analysis", dir=str(out), mode=mode,
+                   group=run_dir.name if run_dir else None, reinit="create_new",
+                   config=OmegaConf.to_container(cfg, resolve=True))
     for name, records in tables.items():
         cols = list(dict.fromkeys(k for r in records for k in r))
         run.log({f"{name}/table": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in records]),
@@ -160,7 +191,8 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        analyze(compose("analyze", argv))
+        cfg = compose("analyze", argv)
+        analyze(cfg, _given_model_keys(argv, cfg))
     except ConfigError as err:
         print(f"horesnet.analyze: error: {err}", file=sys.stderr)
         return 2

@@ -192,10 +192,10 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
 def _log_wandb(rows, out_dir: Path, project: str) -> None:
     import wandb as wb
 
-    from .training.loggers import wandb_mode
+    from .training.loggers import init_run, wandb_mode
 
-    run = wb.init(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
-                  settings={"silent": True, "console": "off"}, reinit="create_new")
+    run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
+                   reinit="create_new")
     cols = [k for k in rows[0] if k not in ("runs", "seed_list")]
     run.log({"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows]),
              "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})

@@ -8,12 +8,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError, check_choice
 from .models import build_model
+from .schema import validate
 
 MODEL_KEYS = tuple(inspect.signature(build_model).parameters)
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """Compose ``horesnet/configs/<config_name>.yaml`` with ``key=value`` overrides (Hydra compose API)."""
+    """Compose ``horesnet/configs/<config_name>.yaml`` with ``key=value`` overrides (Hydra compose API) and check
+    every value against its schema (``horesnet.schema``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.errors import HydraException
@@ -31,7 +33,9 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
                 if key in groups and value not in ("", "null"):   # an optional group ignores a typo silently
                     for choice in value.split(","):
                         check_choice(key, choice, groups[key])
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            validate(OmegaConf.to_container(cfg, resolve=True), config_name)
+            return cfg
     except (HydraException, OmegaConfBaseException) as err:
         text = str(err).split("Config search path")[0]
         text = " ".join(text.replace("\t", " ").split())

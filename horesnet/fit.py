@@ -2,7 +2,8 @@
 
 Hydra command line: top-level model keys (``block``, ``depth``, ``unit``, ...), config groups ``data``,
 ``optim``, ``trainer``, ``logger``; ``-m`` sweeps (``-m block=euler,midpoint,rk4 seed=0,1,2``). The whole
-command line is checked before any output folder is created.
+command line is checked before any output folder is created (exit status 2 for bad input); a run that diverges
+stops with status ``diverged`` in its summary and exit status 3 (``docs/reliability.md``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hydra
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
-from .training.module import NonFiniteLossError
+from .training.divergence import DivergedError
 from .training.preflight import preflight
 from .training.run import report, run_dir_resolver, run_fit, sweep_group
 
@@ -22,9 +23,9 @@ if not OmegaConf.has_resolver("horesnet_run_dir"):
     OmegaConf.register_new_resolver("horesnet_run_dir", run_dir_resolver, use_cache=True)
 
 
-def _fail(err: Exception) -> None:
+def _fail(err: Exception, status: int = 2) -> None:
     print(f"horesnet.fit: error: {err}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
 
 
 @hydra.main(config_path="configs", config_name="fit", version_base="1.3")
@@ -33,8 +34,10 @@ def _hydra_main(cfg) -> None:
 
     try:
         summary = run_fit(cfg, Path(HydraConfig.get().runtime.output_dir), sweep_group())
-    except (ConfigError, NonFiniteLossError) as err:
+    except ConfigError as err:
         _fail(err)
+    except DivergedError as err:  # summary.json says status "diverged"; exit status 3 tells scripts
+        _fail(err, 3)
     if summary.get("is_global_zero", True):
         print(report(summary))
 

@@ -23,6 +23,7 @@ from ..nn import (
 from ..nn.ode import ODE_METHODS
 from ..nn.units import NORMS
 from ..schemes import get_scheme
+from .budget import check_fits, estimate
 from .layout import BlockSpec, plan_layout
 from .resnet import ResNet
 
@@ -98,6 +99,9 @@ def build_model(
     expansion = EXPANSION[layout.unit]
     bases = CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS
     widths = [max(1, int(round(w * width))) for w in bases]
+    need = estimate(layout, widths, stem_stride)["build_bytes"]
+    check_fits(need, f"depth={layout.depth} (block={block}, width={width:g}, {sum(layout.units_per_stage):,} "
+               "units)", hint="Choose a smaller depth or width.")
     stem_width = widths[0]
     if arch == "cifar":
         stem = [nn.Conv2d(in_channels, stem_width, 3, stride=stem_stride, padding=1, bias=False)]

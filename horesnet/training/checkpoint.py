@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -11,15 +12,21 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ..errors import ConfigError
+from .divergence import DivergedError, non_finite_tensor
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """A checkpoint file is either the complete old one or the complete new one, never half-written."""
+    """A checkpoint file is either the complete old one or the complete new one, never half-written; a checkpoint
+    holding a non-finite tensor is never written; every load is ``torch.load(weights_only=True)``."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
+        bad = non_finite_tensor(checkpoint.get("state_dict", {}))
+        if bad:
+            raise DivergedError(f"the network diverged: {bad} holds NaN or inf, so no checkpoint was written "
+                                f"(the last finite {Path(path).name} is kept).")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TMP_SUFFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
@@ -29,6 +36,36 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return load_checkpoint(Path(path))
+
+
+TMP_SUFFIX = ".tmp"
+
+
+def clean_orphans(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed checkpoint write left in ``run_dir/checkpoints``; return them."""
+    folder = Path(run_dir) / "checkpoints"
+    orphans = sorted(folder.glob(f"*.ckpt.*{TMP_SUFFIX}")) if folder.is_dir() else []
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    return orphans
+
+
+def load_checkpoint(path: Path) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU: tensors and plain containers only, so a crafted file can
+    never run code. Any failure (unreadable, truncated, or an object outside that allowlist) is a ConfigError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        why = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        raise ConfigError(f"{path} was refused: it holds something other than tensors and plain containers "
+                          f"({why.strip()[:200]}). horesnet loads checkpoints with weights_only=True and never "
+                          "runs code from a file; use a checkpoint written by horesnet.fit.") from None
+    except Exception as err:  # noqa: BLE001 -- truncated zips, wrong formats, permissions ...
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}).") from None
 
 
 class StopAfterEpoch(pl.Callback):
@@ -60,12 +97,10 @@ def resume_checkpoint(resume, run_dir: Path) -> Path | None:
 
 
 def check_checkpoint(path: Path) -> dict:
-    """Load a checkpoint on CPU, raising a clear ConfigError if it is unreadable or not a horesnet checkpoint."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}).") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt.get("hyper_parameters", {}):
+    """Load a checkpoint safely (``load_checkpoint``) and check it is a horesnet training checkpoint."""
+    ckpt = load_checkpoint(path)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "state_dict" not in ckpt or not isinstance(hp.get("model"), dict):
         raise ConfigError(f"{path} is not a horesnet training checkpoint (no model hyper-parameters inside).")
     return ckpt
 

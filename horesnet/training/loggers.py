@@ -1,45 +1,93 @@
 """CSV logging always; Weights & Biases through Lightning's WandbLogger, offline automatically when there is no
-API key or no network (never a prompt, never a hang)."""
+API key or no reachable server (never a prompt, never a hang: every network wait is bounded by
+``logger.wandb.timeout`` seconds, after which the run continues offline with a printed notice)."""
 
 from __future__ import annotations
 
 import netrc
 import os
-import socket
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from ..errors import check_choice
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def _base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
 
 
 def _has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
+        host = urlparse(_base_url()).hostname or "api.wandb.ai"
+        return netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
 
-def _reachable(host: str = "api.wandb.ai", port: int = 443, timeout: float = 3.0) -> bool:
+def _reachable(url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Whether the W&B server answers an HTTP request (any status) within ``timeout`` seconds."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with urllib.request.urlopen(url or _base_url(), timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):
         return False
 
 
-def wandb_mode(requested: str = "auto") -> str:
-    """``online`` only with an API key and a reachable server; ``auto`` otherwise falls back to ``offline``."""
+def notice(text: str) -> None:
+    print(f"horesnet: W&B: {text}", file=sys.stderr, flush=True)
+
+
+def wandb_mode(requested: str = "auto", timeout: float = DEFAULT_TIMEOUT_S, quiet: bool = False) -> str:
+    """``online`` only with an API key and a server that answers within ``timeout``; otherwise ``offline``
+    (with a notice when online was asked for). ``WANDB_MODE`` in the environment counts as a request."""
     check_choice("logger.wandb.mode", requested, WANDB_MODES)
-    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun") and requested in ("auto", "online"):
-        return "offline" if os.environ["WANDB_MODE"] == "dryrun" else os.environ["WANDB_MODE"]
-    if requested == "auto":
-        return "online" if _has_api_key() and _reachable() else "offline"
-    return requested
+    env = os.environ.get("WANDB_MODE")
+    if env in ("offline", "disabled", "dryrun") and requested in ("auto", "online"):
+        return "offline" if env == "dryrun" else env
+    if requested == "auto" and env == "online":
+        requested = "online"
+    if requested not in ("auto", "online"):
+        return requested
+    say = (lambda text: None) if quiet or requested == "auto" else notice
+    if not _has_api_key():
+        say("online logging was asked for but there is no API key (WANDB_API_KEY or ~/.netrc); logging offline "
+            "instead (upload later with `wandb sync`).")
+        return "offline"
+    if not _reachable(timeout=timeout):
+        say(f"{_base_url()} did not answer within {timeout:g} s (logger.wandb.timeout); logging offline instead "
+            "(upload later with `wandb sync`).")
+        return "offline"
+    return "online"
+
+
+def wandb_settings(timeout: float) -> dict:
+    return {"silent": True, "console": "off", "init_timeout": float(timeout)}
+
+
+def init_run(timeout: float = DEFAULT_TIMEOUT_S, **kwargs):
+    """``wandb.init(**kwargs)`` that falls back to an offline run if an online start fails or times out."""
+    import wandb
+
+    settings = {**wandb_settings(timeout), **kwargs.pop("settings", {})}
+    try:
+        return wandb.init(settings=settings, **kwargs)
+    except Exception as err:  # noqa: BLE001 -- wandb raises its own CommError/UsageError/timeouts
+        if kwargs.get("mode") != "online":
+            raise
+        notice(f"starting an online run failed ({type(err).__name__}); logging offline instead.")
+        return wandb.init(settings=settings, **{**kwargs, "mode": "offline"})
 
 
 def make_loggers(cfg: dict, run_dir: Path, run_config: dict, group: str | None) -> list:
@@ -47,12 +95,25 @@ def make_loggers(cfg: dict, run_dir: Path, run_config: dict, group: str | None) 
     loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
     wb = cfg.get("wandb")
     if wb:
-        mode = wandb_mode(wb.get("mode", "auto"))
+        timeout = float(wb.get("timeout", DEFAULT_TIMEOUT_S))
+        mode = wandb_mode(wb.get("mode", "auto"), timeout)
         if mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
-            loggers.append(WandbLogger(
-                project=wb.get("project", "horesnet"), entity=wb.get("entity"), name=wb.get("name"),
-                group=wb.get("group") or group, tags=list(wb.get("tags") or []), save_dir=str(run_dir),
-                offline=(mode == "offline"), config=run_config, job_type=wb.get("job_type", "train"),
-                settings={"silent": True, "console": "off"}, reinit="create_new"))
+
+            def logger(offline: bool) -> WandbLogger:
+                return WandbLogger(
+                    project=wb.get("project", "horesnet"), entity=wb.get("entity"), name=wb.get("name"),
+                    group=wb.get("group") or group, tags=list(wb.get("tags") or []), save_dir=str(run_dir),
+                    offline=offline, config=run_config, job_type=wb.get("job_type", "train"),
+                    settings=wandb_settings(timeout), reinit="create_new")
+
+            wandb_logger = logger(mode == "offline")
+            if mode == "online":
+                try:
+                    wandb_logger.experiment  # noqa: B018 -- start the run now, inside the time bound
+                except Exception as err:  # noqa: BLE001
+                    notice(f"starting an online run failed ({type(err).__name__}: {str(err)[:200]}); "
+                           "logging offline instead (upload later with `wandb sync`).")
+                    wandb_logger = logger(True)
+            loggers.append(wandb_logger)
     return loggers

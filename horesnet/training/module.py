@@ -13,11 +13,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from ..errors import ConfigError
 from ..models import build_model
+from .divergence import DEFAULTS, DivergedError, DivergenceGuard
 from .optim import build_optimizer
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 def _metrics(num_classes: int) -> MetricCollection:
@@ -31,14 +28,17 @@ def _metrics(num_classes: int) -> MetricCollection:
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy training of ``build_model(**model)`` with top-1/top-5 accuracy, loss and calibration (ECE).
 
-    ``model`` is the dict of build_model options (saved in checkpoints, so ``load_from_checkpoint`` rebuilds
-    the exact network); ``optim`` the optimiser config group; ``data`` the data config, kept so that analysis
-    tools can find the checkpoint's dataset.
+    ``model`` is the dict of build_model options (saved in checkpoints as plain containers, so a checkpoint loads
+    with ``torch.load(weights_only=True)`` and rebuilds the exact network); ``optim`` the optimiser config group;
+    ``data`` the data config, kept so that analysis tools can find the checkpoint's dataset; ``divergence`` the
+    thresholds of the divergence guard (``training/divergence.py``).
     """
 
-    def __init__(self, model: dict, optim: dict, channels_last: bool = False, data: dict | None = None):
+    def __init__(self, model: dict, optim: dict, channels_last: bool = False, data: dict | None = None,
+                 divergence: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
+        self.guard = DivergenceGuard(**{**DEFAULTS, **(divergence or {})})
         self.model = build_model(**model)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -52,6 +52,8 @@ class ClassifierModule(pl.LightningModule):
         self._epoch_images = 0
         self.images_per_sec = float("nan")
         self.train_time_s = 0.0  # training-batch time summed over all epochs, kept across resumes
+        self.wall_time_before_s = 0.0  # wall time of the earlier slices of a resumed run (up to their checkpoint)
+        self._session_start = time.time()
 
     def forward(self, x):
         if self.channels_last:
@@ -62,12 +64,7 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
-                f"(block={self.hparams.model.get('block')}, lr={self.trainer.optimizers[0].param_groups[0]['lr']:g}). "
-                "Training stopped; the last checkpoint written before this step is intact. Try a smaller "
-                "optim.lr, a warm-up (optim.warmup_steps), or a smaller step h.")
+        self.guard.observe(loss)  # no host-device sync: the flag is read every divergence.check_every steps
         self.train_acc(logits.detach(), y)
         now = time.perf_counter()
         self.train_time_s += now - self._mark
@@ -79,17 +76,37 @@ class ClassifierModule(pl.LightningModule):
         self.log("img/s", self.images_per_sec, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        last = batch_idx + 1 >= self.trainer.num_training_batches
+        if self.guard.due(self.global_step, last):
+            try:
+                self.guard.check(self.model, f"at epoch {self.current_epoch + 1}, step {self.global_step}")
+            except DivergedError as err:
+                lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+                raise DivergedError(
+                    f"{err} (block={self.hparams.model.get('block')}, optim.lr={self.hparams.optim.get('lr')}, "
+                    f"lr now {lr:g}). Training stopped; no checkpoint of the diverged network was written (an "
+                    "earlier last.ckpt, if any, is intact and finite). Try a smaller optim.lr, a warm-up "
+                    "(optim.warmup_steps), or a smaller step h.") from None
+
     def on_train_epoch_start(self):
         self._epoch_start = self._mark = time.perf_counter()
         self._epoch_images = 0
 
+    @property
+    def wall_time_s(self) -> float:
+        """Wall time of the whole run: earlier slices (up to their last checkpoint) plus this one."""
+        return self.wall_time_before_s + (time.time() - self._session_start)
+
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["horesnet"] = {"train_time_s": self.train_time_s, "images_per_sec": self.images_per_sec}
+        checkpoint["horesnet"] = {"train_time_s": self.train_time_s, "images_per_sec": self.images_per_sec,
+                                  "wall_time_s": self.wall_time_s}
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("horesnet", {})
         self.train_time_s = float(state.get("train_time_s", 0.0))
         self.images_per_sec = float(state.get("images_per_sec", float("nan")))
+        self.wall_time_before_s = float(state.get("wall_time_s", 0.0))
 
     def on_train_epoch_end(self):
         self.log("train/images_per_sec", self.images_per_sec, sync_dist=True)

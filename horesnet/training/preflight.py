@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
@@ -12,10 +13,13 @@ from omegaconf import OmegaConf
 from ..config import compose, model_kwargs
 from ..data import ArrayDataModule, check_available
 from ..errors import ConfigError, check_choice
-from ..models import build_model
+from ..models import build_model, plan_layout
+from .checkpoint import check_resume_compatible, resume_checkpoint
 from .loggers import WANDB_MODES
 from .optim import OPTIMIZERS, SCHEDULES
 
+_OWN = ("max_epochs", "log_every_n_steps", "enable_progress_bar", "num_sanity_val_steps", "limit_train_batches",
+        "limit_val_batches", "limit_test_batches")
 TRAINER_KEYS = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins"}
 
 
@@ -41,28 +45,88 @@ def expand_overrides(argv: list[str], max_members: int = 256) -> list[list[str]]
     return members[:max_members]
 
 
-def check_config(cfg) -> None:
-    build_model(**model_kwargs(cfg))
+def check_config(cfg, run_dir: str | None = None) -> None:
+    """Everything a run needs, checked before its folder exists (the schema was checked when composing)."""
+    model_cfg = model_kwargs(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    layout = plan_layout(**{k: model_cfg[k] for k in ("arch", "depth", "block", "unit", "stages", "entry", "strict",
+                                                       "inner") if k in model_cfg})
+    check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit
+    build_model(**model_cfg)
     ArrayDataModule(**data)
     check_available(data["name"], data.get("root"), data.get("download", True))
     check_choice("optim.name", cfg.optim.name, OPTIMIZERS)
     check_choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
-    unknown = set(cfg.trainer) - TRAINER_KEYS
+    unknown = set(trainer_cfg) - TRAINER_KEYS
     if unknown:
         raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(TRAINER_KEYS))}.")
+    check_trainer(trainer_cfg)
     if cfg.logger.get("wandb"):
         check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
-    for key in ("seed",):
-        if not isinstance(cfg[key], int):
-            raise ConfigError(f"{key} must be an integer, got {cfg[key]!r}.")
-    if cfg.stop_after_epoch is not None and (not isinstance(cfg.stop_after_epoch, int) or cfg.stop_after_epoch < 1):
-        raise ConfigError(f"stop_after_epoch must be a positive integer or null, got {cfg.stop_after_epoch!r}.")
+    if run_dir is not None:
+        ckpt = resume_checkpoint(cfg.resume, Path(run_dir))
+        if ckpt:
+            check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data)
+
+
+def check_trainer(trainer_cfg: dict) -> None:
+    """Build (and discard) a Lightning Trainer with these options: any value Lightning refuses is refused now."""
+    import logging
+    import tempfile
+
+    quiet = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            pl.Trainer(**{**trainer_cfg, "enable_progress_bar": False}, logger=False, enable_checkpointing=False,
+                       enable_model_summary=False, default_root_dir=tmp)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- Lightning's MisconfigurationException, ValueError, ...
+        text = " ".join(str(err).split())
+        given = ", ".join(f"trainer.{k}={v!r}" for k, v in sorted(trainer_cfg.items())
+                          if k in ("accelerator", "devices", "strategy", "precision", "num_nodes") or k not in _OWN)
+        raise ConfigError(f"Lightning refused the trainer options ({given}): {text}") from None
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
+
+
+def check_training_memory(layout, model_cfg: dict, data: dict, trainer_cfg: dict) -> None:
+    """Refuse a network whose weights, optimiser state and saved activations cannot fit (a lower bound)."""
+    from ..models.budget import check_fits, estimate
+
+    bases = (16, 32, 64) if layout.arch == "cifar" else (64, 128, 256, 512)
+    widths = [max(1, int(round(w * model_cfg.get("width", 1)))) for w in bases]
+    precision = str(trainer_cfg.get("precision", "32"))
+    per_element = 2 if "16" in precision else 8 if "64" in precision else 4
+    need = estimate(layout, widths, model_cfg.get("stem_stride", 1), batch=data.get("batch_size", 128),
+                    bytes_per_element=per_element)["train_bytes"]
+    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
+    device = "cuda" if accelerator in ("gpu", "cuda", "auto") else "cpu"
+    check_fits(need, f"training depth={layout.depth} ({sum(layout.units_per_stage):,} units) at data.batch_size="
+               f"{data.get('batch_size')}", device, hint="Use a smaller data.batch_size, depth or width.")
+
+
+def run_dir_of(cfg, argv: list[str]) -> str:
+    """The folder a single (non-sweep) run will use: ``hydra.run.dir`` from the command line, else the
+    config's default (``outputs/<data>/<name>``, or the run that ``resume`` points to)."""
+    from .run import run_dir_resolver
+
+    for a in argv:
+        if a.startswith("hydra.run.dir="):
+            return a.split("=", 1)[1]
+    return run_dir_resolver(cfg.resume, f"outputs/{cfg.data.name}/{cfg.name}")
 
 
 def preflight(config_name: str, argv: list[str]) -> int:
     """Compose and check every member; return how many there are."""
     members = expand_overrides(argv)
+    multirun = any(a in ("-m", "--multirun") for a in argv)
     for overrides in members:
-        check_config(compose(config_name, overrides))
+        cfg = compose(config_name, overrides)
+        check_config(cfg, None if multirun else run_dir_of(cfg, argv))
     return len(members)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +19,14 @@ from .. import __version__
 from ..config import model_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
-from .checkpoint import AtomicCheckpointIO, StopAfterEpoch, check_resume_compatible, resume_checkpoint
+from .checkpoint import (
+    AtomicCheckpointIO,
+    StopAfterEpoch,
+    check_resume_compatible,
+    clean_orphans,
+    resume_checkpoint,
+)
+from .divergence import DivergedError
 from .loggers import make_loggers
 from .module import ClassifierModule
 
@@ -92,14 +98,15 @@ def sweep_group() -> str | None:
 
 
 def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
-    """Train, validate each epoch, test the final-epoch model once; return the summary written to disk."""
-    started = time.time()
+    """Train, validate each epoch, test the final-epoch model once; return the summary written to disk.
+    A diverged run writes a summary with status ``diverged`` and raises DivergedError."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model_cfg = model_kwargs(cfg)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
+    divergence = OmegaConf.to_container(cfg.divergence, resolve=True) if "divergence" in cfg else None
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
-                              data_cfg)
+                              data_cfg, divergence)
     model = module.model
     layout = model.layout
     info = {"params": count_params(model),
@@ -107,6 +114,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
             "units_per_stage": list(layout.units_per_stage), "layout": layout.describe().splitlines(),
             "leftover_units": layout.leftovers, "equal_depth": layout.equal_depth}
     run_config = OmegaConf.to_container(cfg, resolve=True)
+    clean_orphans(run_dir)  # temporary files of a checkpoint write that was killed
     ckpt = resume_checkpoint(cfg.resume, run_dir)
     if ckpt:
         check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data_cfg)
@@ -125,24 +133,40 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
     earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
+    base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
+            "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+            "device": str(module.device)}
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+        except DivergedError as err:
+            summary = {"status": "diverged", "error": str(err), **base, "epochs_done": trainer.current_epoch,
+                       "train_time_s": module.train_time_s, "wall_time_s": module.wall_time_s,
+                       "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt")
+                       if (run_dir / "checkpoints" / "last.ckpt").is_file() else None}
+            if trainer.is_global_zero:
+                write_json_atomic(run_dir / "summary.json", summary)
+                for lg in loggers[1:]:
+                    lg.experiment.summary.update({"status": "diverged"})
+            raise
         finished = trainer.current_epoch >= trainer.max_epochs and not trainer.interrupted
-        summary = {"status": "finished" if finished else "stopped", "run_dir": str(run_dir), "config": run_config,
-                   "model": info, "epochs_done": trainer.current_epoch, "resumed_from": str(ckpt) if ckpt else None,
+        summary = {"status": "finished" if finished else "stopped", **base, "epochs_done": trainer.current_epoch,
                    "train_time_s": module.train_time_s, "images_per_sec": module.images_per_sec,
-                   "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
-                   "device": str(module.device), "best_checkpoint": checkpoint.best_model_path or None}
-        summary["val"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+                   "best_checkpoint": checkpoint.best_model_path or None}
+        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if not val and ckpt:  # resumed after the final checkpoint: nothing was trained, validate the final model
+            val = {k: float(v) for k, v in (trainer.validate(module, datamodule=data, verbose=False) or [{}])[0].items()
+                   if k.startswith("val/")}
+        summary["val"] = val
         summary["is_global_zero"] = trainer.is_global_zero
         if not finished:
             _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
-            summary["wall_time_s"] = time.time() - started
+            summary["wall_time_s"] = module.wall_time_s
             write_json_atomic(run_dir / "progress.json", summary)
             return summary
         test = trainer.test(module, datamodule=data, verbose=False)
         summary["test"] = {k: float(v) for k, v in (test[0] if test else {}).items()}
-        summary["wall_time_s"] = time.time() - started
+        summary["wall_time_s"] = module.wall_time_s
         _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)

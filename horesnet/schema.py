@@ -1,0 +1,325 @@
+"""The one schema of every command-line key: its type and its range, checked as soon as a command line is composed.
+
+A value is accepted only if it has the declared type (booleans only ``true``/``false``, counts positive integers,
+rates finite numbers) and lies in the declared range or list of choices; otherwise a ConfigError names the key,
+the bad value and what is valid. Cross-key rules (the model's head against the data, the precision Lightning
+accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """``kind``: bool | int | real | text | choice | ints | reals | texts | section | free. ``section``: a group of
+    keys checked one by one (or null); ``free``: anything (published numbers). ``low``/``high`` bound numbers
+    (``open_low``: strictly above ``low``); ``choices`` is a tuple or a function returning one (registries)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple | Callable[[], Iterable] | None = None
+    nullable: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.valid_choices())
+        elif self.kind == "text":
+            text = "a string"
+        elif self.kind in ("int", "real", "ints", "reals"):
+            noun = {"int": "an integer", "real": "a finite number", "ints": "a list of integers",
+                    "reals": "a list of finite numbers"}[self.kind]
+            text = noun + self._range_text(plural=self.kind in ("ints", "reals"))
+        elif self.kind == "texts":
+            text = "a list of strings"
+        elif self.kind == "section":
+            text = "a group of options"
+        else:
+            text = "any value"
+        return text + (" (or null)" if self.nullable else "")
+
+    def _range_text(self, plural: bool) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return (" each " if plural else " ") + " and ".join(parts) if parts else ""
+
+    def valid_choices(self) -> list:
+        return list(self.choices() if callable(self.choices) else self.choices or ())
+
+    def check(self, key: str, value) -> None:
+        if value is None:
+            if self.nullable:
+                return
+            raise ConfigError(f"{key}=null is not allowed; {key} must be {self.describe()}.")
+        if self.kind == "free":
+            return
+        if not self._ok(value):
+            raise ConfigError(f"bad value {key}={_show(value)}; {key} must be {self.describe()}.")
+
+    def _ok(self, value) -> bool:
+        kind = self.kind
+        if kind == "bool":
+            return isinstance(value, bool)
+        if kind == "text":
+            return isinstance(value, str)
+        if kind == "choice":
+            return not isinstance(value, bool) and value in self.valid_choices()
+        if kind == "section":
+            return False  # a group given as a single value
+        if kind == "texts":
+            return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        if kind in ("ints", "reals"):
+            return (isinstance(value, list | tuple) and len(value) > 0
+                    and all(self._number_ok(v, kind == "ints") for v in value))
+        return self._number_ok(value, kind == "int")
+
+    def _number_ok(self, v, integer: bool) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+            return False
+        if not math.isfinite(v):
+            return False
+        if self.low is not None and (v <= self.low if self.open_low else v < self.low):
+            return False
+        return not (self.high is not None and (v >= self.high if self.open_high else v > self.high))
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _blocks():
+    from .models import list_blocks
+
+    return list_blocks()
+
+
+def _schemes():
+    from .schemes import list_schemes
+
+    return list_schemes()
+
+
+def _model_choices(name: str):
+    def get():
+        from . import nn as hnn
+        from .nn.ode import ODE_METHODS
+        from .nn.units import NORMS
+
+        return {"unit": hnn.UNITS, "placement": hnn.PLACEMENTS, "norm": NORMS, "ode_method": ODE_METHODS}[name]
+    return get
+
+
+def _datasets():
+    from .data.module import DATASETS
+
+    return DATASETS
+
+
+def _precisions():
+    from .training.precision import PRECISIONS
+
+    return PRECISIONS
+
+
+BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free")
+POSITIVE_INT, COUNT = Spec("int", low=1), Spec("int", low=0)
+OPT_POSITIVE_INT = Spec("int", low=1, nullable=True)
+POSITIVE = Spec("real", low=0, open_low=True)
+NON_NEGATIVE = Spec("real", low=0)
+
+MODEL = {
+    "arch": Spec("choice", choices=("cifar", "imagenet")),
+    "depth": Spec("int", low=1, nullable=True),
+    "block": Spec("choice", choices=_blocks),
+    "unit": Spec("choice", choices=_model_choices("unit"), nullable=True),
+    "placement": Spec("choice", choices=_model_choices("placement")),
+    "shortcut": Spec("choice", choices=("A", "B", "C", "a", "b", "c", "plain")),
+    "num_classes": Spec("int", low=2),
+    "in_channels": POSITIVE_INT,
+    "width": POSITIVE,
+    "stem_stride": POSITIVE_INT,
+    "entry": Spec("choice", choices=("euler", "scheme")),
+    "stages": Spec("ints", low=1, nullable=True),
+    "strict": BOOL,
+    "tied": BOOL,
+    "step": POSITIVE,
+    "learn_step": BOOL,
+    "inner": Spec("choice", choices=_schemes, nullable=True),
+    "norm": Spec("choice", choices=_model_choices("norm")),
+    "stride_in_3x3": BOOL,
+    "ode_method": Spec("choice", choices=_model_choices("ode_method")),
+    "ode_rtol": POSITIVE,
+    "ode_atol": POSITIVE,
+    "ode_adjoint": BOOL,
+}
+
+DATA = {
+    "data.name": Spec("choice", choices=_datasets),
+    "data.root": Spec("text", nullable=True),
+    "data.download": BOOL,
+    "data.verify": BOOL,
+    "data.channels": POSITIVE_INT,
+    "data.num_classes": Spec("int", low=2),
+    "data.val_size": COUNT,
+    "data.split_seed": COUNT,
+    "data.batch_size": POSITIVE_INT,
+    "data.eval_batch_size": POSITIVE_INT,
+    "data.augment": BOOL,
+    "data.crop_padding": COUNT,
+    "data.flip": BOOL,
+    "data.limit_train": OPT_POSITIVE_INT,
+    "data.limit_val": OPT_POSITIVE_INT,
+    "data.limit_test": OPT_POSITIVE_INT,
+    "data.num_workers": COUNT,
+    "data.synthetic.train_size": POSITIVE_INT,
+    "data.synthetic.test_size": POSITIVE_INT,
+    "data.synthetic.num_classes": Spec("int", low=2),
+    "data.synthetic.channels": POSITIVE_INT,
+    "data.synthetic.image_size": Spec("int", low=4),
+}
+
+OPTIM = {
+    "optim.name": Spec("choice", choices=("sgd", "adamw")),
+    "optim.lr": POSITIVE,
+    "optim.momentum": Spec("real", low=0, high=1, open_high=True),
+    "optim.nesterov": BOOL,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.norm_weight_decay": NON_NEGATIVE,
+    "optim.step_weight_decay": NON_NEGATIVE,
+    "optim.schedule": Spec("choice", choices=("multistep", "cosine", "onecycle", "constant")),
+    "optim.milestones": Spec("reals", low=0, high=1, open_low=True, open_high=True),
+    "optim.gamma": POSITIVE,
+    "optim.warmup_steps": COUNT,
+    "optim.warmup_lr": POSITIVE,
+    "optim.pct_start": Spec("real", low=0, high=1, open_low=True, open_high=True),
+}
+
+# Lightning validates the trainer keys it owns; these are the ones a run's meaning depends on.
+TRAINER = {
+    "trainer.accelerator": Spec("choice", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
+    "trainer.precision": Spec("choice", choices=_precisions),
+    "trainer.max_epochs": POSITIVE_INT,
+    "trainer.log_every_n_steps": POSITIVE_INT,
+    "trainer.enable_progress_bar": BOOL,
+    "trainer.num_sanity_val_steps": COUNT,
+    "trainer.num_nodes": POSITIVE_INT,
+    "trainer.strategy": TEXT,
+}
+
+FIT = {
+    **MODEL, **DATA, **OPTIM, **TRAINER,
+    "seed": COUNT,
+    "channels_last": BOOL,
+    "resume": Spec("text", nullable=True),
+    "stop_after_epoch": OPT_POSITIVE_INT,
+    "name": TEXT,
+    "paper": FREE,
+    "logger.csv": BOOL,
+    "logger.wandb": Spec("section", nullable=True),
+    "logger.wandb.mode": Spec("choice", choices=("auto", "online", "offline", "disabled")),
+    "logger.wandb.project": TEXT,
+    "logger.wandb.entity": Spec("text", nullable=True),
+    "logger.wandb.group": Spec("text", nullable=True),
+    "logger.wandb.name": Spec("text", nullable=True),
+    "logger.wandb.tags": Spec("texts"),
+    "logger.wandb.timeout": Spec("real", low=0, high=300, open_low=True),
+    "divergence.check_every": POSITIVE_INT,
+    "divergence.max_loss": POSITIVE,
+    "divergence.max_abs": POSITIVE,
+}
+
+ANALYZE = {
+    **MODEL,
+    "ckpt": Spec("text", nullable=True),
+    "study": TEXT,
+    "split": Spec("choice", choices=("test", "val")),
+    "data_name": Spec("choice", choices=_datasets, nullable=True),
+    "data_root": Spec("text", nullable=True),
+    "limit": OPT_POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "out": Spec("text", nullable=True),
+    "seed": COUNT,
+    "device": TEXT,
+    "granularity": Spec("choice", choices=("unit", "block", "both")),
+    "ks": Spec("ints", low=1),
+    "trials": POSITIVE_INT,
+    "swaps": Spec("ints", low=1),
+    "weighted": BOOL,
+    "samples_per_length": POSITIVE_INT,
+    "effective_images": POSITIVE_INT,
+    "sigmas": Spec("reals", low=0),
+    "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
+}
+
+INFO = {
+    **MODEL,
+    "list": Spec("choice", choices=("schemes", "blocks"), nullable=True),
+    "image_size": Spec("int", low=8, nullable=True),
+}
+
+SCHEMAS = {"fit": FIT, "analyze": ANALYZE, "info": INFO}
+
+
+def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
+    """``{"a.b": value}`` for every leaf; a key the schema marks ``free`` is kept whole."""
+    out = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        spec = (schema or {}).get(dotted)
+        if isinstance(value, dict) and value and not (spec is not None and spec.kind == "free"):
+            out.update(flatten(value, dotted + ".", schema))
+        else:
+            out[dotted] = value
+    return out
+
+
+def validate(config: dict, config_name: str) -> None:
+    """Check every key of a composed (resolved, plain-container) config against its schema."""
+    schema = SCHEMAS[config_name]
+    flat = flatten(config, schema=schema)
+    for key, value in flat.items():
+        spec = schema.get(key)
+        if spec is None:
+            if key.startswith("trainer.") or key.startswith("paper."):
+                continue  # other Lightning Trainer options: checked by Lightning in the preflight
+            parent = key.rsplit(".", 1)[0] if "." in key else None
+            siblings = sorted(k for k in schema if parent and k.startswith(parent + "."))
+            raise ConfigError(f"unknown option {key!r}; valid options"
+                              f"{' of ' + parent if parent else ''}: {', '.join(siblings or sorted(schema))}.")
+        spec.check(key, value)
+    if config_name == "fit":
+        check_consistency(config)
+
+
+def check_consistency(config: dict) -> None:
+    """Rules between keys of a training config: the model's input and head match the data."""
+    from .data.module import dataset_facts
+
+    data = config.get("data") or {}
+    facts = dataset_facts(data)
+    for model_key, data_key, actual in (("num_classes", "num_classes", facts.num_classes),
+                                        ("in_channels", "channels", facts.channels)):
+        if data.get(data_key) != actual:
+            raise ConfigError(f"data.{data_key}={data.get(data_key)} but {data['name']} has {actual} "
+                              f"{'classes' if data_key == 'num_classes' else 'image channels'}; leave "
+                              f"data.{data_key} at {actual}.")
+        if config.get(model_key) != actual:
+            raise ConfigError(f"{model_key}={config.get(model_key)} does not match the data: {data['name']} has "
+                              f"{actual} {'classes' if data_key == 'num_classes' else 'image channels'} "
+                              f"(the model's {model_key} follows data.{data_key} by default; leave it unset).")
+    if data.get("val_size", 0) >= facts.train_size:
+        raise ConfigError(f"data.val_size={data['val_size']} leaves no training images: {data['name']} has "
+                          f"{facts.train_size} training images; valid: 0 .. {facts.train_size - 1}.")

@@ -1,0 +1,68 @@
+"""Catch a diverging run without a host-device sync on every step (see ``docs/reliability.md``).
+
+Each training step folds "loss is non-finite or above ``max_loss``" into one boolean tensor that stays on the
+device. Every ``check_every`` steps, and at the last batch of every epoch (before validation and the epoch's
+checkpoint), the flag is read once and every parameter and buffer (BatchNorm statistics included) is checked for
+non-finite values or a magnitude above ``max_abs``. The checkpoint writer refuses non-finite tensors too, so no
+checkpoint of a diverged network is ever written and the last finite one stays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+DEFAULTS = {"check_every": 50, "max_loss": 1.0e3, "max_abs": 1.0e8}
+
+
+class DivergedError(RuntimeError):
+    """Training diverged: the loss, a parameter or a BatchNorm statistic became non-finite or exploded."""
+
+
+class DivergenceGuard:
+    def __init__(self, check_every: int = 50, max_loss: float = 1.0e3, max_abs: float = 1.0e8):
+        self.check_every, self.max_loss, self.max_abs = int(check_every), float(max_loss), float(max_abs)
+        self.flag: torch.Tensor | None = None
+        self.last_loss: torch.Tensor | None = None
+        self.worst_loss: torch.Tensor | None = None
+
+    def observe(self, loss: torch.Tensor) -> None:
+        """Fold one step's loss into the on-device flag (no synchronisation)."""
+        loss = loss.detach().float()
+        bad = ~torch.isfinite(loss) | (loss > self.max_loss)
+        self.flag = bad if self.flag is None else self.flag | bad
+        worst = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))
+        self.worst_loss = worst if self.worst_loss is None else torch.maximum(self.worst_loss, worst)
+        self.last_loss = loss
+
+    def due(self, step: int, last_batch: bool) -> bool:
+        return last_batch or step % self.check_every == 0
+
+    def check(self, model: torch.nn.Module, where: str) -> None:
+        """Read the flag (one sync) and scan parameters and buffers; raise DivergedError if anything blew up."""
+        if self.flag is not None and bool(self.flag):
+            raise DivergedError(f"the training loss diverged {where}: it reached {float(self.worst_loss):.4g} "
+                                f"(limit divergence.max_loss={self.max_loss:g}, or non-finite)")
+        tensors = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point()]
+        if not tensors:
+            return
+        peaks = torch.stack([t.detach().abs().amax().float() for _, t in tensors])
+        if bool((peaks <= self.max_abs).all()):
+            return
+        name, value = next((n, float(p)) for (n, _), p in zip(tensors, peaks.tolist(), strict=True)
+                           if not p <= self.max_abs)
+        raise DivergedError(f"the network diverged {where}: max |{name}| = {value:.4g} (limit "
+                            f"divergence.max_abs={self.max_abs:g}, or non-finite)")
+
+
+def non_finite_tensor(tree, prefix: str = "") -> str | None:
+    """The key of the first floating-point tensor in ``tree`` (nested dicts/lists) holding NaN or inf."""
+    if torch.is_tensor(tree):
+        return prefix or "tensor" if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else None
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list | tuple) else ()
+    for key, value in items:
+        found = non_finite_tensor(value, f"{prefix}.{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
