@@ -36,13 +36,33 @@ def load_runs(paths: list[str]) -> list[dict]:
         for f in files:
             try:
                 s = json.loads(f.read_text())
-                s["_dir"] = str(f.parent)
-                runs.append(s)
-            except (json.JSONDecodeError, OSError) as err:
+            except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
                 raise ConfigError(f"{f} is not a readable summary.json ({err}).") from None
+            check_summary(s, f)
+            s["_dir"] = str(f.parent)
+            runs.append(s)
     if not runs:
         raise ConfigError(f"no finished runs (summary.json) under {', '.join(paths)}.")
     return runs
+
+
+SUMMARY_FIELDS = {"status": str, "config": dict, "model": dict}
+MODEL_FIELDS = {"params": int, "units_per_stage": list}
+
+
+def check_summary(s, path) -> None:
+    """Refuse a summary.json that horesnet.fit did not write (wrong type, missing fields)."""
+    if not isinstance(s, dict):
+        raise ConfigError(f"{path} is not a horesnet run summary: it holds a JSON {type(s).__name__}, not an object "
+                          f"with the fields {', '.join(SUMMARY_FIELDS)}.")
+    for fields, tree, where in ((SUMMARY_FIELDS, s, ""), (MODEL_FIELDS, s.get("model"), "model.")):
+        for key, kind in fields.items():
+            if not isinstance(tree, dict) or not isinstance(tree.get(key), kind):
+                raise ConfigError(f"{path} is not a horesnet run summary: field {where}{key!r} is missing or not "
+                                  f"a JSON {kind.__name__} (needed: {', '.join(where + k for k in fields)}).")
+    for key in ("block", "depth"):
+        if key not in s["config"]:
+            raise ConfigError(f"{path} is not a horesnet run summary: config has no {key!r}.")
 
 
 def _get(cfg: dict, dotted: str):
@@ -168,6 +188,13 @@ def _val_curve(path: Path) -> list[tuple[int, float]]:
 def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False, wandb: bool = False,
             wandb_project: str = "horesnet") -> tuple[list[dict], list[str], Path]:
     runs = load_runs(paths)
+    unfinished = [r for r in runs if r["status"] != "finished"]
+    runs = [r for r in runs if r["status"] == "finished"]
+    for r in unfinished:
+        print(f"horesnet.compare: left out {r['_dir']}: status {r['status']!r}", file=sys.stderr)
+    if not runs:
+        raise ConfigError(f"no finished runs under {', '.join(paths)} ({len(unfinished)} run(s) did not finish: "
+                          f"{', '.join(sorted({r['status'] for r in unfinished}))}).")
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         groups[variant_key(r)].append(r)

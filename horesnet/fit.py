@@ -8,6 +8,7 @@ stops with status ``diverged`` in its summary and exit status 3 (``docs/reliabil
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,12 +16,13 @@ import hydra
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
-from .training.divergence import DivergedError
-from .training.preflight import preflight
-from .training.run import report, run_dir_resolver, run_fit, sweep_group
+from .training.rundir import run_dir_resolver
 
 if not OmegaConf.has_resolver("horesnet_run_dir"):
     OmegaConf.register_new_resolver("horesnet_run_dir", run_dir_resolver, use_cache=True)
+
+
+_NEW_RUN_DIR: Path | None = None  # the single run's folder, when this command is the one creating it
 
 
 def _fail(err: Exception, status: int = 2) -> None:
@@ -32,9 +34,15 @@ def _fail(err: Exception, status: int = 2) -> None:
 def _hydra_main(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from .training.divergence import DivergedError
+    from .training.run import report, run_fit, sweep_group
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = run_fit(cfg, Path(HydraConfig.get().runtime.output_dir), sweep_group())
-    except ConfigError as err:
+        summary = run_fit(cfg, run_dir, sweep_group())
+    except ConfigError as err:  # found only once the data is read (a corrupt file): leave no half-made run folder
+        if _NEW_RUN_DIR and run_dir.resolve() == _NEW_RUN_DIR:
+            shutil.rmtree(run_dir, ignore_errors=True)
         _fail(err)
     except DivergedError as err:  # summary.json says status "diverged"; exit status 3 tells scripts
         _fail(err, 3)
@@ -45,10 +53,18 @@ def _hydra_main(cfg) -> None:
 def main() -> None:
     argv = sys.argv[1:]
     if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
+        global _NEW_RUN_DIR
+        from .training.preflight import preflight
+
         try:
-            preflight("fit", argv)
+            run_dirs = preflight("fit", argv)
         except ConfigError as err:
             _fail(err)
+        if len(run_dirs) == 1 and run_dirs[0]:
+            if not any(a.startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
+                sys.argv.append(f"hydra.run.dir='{run_dirs[0]}'")  # the very folder the checks were made for
+            if not Path(run_dirs[0]).exists():
+                _NEW_RUN_DIR = Path(run_dirs[0]).resolve()
     _hydra_main()
 
 

@@ -123,7 +123,7 @@ def _model_choices(name: str):
 
 
 def _datasets():
-    from .data.module import DATASETS
+    from .data.catalog import DATASETS
 
     return DATASETS
 
@@ -134,7 +134,7 @@ def _precisions():
     return PRECISIONS
 
 
-BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free")
+BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free", nullable=True)
 POSITIVE_INT, COUNT = Spec("int", low=1), Spec("int", low=0)
 OPT_POSITIVE_INT = Spec("int", low=1, nullable=True)
 POSITIVE = Spec("real", low=0, open_low=True)
@@ -306,7 +306,7 @@ def validate(config: dict, config_name: str) -> None:
 
 def check_consistency(config: dict) -> None:
     """Rules between keys of a training config: the model's input and head match the data."""
-    from .data.module import dataset_facts
+    from .data.catalog import dataset_facts
 
     data = config.get("data") or {}
     facts = dataset_facts(data)

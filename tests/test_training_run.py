@@ -19,7 +19,8 @@ from horesnet import build_model, get_scheme, list_blocks
 from horesnet.errors import ConfigError
 from horesnet.training import run as run_module
 from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
-from horesnet.training.module import ClassifierModule, NonFiniteLossError
+from horesnet.training.divergence import DivergedError
+from horesnet.training.module import ClassifierModule
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _training_helpers import FASHION_DIR, QUIET, TINY, column, fit, read_csv  # noqa: E402
@@ -170,17 +171,17 @@ def test_resume_keeps_metrics_history(resumed):
 def test_nan_loss_stops_with_clear_error(tmp_path):
     overrides = [*TINY, "depth=8", "data.limit_train=32", "data.batch_size=32", "trainer.max_epochs=3",
                  "optim.lr=1e30"]
-    with pytest.raises(NonFiniteLossError) as info:
+    with pytest.raises(DivergedError) as info:
         fit(tmp_path, overrides)
     msg = str(info.value)
-    assert ("nan" in msg or "inf" in msg) and "optim.lr" in msg and "lr=1e+30" in msg
-    assert not (tmp_path / "summary.json").exists()
+    assert "diverged" in msg and "optim.lr=1e+30" in msg
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["error"] == msg
+    assert "test" not in summary
     last = tmp_path / "checkpoints" / "last.ckpt"
-    assert last.is_file(), "epoch 0 (finite) should have left a checkpoint"
-    ckpt = check_checkpoint(last)
-    assert ckpt["global_step"] >= 1
-    module = ClassifierModule.load_from_checkpoint(last, map_location="cpu")
-    assert module.hparams.model["depth"] == 8
+    if last.is_file():  # whatever was written is finite
+        ckpt = check_checkpoint(last)
+        assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
     assert not list(tmp_path.rglob("*.tmp"))
 
 

@@ -6,8 +6,6 @@ device in ``on_after_batch_transfer``, seeded by (seed, global step, rank) so a 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -15,30 +13,11 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..errors import ConfigError, check_choice
 from .augment import normalise, random_crop_flip
+from .catalog import DATASETS, DatasetFacts, dataset_facts  # noqa: F401 -- re-exported
 from .cifar import CIFAR, load_cifar
 from .idx import IDX, load_idx_dataset
 from .sources import DataError, data_root
 from .synthetic import make_synthetic
-
-DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "synthetic")
-
-
-class DatasetFacts(NamedTuple):
-    channels: int
-    num_classes: int
-    train_size: int
-
-
-_FACTS = {"cifar10": DatasetFacts(3, 10, 50_000), "cifar100": DatasetFacts(3, 100, 50_000),
-          "fashion_mnist": DatasetFacts(1, 10, 60_000), "mnist": DatasetFacts(1, 10, 60_000)}
-
-
-def dataset_facts(data: dict) -> DatasetFacts:
-    """Image channels, classes and training-set size of a data config, known before any file is read."""
-    if data["name"] == "synthetic":
-        syn = data.get("synthetic") or {}
-        return DatasetFacts(syn.get("channels", 3), syn.get("num_classes", 10), syn.get("train_size", 1024))
-    return _FACTS[data["name"]]
 
 
 def load_arrays(name: str, root=None, download: bool = True, verify: bool = True, synthetic: dict | None = None):

@@ -146,7 +146,7 @@ def cifar_depth(unit: str, n: int) -> int:
 def _nearest_cifar(depth, unit, block, inner, entry, strict) -> str:
     """The valid depths just below and above ``depth`` (searched in a window of units around it, any size)."""
     centre = max(1, (depth - 2) // (3 * CONVS_PER_UNIT[unit])) if isinstance(depth, int) else 1
-    span = 64 * units_per_block(block, inner)
+    span = 2 * units_per_block(block, inner) + 2  # valid depths recur at least every block of units
     ok = [cifar_depth(unit, n) for n in range(max(1, centre - span), centre + span + 1)
           if _valid(_plan("cifar", unit, (n,) * 3, block, inner, entry, strict, 0), strict)]
     below = [d for d in ok if d < depth][-1:]

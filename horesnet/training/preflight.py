@@ -7,20 +7,20 @@ import inspect
 import itertools
 from pathlib import Path
 
-import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
 from ..config import compose, model_kwargs
-from ..data import ArrayDataModule, check_available
 from ..errors import ConfigError, check_choice
 from ..models import build_model, plan_layout
-from .checkpoint import check_resume_compatible, resume_checkpoint
-from .loggers import WANDB_MODES
-from .optim import OPTIMIZERS, SCHEDULES
 
 _OWN = ("max_epochs", "log_every_n_steps", "enable_progress_bar", "num_sanity_val_steps", "limit_train_batches",
         "limit_val_batches", "limit_test_batches")
-TRAINER_KEYS = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins"}
+
+
+def trainer_keys() -> set[str]:
+    import pytorch_lightning as pl
+
+    return set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins"}
 
 
 def expand_overrides(argv: list[str], max_members: int = 256) -> list[list[str]]:
@@ -54,13 +54,19 @@ def check_config(cfg, run_dir: str | None = None) -> None:
                                                        "inner") if k in model_cfg})
     check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit
     build_model(**model_cfg)
+    from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
+    from .checkpoint import check_resume_compatible, resume_checkpoint
+    from .loggers import WANDB_MODES
+    from .optim import OPTIMIZERS, SCHEDULES
+
     ArrayDataModule(**data)
     check_available(data["name"], data.get("root"), data.get("download", True))
     check_choice("optim.name", cfg.optim.name, OPTIMIZERS)
     check_choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
-    unknown = set(trainer_cfg) - TRAINER_KEYS
+    valid = trainer_keys()
+    unknown = set(trainer_cfg) - valid
     if unknown:
-        raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(TRAINER_KEYS))}.")
+        raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}.")
     check_trainer(trainer_cfg)
     if cfg.logger.get("wandb"):
         check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
@@ -74,6 +80,8 @@ def check_trainer(trainer_cfg: dict) -> None:
     """Build (and discard) a Lightning Trainer with these options: any value Lightning refuses is refused now."""
     import logging
     import tempfile
+
+    import pytorch_lightning as pl
 
     quiet = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
     levels = [lg.level for lg in quiet]
@@ -114,7 +122,7 @@ def check_training_memory(layout, model_cfg: dict, data: dict, trainer_cfg: dict
 def run_dir_of(cfg, argv: list[str]) -> str:
     """The folder a single (non-sweep) run will use: ``hydra.run.dir`` from the command line, else the
     config's default (``outputs/<data>/<name>``, or the run that ``resume`` points to)."""
-    from .run import run_dir_resolver
+    from .rundir import run_dir_resolver
 
     for a in argv:
         if a.startswith("hydra.run.dir="):
@@ -122,11 +130,12 @@ def run_dir_of(cfg, argv: list[str]) -> str:
     return run_dir_resolver(cfg.resume, f"outputs/{cfg.data.name}/{cfg.name}")
 
 
-def preflight(config_name: str, argv: list[str]) -> int:
-    """Compose and check every member; return how many there are."""
+def preflight(config_name: str, argv: list[str]) -> list[str | None]:
+    """Compose and check every member; return each member's run folder (None for sweep members)."""
     members = expand_overrides(argv)
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    for overrides in members:
-        cfg = compose(config_name, overrides)
-        check_config(cfg, None if multirun else run_dir_of(cfg, argv))
-    return len(members)
+    configs = [compose(config_name, overrides) for overrides in members]  # every key's type and range first
+    run_dirs = [None if multirun else run_dir_of(cfg, argv) for cfg in configs]
+    for cfg, run_dir in zip(configs, run_dirs, strict=True):
+        check_config(cfg, run_dir)
+    return run_dirs

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -70,23 +69,6 @@ def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
-
-
-def run_dir_resolver(resume, base: str) -> str:
-    """Hydra resolver for ``hydra.run.dir``: a new timestamped folder under ``base``, or, for ``resume=auto``,
-    the newest unfinished run there (has ``checkpoints/last.ckpt`` and no ``summary.json``); for
-    ``resume=PATH`` the run folder of that checkpoint."""
-    fresh = f"{base}/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    if resume in (None, "", "null"):
-        return fresh
-    if resume == "auto":
-        runs = sorted(p for p in Path(base).glob("*") if (p / "checkpoints" / "last.ckpt").is_file()
-                      and not (p / "summary.json").is_file())
-        return str(runs[-1]) if runs else fresh
-    path = Path(str(resume)).expanduser()
-    if path.is_file():
-        return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
-    return str(path)
 
 
 def sweep_group() -> str | None:
