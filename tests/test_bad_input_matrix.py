@@ -82,6 +82,7 @@ CASES = {
     "resume_missing": (FIT, ["resume={empty}/nothing.ckpt"], ["{empty}/nothing.ckpt"]),
     "resume_refused": (FIT, ["resume={run}", "optim.lr=0.05"], ["optim.lr", "0.1", "0.05"]),
     "resume_crafted": (FIT, ["resume={evil}"], ["{evil}", "refused", "weights_only"]),
+    "resume_auto_crafted": (FIT, ["hydra.run.dir={evil_run}", "resume=auto"], ["{evil}", "refused"]),
     "sweep_member": (FIT, ["-m", "block=euler,foo"], ["'foo'", "rk4"]),
     "sweep_without_m": (FIT, ["block=euler,midpoint"], ["-m"]),
     # info
@@ -145,7 +146,8 @@ def make_fixtures(base: Path) -> dict[str, str]:
         (d / "summary.json").write_text(text)
         sums[f"sum_{name}"] = str(d)
     (base / "empty").mkdir()
-    return {"run": str(run), "ckpt": str(ckpt), "evil": str(evil), "trunc": str(trunc), "empty": str(base / "empty"),
+    return {"run": str(run), "ckpt": str(ckpt), "evil": str(evil), "evil_run": str(evil.parent.parent),
+            "trunc": str(trunc), "empty": str(base / "empty"),
             "marker": str(base / "PWNED"), **sums}
 
 

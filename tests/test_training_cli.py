@@ -1,5 +1,5 @@
-"""Tests of the fit command line (bad input: tests/test_bad_input_matrix.py): NaN loss, W&B offline logging (and the W&B mode choice), DDP on CPU
-and a Hydra sweep.
+"""Tests of the fit command line (bad input: tests/test_bad_input_matrix.py): NaN loss, W&B offline logging (and
+the W&B mode choice), DDP on CPU and a Hydra sweep.
 
 Expected values come from files read back independently (summary.json, the W&B offline log with
 tests/wandb_offline.py).
