@@ -128,10 +128,9 @@ def _datasets():
     return DATASETS
 
 
-def _precisions():
-    from .training.precision import PRECISIONS
-
-    return PRECISIONS
+# What Lightning's Trainer accepts as ``precision`` (tests/test_reliability.py keeps this equal to Lightning's own).
+PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+              "32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16")
 
 
 BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free", nullable=True)
@@ -210,7 +209,7 @@ OPTIM = {
 # Lightning validates the trainer keys it owns; these are the ones a run's meaning depends on.
 TRAINER = {
     "trainer.accelerator": Spec("choice", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
-    "trainer.precision": Spec("choice", choices=_precisions),
+    "trainer.precision": Spec("choice", choices=PRECISIONS),
     "trainer.max_epochs": POSITIVE_INT,
     "trainer.log_every_n_steps": POSITIVE_INT,
     "trainer.enable_progress_bar": BOOL,

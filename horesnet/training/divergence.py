@@ -39,21 +39,26 @@ class DivergenceGuard:
     def due(self, step: int, last_batch: bool) -> bool:
         return last_batch or step % self.check_every == 0
 
-    def check(self, model: torch.nn.Module, where: str) -> None:
-        """Read the flag (one sync) and scan parameters and buffers; raise DivergedError if anything blew up."""
+    def problem(self, model: torch.nn.Module) -> str | None:
+        """Read the flag (one sync) and scan parameters and buffers: what blew up, or None."""
         if self.flag is not None and bool(self.flag):
-            raise DivergedError(f"the training loss diverged {where}: it reached {float(self.worst_loss):.4g} "
-                                f"(limit divergence.max_loss={self.max_loss:g}, or non-finite)")
+            return (f"the training loss reached {float(self.worst_loss):.4g} "
+                    f"(limit divergence.max_loss={self.max_loss:g}, or non-finite)")
         tensors = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point()]
         if not tensors:
-            return
+            return None
         peaks = torch.stack([t.detach().abs().amax().float() for _, t in tensors])
         if bool((peaks <= self.max_abs).all()):
-            return
+            return None
         name, value = next((n, float(p)) for (n, _), p in zip(tensors, peaks.tolist(), strict=True)
                            if not p <= self.max_abs)
-        raise DivergedError(f"the network diverged {where}: max |{name}| = {value:.4g} (limit "
-                            f"divergence.max_abs={self.max_abs:g}, or non-finite)")
+        return f"max |{name}| = {value:.4g} (limit divergence.max_abs={self.max_abs:g}, or non-finite)"
+
+    def check(self, model: torch.nn.Module, where: str) -> None:
+        """Raise DivergedError if :meth:`problem` finds anything."""
+        found = self.problem(model)
+        if found:
+            raise DivergedError(f"the run diverged {where}: {found}")
 
 
 def non_finite_tensor(tree, prefix: str = "") -> str | None:

@@ -79,15 +79,17 @@ class ClassifierModule(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx):
         last = batch_idx + 1 >= self.trainer.num_training_batches
         if self.guard.due(self.global_step, last):
-            try:
-                self.guard.check(self.model, f"at epoch {self.current_epoch + 1}, step {self.global_step}")
-            except DivergedError as err:
+            found = self.guard.problem(self.model)
+            # every process stops together (a DDP rank that stopped alone would leave the others waiting)
+            if self.trainer.strategy.reduce_boolean_decision(found is not None, all=False):
                 lr = self.trainer.optimizers[0].param_groups[0]["lr"]
                 raise DivergedError(
-                    f"{err} (block={self.hparams.model.get('block')}, optim.lr={self.hparams.optim.get('lr')}, "
+                    f"the run diverged at epoch {self.current_epoch + 1}, step {self.global_step}: "
+                    f"{found or 'in another process'} "
+                    f"(block={self.hparams.model.get('block')}, optim.lr={self.hparams.optim.get('lr')}, "
                     f"lr now {lr:g}). Training stopped; no checkpoint of the diverged network was written (an "
                     "earlier last.ckpt, if any, is intact and finite). Try a smaller optim.lr, a warm-up "
-                    "(optim.warmup_steps), or a smaller step h.") from None
+                    "(optim.warmup_steps), or a smaller step h.")
 
     def on_train_epoch_start(self):
         self._epoch_start = self._mark = time.perf_counter()
