@@ -16,19 +16,21 @@ from omegaconf import OmegaConf
 from . import analysis as A
 from .analysis.plots import PLOTS
 from .config import compose, model_from_config
-from .errors import ConfigError, check_choice
+from .errors import ConfigError, check_choice, check_writable
 
 STUDIES = ("lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement", "robustness")
 
 
-def load_trained(ckpt: str, device: str = "cpu"):
-    """(model in eval mode, its data config, its run folder, its model config) from a horesnet training
+def load_trained(ckpt: str):
+    """(model on the CPU in eval mode, its data config, its run folder, its model config) from a horesnet training
     checkpoint, loaded with ``torch.load(weights_only=True)``: the network is rebuilt from the checkpoint's own
     model config and its weights are loaded strictly."""
     from .models import build_model
     from .training.checkpoint import check_checkpoint
 
     path = Path(ckpt).expanduser()
+    if path.is_dir():  # a run folder: its last checkpoint
+        path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise ConfigError(f"ckpt={ckpt!r}: no such file; give a checkpoint written by horesnet.fit "
                           "(<run folder>/checkpoints/last.ckpt or best.ckpt).")
@@ -46,7 +48,19 @@ def load_trained(ckpt: str, device: str = "cpu"):
         raise ConfigError(f"{path} could not be loaded as a horesnet model ({type(err).__name__}: "
                           f"{str(err)[:300]}).") from None
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return model.to(device).eval(), dict(hp.get("data") or {}), run_dir, model_cfg
+    return model.eval(), dict(hp.get("data") or {}), run_dir, model_cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; refused if it is not here."""
+    cuda = torch.cuda.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "cpu")
+    valid = ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if cuda else [])
+    if name not in valid:
+        raise ConfigError(f"unknown or unavailable device={name!r}; valid choices on this machine: "
+                          f"{', '.join(repr(v) for v in valid)}.")
+    return torch.device(name)
 
 
 def check_model_overrides(given: dict, saved: dict, path) -> None:
@@ -123,10 +137,9 @@ def analyze(cfg, given: dict | None = None) -> Path:
         check_choice("study", s, STUDIES + ("all",))
     check_choice("granularity", cfg.granularity, ("unit", "block", "both"))
     check_choice("split", cfg.split, ("test", "val"))
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.ckpt:
-        model, data_cfg, run_dir, saved = load_trained(cfg.ckpt, str(device))
+        model, data_cfg, run_dir, saved = load_trained(cfg.ckpt)
         check_model_overrides(given or {}, saved, cfg.ckpt)
         title = f"{model.config['block']}-{model.layout.depth}"
         if model.config.get("shortcut") == "plain":
@@ -139,6 +152,7 @@ def analyze(cfg, given: dict | None = None) -> Path:
         model, data_cfg, run_dir = model_from_config(cfg), {}, None
         title = f"{cfg.block}-{model.layout.depth}"
         out = Path(cfg.out) if cfg.out else Path("analysis") / f"{cfg.block}-d{model.layout.depth}"
+    check_writable("out", out)  # before any work: hours of analysis are not lost to an unwritable folder
     model = model.to(device).eval()
     data = eval_data(data_cfg, cfg, device) if any(s != "paths" for s in studies) else None
     tables, summary = {}, {}

@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .config import MODEL_KEYS
-from .errors import ConfigError
+from .errors import ConfigError, check_writable
 
 OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
@@ -204,6 +204,7 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
                           "recipe, or pass allow_unfair=true to write the table anyway (it will say NOT FAIR).")
     rows = summarise(groups)
     out_dir = Path(out) if out else Path(paths[0] if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "comparison"
+    check_writable("out", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.md").write_text(markdown(rows, problems))
     with open(out_dir / "comparison.csv", "w", newline="") as f:

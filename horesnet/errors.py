@@ -16,3 +16,21 @@ def check_choice(option: str, value, choices: Iterable) -> None:
         raise ConfigError(
             f"unknown {option} {value!r}; valid choices: {', '.join(repr(c) for c in choices)}."
         )
+
+
+def check_writable(option: str, folder) -> None:
+    """Raise ConfigError unless ``folder`` exists as a writable folder or could be created (checked before any
+    work, so that hours of analysis are not lost to an unwritable output path)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(folder).expanduser().absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:  # really try (permission bits say nothing for root, nor for read-only or virtual file systems)
+        os.rmdir(tempfile.mkdtemp(prefix=".horesnet-write-test-", dir=probe))
+    except OSError:
+        raise ConfigError(f"{option}={str(folder)!r} cannot be written: {probe} is not a writable folder. "
+                          "Give a folder you can write to.") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..config import compose, model_kwargs
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError, check_choice, check_writable
 from ..models import build_model, plan_layout
 
 _OWN = ("max_epochs", "log_every_n_steps", "enable_progress_bar", "num_sanity_val_steps", "limit_train_batches",
@@ -71,6 +71,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     if cfg.logger.get("wandb"):
         check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
     if run_dir is not None:
+        check_writable("hydra.run.dir", run_dir)
         ckpt = resume_checkpoint(cfg.resume, Path(run_dir))
         if ckpt:
             check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data)
