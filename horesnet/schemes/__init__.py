@@ -4,9 +4,10 @@ Pure math (no torch). The order of a tableau is computed from Butcher's rooted-t
 (J. C. Butcher, "Numerical Methods for Ordinary Differential Equations", Wiley 2016), never declared.
 """
 
-from .order import OrderCondition, format_tree, order_conditions, rooted_trees, tree_density, tree_order
-from .registry import get_scheme, list_schemes, register_scheme, unregister_scheme
-from .tableau import SchemeError, Tableau
+from .errors import SchemeError
+from .order import OrderCondition, format_tree, rooted_trees, tree_density, tree_order
+from .registry import get_scheme, list_schemes, order_conditions, register_scheme, unregister_scheme
+from .tableau import Tableau
 
 __all__ = [
     "OrderCondition",

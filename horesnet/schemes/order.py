@@ -20,12 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import mpmath
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .tableau import Tableau
+from .errors import SchemeError
+
+
+class Tableau(Protocol):
+    """What the order conditions read from a tableau (``horesnet.schemes.Tableau`` provides it)."""
+
+    @property
+    def stages(self) -> int: ...
+
+    def nonzero_A(self) -> tuple: ...
+
+    def nonzero_b(self) -> tuple: ...
 
 Tree = tuple  # canonical rooted tree: sorted tuple of child trees; () is the one-node tree
 
@@ -47,8 +57,6 @@ class OrderCondition(NamedTuple):
 
 
 def _check_order(order, what: str) -> int:
-    from .tableau import SchemeError
-
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_TREE_ORDER:
         raise SchemeError(
             f"{what} must be an integer between 1 and {MAX_TREE_ORDER} (number of tree nodes); "
@@ -160,16 +168,11 @@ def _conditions(tableau: Tableau, max_order: int) -> Iterator[OrderCondition]:
                 yield ev.condition(tree)
 
 
-def order_conditions(tableau, max_order: int = MAX_COMPUTED_ORDER) -> list[OrderCondition]:
-    """Evaluate every order condition Φ(t) = 1/γ(t) for trees with 1..``max_order`` nodes.
-
-    ``tableau`` is a :class:`Tableau` or a registered scheme name. Returns one :class:`OrderCondition`
-    per tree, ordered by number of nodes then canonical form (Butcher 2016, Thm. 315A).
-    """
-    from .registry import get_scheme
-
-    tab = get_scheme(tableau)
-    return list(_conditions(tab, _check_order(max_order, "order_conditions(max_order)")))
+def conditions(tableau: Tableau, max_order: int = MAX_COMPUTED_ORDER) -> list[OrderCondition]:
+    """Evaluate every order condition Φ(t) = 1/γ(t) for trees with 1..``max_order`` nodes: one
+    :class:`OrderCondition` per tree, ordered by number of nodes then canonical form (Butcher 2016, Thm. 315A).
+    ``horesnet.schemes.order_conditions`` also accepts a registered scheme name."""
+    return list(_conditions(tableau, _check_order(max_order, "order_conditions(max_order)")))
 
 
 def computed_order(tableau: Tableau, max_order: int = MAX_COMPUTED_ORDER) -> int:

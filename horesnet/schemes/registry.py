@@ -11,7 +11,9 @@ import difflib
 import re
 
 from .builtin import BUILTIN_TABLEAUX
-from .tableau import SchemeError, Tableau
+from .errors import SchemeError
+from .order import MAX_COMPUTED_ORDER, OrderCondition, conditions
+from .tableau import Tableau
 
 RESERVED_NAMES = frozenset({"ode"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -92,3 +94,9 @@ def unregister_scheme(name: str) -> None:
     if name not in _REGISTRY:
         raise _unknown(name)
     del _REGISTRY[name]
+
+
+def order_conditions(tableau, max_order: int = MAX_COMPUTED_ORDER) -> list[OrderCondition]:
+    """Every order condition Φ(t) = 1/γ(t) for trees with 1..``max_order`` nodes of a :class:`Tableau` or a
+    registered scheme name (Butcher 2016, Thm. 315A)."""
+    return conditions(get_scheme(tableau), max_order)

@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from numbers import Real
 
-from ..errors import ConfigError
+from .errors import SchemeError
+from .order import computed_order
 
 _ONE_TOLERANCE = 1e-10
-
-
-class SchemeError(ConfigError):
-    """A bad tableau or scheme name. A ValueError whose message names the bad value and what is valid."""
 
 
 def _entry(value, where: str) -> float:
@@ -132,8 +129,6 @@ class Tableau:
     @cached_property
     def order(self) -> int:
         """Computed order: largest p <= 9 with every rooted-tree condition of 1..p nodes satisfied."""
-        from .order import computed_order
-
         return computed_order(self)
 
     @property
