@@ -19,7 +19,7 @@ def schemes_table() -> str:
     rows = [("scheme", "increments", "order", "sum(b)", "description")]
     for name in list_schemes():
         t = get_scheme(name)
-        rows.append((name, str(t.stages), str(t.order), f"{sum(t.b):.6g}", t.description))
+        rows.append((name, str(t.increments), str(t.order), f"{sum(t.b):.6g}", t.description))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
     return "\n".join(lines) + "\n\nblock=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."
@@ -39,7 +39,7 @@ def model_report(cfg) -> str:
                        "whatever the depth; NOT equal-depth)")
     else:
         t = get_scheme(layout.block)
-        scheme_line = f"{t.name} ({t.stages} increment(s) per block, computed order {t.order})"
+        scheme_line = f"{t.name} ({t.increments} increment(s) per block, computed order {t.order})"
         if cfg.inner:
             scheme_line += f" with inner={cfg.inner} units"
     head = "ResNet" if cfg.shortcut != "plain" else "plain net"

@@ -70,7 +70,7 @@ def trim(p) -> list:
 
 def chains(tab) -> list[tuple[int, ...]]:
     """Every increasing chain i1 < ... < im with A[i(t+1), i(t)] != 0 and b[im] != 0, by brute force."""
-    s, out = tab.stages, []
+    s, out = tab.increments, []
     for r in range(1, s + 1):
         for combo in itertools.combinations(range(s), r):
             if tab.b[combo[-1]] != 0 and all(tab.A[j][i] != 0 for i, j in zip(combo, combo[1:], strict=False)):

@@ -100,7 +100,7 @@ def test_classic_rk4_is_not_torchdiffeq_rk4_but_is_the_classic_rule():
 @pytest.mark.parametrize("scheme", list_schemes())
 def test_untied_block_matches_hand_written_rk_step(scheme):
     tab = get_scheme(scheme)
-    units = [smooth_unit() for _ in range(tab.stages)]
+    units = [smooth_unit() for _ in range(tab.increments)]
     shortcut = nn.Conv2d(3, 3, 1, bias=False, dtype=DT)  # a non-identity S: k_1 sees x, the others S(x)
     h, x = 0.625, torch.randn(2, 3, 4, 4, dtype=DT)
     block = SchemeBlock(tab, units, shortcut, nn.Tanh(), step=h)
@@ -254,7 +254,7 @@ def test_zeroed_block_leaves_its_input_alone_and_backpropagates():
                                             ("heun3", {2})])
 def test_zeroed_increments_match_hand_written_step(scheme, zeroed):
     tab = get_scheme(scheme)
-    units = [smooth_unit() for _ in range(tab.stages)]
+    units = [smooth_unit() for _ in range(tab.increments)]
     block = SchemeBlock(tab, units, nn.Identity(), None, step=0.7)
     block.zeroed = frozenset(zeroed)
     x = torch.randn(2, 3, 4, 4, dtype=DT)

@@ -56,9 +56,9 @@ def linear_unit(gen: torch.Generator, scale: float = 0.6) -> nn.Conv2d:
 def linear_block(name: str, h: float, gen: torch.Generator, inner: str | None = None) -> SchemeBlock:
     tab = get_scheme(name)
     if inner is None:
-        units = [linear_unit(gen) for _ in range(tab.stages)]
+        units = [linear_unit(gen) for _ in range(tab.increments)]
     else:
-        units = [NestedUnit(linear_block(inner, h, gen)) for _ in range(tab.stages)]
+        units = [NestedUnit(linear_block(inner, h, gen)) for _ in range(tab.increments)]
         for u in units:
             u.block.shortcut = nn.Identity()
     return SchemeBlock(tab, units, nn.Identity(), None, step=h)
@@ -180,7 +180,7 @@ class LinearNet(nn.Module):
 
     def blocks(self):
         for i, b in enumerate(self.body, 1):
-            yield f"s1.b{i}", b, BlockSpec(b.scheme.name, b.scheme.stages, entry=(i == 1))
+            yield f"s1.b{i}", b, BlockSpec(b.scheme.name, b.scheme.increments, entry=(i == 1))
 
     def forward_stem(self, x):
         return x

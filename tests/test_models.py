@@ -28,7 +28,7 @@ CONVS = {"basic": 2, "bottleneck": 3}  # convs per unit (He et al. 2015, Fig. 5)
 
 
 def stages_of(scheme: str) -> int:
-    return get_scheme(scheme).stages
+    return get_scheme(scheme).increments
 
 
 def cifar_depth(n: int, unit: str = "basic") -> int:

@@ -94,9 +94,9 @@ def test_plain_net_has_one_path_through_every_unit(depth, n):
 @pytest.mark.parametrize("name", list_schemes())
 def test_block_paths_match_brute_force_chains(name):
     tab = get_scheme(name)
-    block = SchemeBlock(tab, [nn.Identity() for _ in range(tab.stages)], nn.Identity())
+    block = SchemeBlock(tab, [nn.Identity() for _ in range(tab.increments)], nn.Identity())
     ref_chains = chains(tab)
-    expected = [1] + [0] * tab.stages
+    expected = [1] + [0] * tab.increments
     for c in ref_chains:
         expected[len(c)] += 1
     assert trim(block_polynomial(block)) == trim(expected)
@@ -113,15 +113,15 @@ def test_block_paths_match_brute_force_chains(name):
 
 def stability_coefficients(tab, h: float) -> list[float]:
     A, b = np.array(tab.A, dtype=float), np.array(tab.b, dtype=float)
-    one = np.ones(tab.stages)
-    return [1.0] + [h ** k * float(b @ np.linalg.matrix_power(A, k - 1) @ one) for k in range(1, tab.stages + 1)]
+    one = np.ones(tab.increments)
+    return [1.0] + [h ** k * float(b @ np.linalg.matrix_power(A, k - 1) @ one) for k in range(1, tab.increments + 1)]
 
 
 @pytest.mark.parametrize("name", list_schemes())
 @pytest.mark.parametrize("h", [1.0, 0.5])
 def test_weighted_block_polynomial_is_the_stability_polynomial(name, h):
     tab = get_scheme(name)
-    block = SchemeBlock(tab, [nn.Identity() for _ in range(tab.stages)], nn.Identity(), step=h)
+    block = SchemeBlock(tab, [nn.Identity() for _ in range(tab.increments)], nn.Identity(), step=h)
     got = np.array(block_polynomial(block, weighted=True), dtype=float)
     ref = np.array(stability_coefficients(tab, h))
     got = np.pad(got, (0, max(0, len(ref) - len(got))))
@@ -130,7 +130,7 @@ def test_weighted_block_polynomial_is_the_stability_polynomial(name, h):
     # and R(hz) = 1 + hz b^T (I - hzA)^{-1} 1 evaluated directly, at a real and a complex z
     A, b = np.array(tab.A), np.array(tab.b)
     for z in (0.3, -0.7 + 0.4j):
-        direct = 1 + h * z * b @ np.linalg.solve(np.eye(tab.stages) - h * z * A, np.ones(tab.stages))
+        direct = 1 + h * z * b @ np.linalg.solve(np.eye(tab.increments) - h * z * A, np.ones(tab.increments))
         assert abs(np.polyval(got[::-1], z) - direct) < 1e-9
 
 

@@ -114,7 +114,7 @@ def test_builtin_names():
 def test_builtin_stages_and_computed_order(name):
     tab = get_scheme(name)
     stages, order = PROMISED[name]
-    assert tab.stages == stages == len(tab.A) == len(tab.b)
+    assert tab.increments == stages == len(tab.A) == len(tab.b)
     assert tab.order == order
     assert tab.promised_order == order
 

@@ -32,7 +32,7 @@ from _training_helpers import FASHION_DIR, QUIET, TINY, column, fit, read_csv  #
 
 def smallest_depth(block: str) -> int:
     """CIFAR depth 6n+2 whose stages hold one Euler entry block plus one block of the scheme (n = s + 1)."""
-    stages = 1 if block == "ode" else get_scheme(block).stages
+    stages = 1 if block == "ode" else get_scheme(block).increments
     return 6 * (stages + 1) + 2
 
 

@@ -28,7 +28,7 @@ def lesion_targets(model, granularity: str = "unit") -> list[dict]:
     if granularity == "block":
         for i, (address, block, spec) in enumerate(blocks):
             if isinstance(block, SchemeBlock):
-                switches = [(block, frozenset(range(block.scheme.stages)))]
+                switches = [(block, frozenset(range(block.scheme.increments)))]
                 targets.append({"address": address, "block_index": i, "switches": switches, "entry": spec.entry,
                                 "downsampling": spec.entry and i > 0 and _changes_shape(block),
                                 "scheme": spec.scheme, "units": spec.units})

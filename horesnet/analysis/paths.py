@@ -43,7 +43,7 @@ def block_polynomial(block: SchemeBlock, weighted: bool = False, skip: bool | No
     a, w = _coefficients(block, weighted)
     A, b = block.scheme.A, block.scheme.b
     chains = []  # chains[i]: polynomial of chains that end at increment i
-    for i in range(block.scheme.stages):
+    for i in range(block.scheme.increments):
         if i in block.zeroed or not block._needed[i]:
             chains.append(None)
             continue
@@ -96,7 +96,7 @@ def block_paths(block: SchemeBlock, skip: bool | None = None) -> list[BlockPath]
     """Every path through ``block`` (skip first), with the route edges that select it."""
     A, b = block.scheme.A, block.scheme.b
     ends: list[list[BlockPath]] = []  # ends[i]: chains ending at increment i (edges up to and incl. unit i)
-    for i in range(block.scheme.stages):
+    for i in range(block.scheme.increments):
         if i in block.zeroed or not block._needed[i]:
             ends.append([])
             continue

@@ -142,7 +142,7 @@ def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Op
         return ODEBlock(_make_unit(opts, out_ch, out_ch, 1), **opts.ode, t1=opts.step)
     scheme = get_scheme(spec.scheme)
     shape_change = stride != 1 or in_ch != out_ch
-    tied = opts.tied and scheme.stages > 1
+    tied = opts.tied and scheme.increments > 1
     if tied and shape_change:
         raise ConfigError(f"tied=true cannot share one unit across a {scheme.name} block whose first unit "
                           f"changes shape ({in_ch}->{out_ch}, stride {stride}).")
@@ -154,10 +154,10 @@ def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Op
         inner = get_scheme(spec.inner)
         inner_shortcut = make_shortcut(opts.shortcut, cin, out_ch, s, opts.norm)
         inner_units = [_make_unit(opts, cin if j == 0 else out_ch, out_ch, s if j == 0 else 1)
-                       for j in range(inner.stages)]
+                       for j in range(inner.increments)]
         return NestedUnit(SchemeBlock(inner, inner_units, inner_shortcut, None, opts.step, opts.learn_step))
 
-    units = [unit(i) for i in range(1 if tied else scheme.stages)]
+    units = [unit(i) for i in range(1 if tied else scheme.increments)]
     shortcut = make_shortcut(opts.shortcut, in_ch, out_ch, stride, opts.norm)
     post = post_activation(opts.placement, opts.norm, out_ch)
     return SchemeBlock(scheme, units, shortcut, post, opts.step, opts.learn_step, tied)

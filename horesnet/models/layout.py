@@ -105,8 +105,8 @@ class Layout:
 def units_per_block(block: str, inner: str | None) -> int:
     if block == "ode":
         return 1
-    n = get_scheme(block).stages
-    return n * get_scheme(inner).stages if inner else n
+    n = get_scheme(block).increments
+    return n * get_scheme(inner).increments if inner else n
 
 
 def _stage_blocks(n: int, block: str, inner: str | None, entry: str) -> tuple[BlockSpec, ...]:

@@ -97,7 +97,7 @@ class ResNet(nn.Module):
 
 
 def _block_units(address, block: SchemeBlock, si, bi, spec, path):
-    for i in range(block.scheme.stages):
+    for i in range(block.scheme.increments):
         unit = block.unit(i)
         here = f"{address}.u{i + 1}"
         if isinstance(unit, NestedUnit):

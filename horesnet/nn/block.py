@@ -53,7 +53,7 @@ class SchemeBlock(nn.Module):
         tied: bool = False,
     ):
         super().__init__()
-        s = scheme.stages
+        s = scheme.increments
         if len(units) != (1 if tied else s):
             raise ValueError(f"scheme {scheme.name!r} needs {1 if tied else s} unit(s), got {len(units)}")
         self.scheme, self.tied, self.learn_step = scheme, tied, learn_step
@@ -125,7 +125,7 @@ class SchemeBlock(nn.Module):
         return self._gate(("x", target), base), [self._gate((j, target), kj) for j, kj in enumerate(k)]
 
     def _increments(self, x, sx):
-        k = [None] * self.scheme.stages
+        k = [None] * self.scheme.increments
         for i, row in enumerate(self._rows):
             if not self._needed[i] or i in self.zeroed:
                 continue
@@ -161,7 +161,7 @@ class SchemeBlock(nn.Module):
 
     def extra_repr(self) -> str:
         step = "learnable" if self.learn_step else self.fixed_step
-        return f"scheme={self.scheme.name}, stages={self.scheme.stages}, tied={self.tied}, step={step}"
+        return f"scheme={self.scheme.name}, increments={self.scheme.increments}, tied={self.tied}, step={step}"
 
 
 class NestedUnit(nn.Module):

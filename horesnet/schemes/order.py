@@ -31,7 +31,7 @@ class Tableau(Protocol):
     """What the order conditions read from a tableau (``horesnet.schemes.Tableau`` provides it)."""
 
     @property
-    def stages(self) -> int: ...
+    def increments(self) -> int: ...
 
     def nonzero_A(self) -> tuple: ...
 
@@ -122,7 +122,7 @@ class _Evaluator:
 
     def __init__(self, tableau: Tableau) -> None:
         mpf = mpmath.mpf
-        self.s = tableau.stages
+        self.s = tableau.increments
         self.rows = [[(j, mpf(a)) for j, a in row] for row in tableau.nonzero_A()]
         self.abs_rows = [[(j, abs(a)) for j, a in row] for row in self.rows]
         self.b = [(j, mpf(w)) for j, w in tableau.nonzero_b()]

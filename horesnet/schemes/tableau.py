@@ -92,7 +92,7 @@ def _normalise(name, A, b) -> tuple[tuple[tuple[float, ...], ...], tuple[float, 
 class Tableau:
     """An explicit Runge–Kutta method: strictly lower triangular ``A`` (s×s) and weights ``b``.
 
-    Entries are stored as float64 tuples. ``c``, ``stages``, ``order`` and ``consistent`` are derived;
+    Entries are stored as float64 tuples. ``c``, ``increments``, ``order`` and ``consistent`` are derived;
     ``order`` is computed from the Butcher order conditions (at most 9) and cached. ``promised_order``
     is what the name promises (set for built-ins) and is checked against ``order`` by the tests.
     """
@@ -122,8 +122,8 @@ class Tableau:
         object.__setattr__(self, "c", tuple(math.fsum(row) for row in A))
 
     @property
-    def stages(self) -> int:
-        """Number of stages s (increments per block)."""
+    def increments(self) -> int:
+        """Number of increments s per step (the RK "stages"; horesnet keeps "stage" for network stages)."""
         return len(self.b)
 
     @cached_property
@@ -148,4 +148,4 @@ class Tableau:
     def __str__(self) -> str:
         promised = "" if self.promised_order is None else f", promised {self.promised_order}"
         flag = "" if self.consistent else ", INCONSISTENT (sum b != 1)"
-        return f"{self.name}: {self.stages} stages, order {self.order}{promised}{flag}"
+        return f"{self.name}: {self.increments} increments, order {self.order}{promised}{flag}"
