@@ -134,17 +134,14 @@ def test_all_studies_from_a_checkpoint(runs):
 
 def test_all_studies_on_the_smallest_net(runs, capsys):
     """Depth 8 has one (entry) unit per stage: nothing is eligible for random deletion or reordering. study=all
-    must still finish, or at worst stop with one clear message -- never a traceback."""
+    still finishes: what does not apply to this network is skipped, and said so."""
     out = runs.base / "all8"
     rc = main([f"ckpt={runs.ckpt8}", "study=all", *SMALL, "wandb=disabled", f"out={out}"])
     captured = capsys.readouterr()
-    assert rc in (0, 2), captured.err[-3000:]
-    if rc == 0:  # what does not apply to this network is skipped, and said so
-        for name in STUDY_TABLES:
-            assert (out / f"{name}.csv").is_file() or f"skipped {name}:" in captured.out, name
-        assert "skipped lesion_random:" in captured.out
-    else:
-        assert_clean_failure(rc, captured.out, captured.err)
+    assert rc == 0, captured.err[-3000:]
+    for name in STUDY_TABLES:
+        assert (out / f"{name}.csv").is_file() or f"skipped {name}:" in captured.out, name
+    assert "skipped lesion_random:" in captured.out
 
 
 def test_paths_without_a_checkpoint(runs, capsys):
