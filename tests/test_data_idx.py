@@ -112,9 +112,9 @@ def test_real_fashion_mnist(tmp_path):
     assert not x_tr[:, :, :, :2].any() and not x_tr[:, :, :, 30:].any()
 
 
-def test_check_available_idx_missing(tmp_path):
-    # MNIST has no system copy on the CI machine (only Fashion-MNIST is installed there).
-    assert not Path("/usr/share/datasets/mnist").exists()
+def test_check_available_idx_missing(tmp_path, monkeypatch):
+    # whatever this machine has installed system-wide, the data root here is empty and no system copy is searched
+    monkeypatch.setitem(IDX, "mnist", dc_replace(IDX["mnist"], system_dirs=()))
     with pytest.raises(DataError) as info:
         check_available("mnist", tmp_path, download=False)
     assert str(tmp_path) in str(info.value) and "train-images-idx3-ubyte" in str(info.value)
