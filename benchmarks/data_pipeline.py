@@ -2,7 +2,7 @@
 
     python benchmarks/data_pipeline.py [--data synthetic|fashion_mnist|cifar10] [--batches 200]
 
-Target (issue 3): the data pipeline (index a batch of uint8 tensors, pad-4 random crop + flip, normalise)
+Target: the data pipeline (index a batch of uint8 tensors, pad-4 random crop + flip, normalise)
 delivers at least 20x the images/s of a ResNet-56 training step (batch 128, fp32) on the same machine.
 Writes benchmarks/results/data_pipeline-<device>.json.
 """

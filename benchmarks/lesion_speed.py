@@ -2,7 +2,7 @@
 
     python benchmarks/lesion_speed.py [--images 500] [--block euler] [--depth 56]
 
-Target (issue 4): the prefix-reusing study costs <= 0.6x the naive one. Both give identical errors (checked here
+Target: the prefix-reusing study costs <= 0.6x the naive one. Both give identical errors (checked here
 too). Writes benchmarks/results/lesion_speed-<device>.json.
 """
 

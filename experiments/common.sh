@@ -1,4 +1,4 @@
-# Shared recipe for the issue-5 studies (sourced, not run). One pool of runs, so a run two studies need is trained once:
+# Shared recipe for the studies of README "Results" (sourced, not run). One pool of runs, so a run two studies need is trained once:
 #   experiments/results/runs/<block>[-<variant>]-d<depth>-s<seed>/  (summary.json, metrics.csv, fit.log, analysis/)
 # Recipe ("F-MNIST short"): Fashion-MNIST padded to 32x32, the first LIMIT=10000 images of the 55k/5k training split,
 # EPOCHS=4 epochs of the He et al. 2015 recipe (SGD 0.9, wd 1e-4, batch 128, lr 0.1 /10 at 50% and 75% of training,

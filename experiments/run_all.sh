@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every issue-5 study, in order: degradation, then the HO comparison (with robustness and curves). Resumable.
+# Every study of README "Results", in order: degradation, then the HO comparison (with robustness and curves). Resumable.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./degradation.sh

@@ -35,7 +35,7 @@ def odeint_step(f: nn.Module, x: torch.Tensor, h: float, method: str, **kwargs) 
 
 
 def rk_step_by_hand(A, b, units, x, h, sx=None, zeroed=()):
-    """k_1 = F_1(x); k_i = F_i(S(x) + h sum_j A_ij k_j); return S(x) + h sum_i b_i k_i (DESIGN.md)."""
+    """k_1 = F_1(x); k_i = F_i(S(x) + h sum_j A_ij k_j); return S(x) + h sum_i b_i k_i (docs/design.md, "The block")."""
     sx = x if sx is None else sx
     k = []
     for i, f in enumerate(units):

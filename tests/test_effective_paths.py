@@ -1,4 +1,4 @@
-"""Tests of the effective-paths study (DESIGN.md "Analysis"): routed gradients of a linear residual network equal
+"""Tests of the effective-paths study (docs/design.md, "Analysis"): routed gradients of a linear residual network equal
 products of its linear maps, path by path.
 
 Expected values come from products of the linear maps of a linear residual network, brute-force enumeration of

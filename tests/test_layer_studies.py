@@ -1,4 +1,4 @@
-"""Tests of the per-layer studies (DESIGN.md "Analysis"): layer responses, iterative refinement, noise robustness,
+"""Tests of the per-layer studies (docs/design.md, "Analysis"): layer responses, iterative refinement, noise robustness,
 and the CSV/JSON tables they are written to.
 
 Expected values come from forward passes written out by hand and the expected calibration error binned by hand.

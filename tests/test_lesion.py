@@ -1,4 +1,4 @@
-"""Tests of the lesion and reordering studies (DESIGN.md "Analysis").
+"""Tests of the lesion and reordering studies (docs/design.md, "Analysis").
 
 Expected values come from forward passes written out by hand (a deleted Euler block is post(shortcut(x))) and
 from Kendall's tau computed from inversion counts. Networks are tiny (width 0.25, 8x8 images, a handful of

@@ -287,7 +287,7 @@ def test_layout_ode_is_not_equal_depth():
 
 
 def test_ode_layout_describes_the_units_it_builds():
-    # DESIGN.md: each stage of block=ode is its entry block plus ONE odeint of one unit, i.e. 2 units per
+    # docs/design.md: each stage of block=ode is its entry block plus ONE odeint of one unit, i.e. 2 units per
     # stage whatever the depth; the layout (and so `horesnet.info`'s unit/conv-layer/depth lines) must agree
     model = build_model(depth=56, block="ode", width=0.25)
     units = list(model.units())

@@ -1,4 +1,4 @@
-"""Tests of the path analysis (DESIGN.md "Analysis"): path counts, path polynomials and path sampling.
+"""Tests of the path analysis (docs/design.md, "Analysis"): path counts, path polynomials and path sampling.
 
 Expected values come from binomial coefficients and path polynomials worked out by hand (a classic RK4 block has
 1 + 4z + 3z^2 + 2z^3 + z^4), brute-force enumeration of the chains of a Butcher tableau and the stability polynomial

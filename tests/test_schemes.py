@@ -1,8 +1,8 @@
 """Tests of horesnet.schemes: rooted trees, computed order, built-in tableaux, registry, bad input.
 
 Expected values come from outside the code under test: OEIS A000081 (tree counts), the hand-written
-order conditions up to order 4 (Butcher 2016, Sec. 31), the nodes c listed separately in
-shared/reference/verner8.md, and the empirical convergence order of an independent integrator on the
+order conditions up to order 4 (Butcher 2016, Sec. 31), the nodes c of Verner's paper listed
+separately in docs/design.md ("Schemes"), and the empirical convergence order of an independent integrator on the
 Kepler problem, whose exact solution is known (Kepler's equation).
 """
 
@@ -31,7 +31,7 @@ PROMISED = {"euler": (1, 1), "midpoint": (2, 2), "heun": (2, 2), "ralston": (2, 
             "heun3": (3, 3), "rk4": (4, 4), "rk4_38": (4, 4), "rk8": (14, 8)}  # name: (stages, order)
 S6 = math.sqrt(6)
 RK8_C = [0, 1 / 12, 1 / 9, 1 / 6, (2 + 2 * S6) / 15, (6 + S6) / 15, (6 - S6) / 15, 2 / 3, 1 / 2, 1 / 3,
-         1 / 4, 4 / 3, 5 / 6, 1]  # verner8.md, listed independently of A
+         1 / 4, 4 / 3, 5 / 6, 1]  # docs/design.md, listed independently of A
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Analysis tools (DESIGN.md "Analysis"): lesions, paths, effective paths, responses, refinement, robustness.
+"""Analysis tools (docs/design.md, "Analysis"): lesions, paths, effective paths, responses, refinement, robustness.
 
 Every tool takes a model built by horesnet (any scheme, nested, tied or plain) and evaluation data, and returns a
 tidy table (a list of flat records). They use only the models' public introspection (``blocks()``, ``units()``,

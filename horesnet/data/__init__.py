@@ -1,4 +1,4 @@
-"""Datasets held as uint8 tensors, with batched on-device augmentation (DESIGN.md "Training: Data")."""
+"""Datasets held as uint8 tensors, with batched on-device augmentation (docs/design.md, "Data")."""
 
 import importlib
 

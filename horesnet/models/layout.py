@@ -1,4 +1,4 @@
-"""The equal-depth rule (DESIGN.md "Networks and the equal-depth rule"), as pure data.
+"""The equal-depth rule (docs/design.md, "Networks and the equal-depth rule"), as pure data.
 
 A depth fixes the number of units per stage; the scheme only decides how they are grouped. With
 ``entry="euler"`` each stage opens with one Euler entry block and the other n-1 units are grouped into

@@ -1,4 +1,4 @@
-"""The one residual block: a step of an explicit Runge-Kutta scheme (DESIGN.md "The block").
+"""The one residual block: a step of an explicit Runge-Kutta scheme (docs/design.md, "The block").
 
     s_x = S(x);  k_1 = F_1(x);  k_i = F_i(s_x + h sum_{j<i} A[i,j] k_j);  y = post(s_x + h sum_i b_i k_i)
 

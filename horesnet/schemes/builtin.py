@@ -3,9 +3,9 @@
 Low-order methods: J. C. Butcher, "Numerical Methods for Ordinary Differential Equations", 3rd ed.,
 Wiley 2016, Sec. 23 (Euler; midpoint, Heun and Ralston's 2-stage methods; Kutta's and Heun's
 third-order methods; the classic fourth-order method and Kutta's 3/8 rule). ``rk8`` is the 14-stage
-8th-order member of Verner's RK8(9) pair (J. H. Verner, SIAM J. Numer. Anal. 15(4), 1978), copied
-from ``shared/reference/verner8.md``. Rational entries are exact Fractions rounded once to float64;
-RK8's entries in sqrt(6) are evaluated with mpmath at 50 digits and rounded once to nearest.
+8th-order member of Verner's RK8(9) pair (J. H. Verner, SIAM J. Numer. Anal. 15(4), 1978; docs/design.md,
+"Schemes"), checked by the order conditions (tests/test_schemes.py). Rational entries are exact Fractions
+rounded once to float64; RK8's entries in sqrt(6) are evaluated with mpmath at 50 digits and rounded once to nearest.
 """
 
 from __future__ import annotations

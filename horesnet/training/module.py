@@ -1,4 +1,4 @@
-"""The LightningModule that trains any horesnet model (DESIGN.md "Training")."""
+"""The LightningModule that trains any horesnet model (docs/design.md, "Training")."""
 
 from __future__ import annotations
 
