@@ -78,7 +78,8 @@ def _given_model_keys(argv: list[str], cfg) -> dict:
     from .config import MODEL_KEYS
 
     keys = {a.partition("=")[0].lstrip("+~") for a in argv if "=" in a}
-    return {k: OmegaConf.to_container(cfg, resolve=True)[k] for k in MODEL_KEYS if k in keys}
+    values = OmegaConf.to_container(cfg, resolve=True)
+    return {k: values[k] for k in MODEL_KEYS if k in keys}
 
 
 def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:

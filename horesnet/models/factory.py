@@ -97,8 +97,7 @@ def build_model(
     opts = _Options(layout.unit, placement, shortcut, norm, tied, float(step), learn_step, stride_in_3x3,
                     dict(method=ode_method, rtol=ode_rtol, atol=ode_atol, adjoint=ode_adjoint))
     expansion = EXPANSION[layout.unit]
-    bases = CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS
-    widths = [max(1, int(round(w * width))) for w in bases]
+    widths = stage_widths(arch, width)
     need = estimate(layout, widths, stem_stride)["build_bytes"]
     check_fits(need, f"depth={layout.depth} (block={block}, width={width:g}, {sum(layout.units_per_stage):,} "
                "units)", hint="Choose a smaller depth or width.")
@@ -131,6 +130,11 @@ def build_model(
     model = ResNet(nn.Sequential(*stem), stage_modules, final, in_ch, num_classes, layout, config)
     _init_weights(model)
     return model
+
+
+def stage_widths(arch: str, width: float) -> list[int]:
+    """Channels of each stage's units: 16/32/64 (CIFAR) or 64/128/256/512 (ImageNet), times ``width``."""
+    return [max(1, int(round(w * width))) for w in (CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS)]
 
 
 def _make_unit(opts: _Options, in_ch: int, out_ch: int, stride: int) -> Unit:

@@ -14,6 +14,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from ..errors import ConfigError
 from .divergence import DivergedError, non_finite_tensor
 
+TMP_SUFFIX = ".tmp"
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """A checkpoint file is either the complete old one or the complete new one, never half-written; a checkpoint
@@ -39,9 +41,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return load_checkpoint(Path(path))
-
-
-TMP_SUFFIX = ".tmp"
 
 
 def clean_orphans(run_dir: Path) -> list[Path]:

@@ -23,18 +23,17 @@ class DivergedError(RuntimeError):
 class DivergenceGuard:
     def __init__(self, check_every: int = 50, max_loss: float = 1.0e3, max_abs: float = 1.0e8):
         self.check_every, self.max_loss, self.max_abs = int(check_every), float(max_loss), float(max_abs)
-        self.flag: torch.Tensor | None = None
-        self.last_loss: torch.Tensor | None = None
-        self.worst_loss: torch.Tensor | None = None
+        self.worst_loss: torch.Tensor | None = None  # on the device; NaN counts as +inf
 
     def observe(self, loss: torch.Tensor) -> None:
-        """Fold one step's loss into the on-device flag (no synchronisation)."""
-        loss = loss.detach().float()
-        bad = ~torch.isfinite(loss) | (loss > self.max_loss)
-        self.flag = bad if self.flag is None else self.flag | bad
-        worst = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))
-        self.worst_loss = worst if self.worst_loss is None else torch.maximum(self.worst_loss, worst)
-        self.last_loss = loss
+        """Fold one step's loss into the on-device worst loss (no synchronisation)."""
+        loss = torch.nan_to_num(loss.detach().float(), nan=math.inf, posinf=math.inf)
+        self.worst_loss = loss if self.worst_loss is None else torch.maximum(self.worst_loss, loss)
+
+    @property
+    def flag(self) -> torch.Tensor | None:
+        """Whether any loss seen so far was non-finite or above ``max_loss`` (a device tensor)."""
+        return None if self.worst_loss is None else self.worst_loss > self.max_loss
 
     def due(self, step: int, last_batch: bool) -> bool:
         return last_batch or step % self.check_every == 0

@@ -49,7 +49,7 @@ def notice(text: str) -> None:
     print(f"horesnet: W&B: {text}", file=sys.stderr, flush=True)
 
 
-def wandb_mode(requested: str = "auto", timeout: float = DEFAULT_TIMEOUT_S, quiet: bool = False) -> str:
+def wandb_mode(requested: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> str:
     """``online`` only with an API key and a server that answers within ``timeout``; otherwise ``offline``
     (with a notice when online was asked for). ``WANDB_MODE`` in the environment counts as a request."""
     check_choice("logger.wandb.mode", requested, WANDB_MODES)
@@ -60,7 +60,7 @@ def wandb_mode(requested: str = "auto", timeout: float = DEFAULT_TIMEOUT_S, quie
         requested = "online"
     if requested not in ("auto", "online"):
         return requested
-    say = (lambda text: None) if quiet or requested == "auto" else notice
+    say = (lambda text: None) if requested == "auto" else notice
     if not _has_api_key():
         say("online logging was asked for but there is no API key (WANDB_API_KEY or ~/.netrc); logging offline "
             "instead (upload later with `wandb sync`).")

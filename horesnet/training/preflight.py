@@ -10,11 +10,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..config import compose, model_kwargs
-from ..errors import ConfigError, check_choice, check_writable
+from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
-
-_OWN = ("max_epochs", "log_every_n_steps", "enable_progress_bar", "num_sanity_val_steps", "limit_train_batches",
-        "limit_val_batches", "limit_test_batches")
 
 
 def trainer_keys() -> set[str]:
@@ -56,20 +53,14 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     build_model(**model_cfg)
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
     from .checkpoint import check_resume_compatible, resume_checkpoint
-    from .loggers import WANDB_MODES
-    from .optim import OPTIMIZERS, SCHEDULES
 
     ArrayDataModule(**data)
     check_available(data["name"], data.get("root"), data.get("download", True))
-    check_choice("optim.name", cfg.optim.name, OPTIMIZERS)
-    check_choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     valid = trainer_keys()
     unknown = set(trainer_cfg) - valid
     if unknown:
         raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}.")
     check_trainer(trainer_cfg)
-    if cfg.logger.get("wandb"):
-        check_choice("logger.wandb.mode", cfg.logger.wandb.mode, WANDB_MODES)
     if run_dir is not None:
         check_writable("hydra.run.dir", run_dir)
         ckpt = resume_checkpoint(cfg.resume, Path(run_dir))
@@ -96,8 +87,7 @@ def check_trainer(trainer_cfg: dict) -> None:
         raise
     except Exception as err:  # noqa: BLE001 -- Lightning's MisconfigurationException, ValueError, ...
         text = " ".join(str(err).split())
-        given = ", ".join(f"trainer.{k}={v!r}" for k, v in sorted(trainer_cfg.items())
-                          if k in ("accelerator", "devices", "strategy", "precision", "num_nodes") or k not in _OWN)
+        given = ", ".join(f"trainer.{k}={v!r}" for k, v in sorted(trainer_cfg.items()))
         raise ConfigError(f"Lightning refused the trainer options ({given}): {text}") from None
     finally:
         for lg, level in zip(quiet, levels, strict=True):
@@ -107,9 +97,9 @@ def check_trainer(trainer_cfg: dict) -> None:
 def check_training_memory(layout, model_cfg: dict, data: dict, trainer_cfg: dict) -> None:
     """Refuse a network whose weights, optimiser state and saved activations cannot fit (a lower bound)."""
     from ..models.budget import check_fits, estimate
+    from ..models.factory import stage_widths
 
-    bases = (16, 32, 64) if layout.arch == "cifar" else (64, 128, 256, 512)
-    widths = [max(1, int(round(w * model_cfg.get("width", 1)))) for w in bases]
+    widths = stage_widths(layout.arch, model_cfg.get("width", 1))
     precision = str(trainer_cfg.get("precision", "32"))
     per_element = 2 if "16" in precision else 8 if "64" in precision else 4
     need = estimate(layout, widths, model_cfg.get("stem_stride", 1), batch=data.get("batch_size", 128),

@@ -71,6 +71,10 @@ def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
     os.replace(tmp, path)
 
 
+def _val_metrics(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+
+
 def sweep_group() -> str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -86,9 +90,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     model_cfg = model_kwargs(cfg)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
-    divergence = OmegaConf.to_container(cfg.divergence, resolve=True) if "divergence" in cfg else None
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
-                              data_cfg, divergence)
+                              data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True))
     model = module.model
     layout = model.layout
     info = {"params": count_params(model),
@@ -135,10 +138,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         summary = {"status": "finished" if finished else "stopped", **base, "epochs_done": trainer.current_epoch,
                    "train_time_s": module.train_time_s, "images_per_sec": module.images_per_sec,
                    "best_checkpoint": checkpoint.best_model_path or None}
-        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        val = _val_metrics(trainer.callback_metrics)
         if not val and ckpt:  # resumed after the final checkpoint: nothing was trained, validate the final model
-            val = {k: float(v) for k, v in (trainer.validate(module, datamodule=data, verbose=False) or [{}])[0].items()
-                   if k.startswith("val/")}
+            val = _val_metrics((trainer.validate(module, datamodule=data, verbose=False) or [{}])[0])
         summary["val"] = val
         summary["is_global_zero"] = trainer.is_global_zero
         if not finished:
