@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError, check_choice
 from .models import build_model
+from .plugins import load_plugins, plugins_from_argv
 from .schema import validate
 
 MODEL_KEYS = tuple(inspect.signature(build_model).parameters)
@@ -21,6 +22,7 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    load_plugins(plugins_from_argv(overrides))  # what they register is a valid choice below
     try:
         with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):
             groups = _config_groups()
@@ -43,11 +45,19 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
 
 def _config_groups() -> dict[str, list[str]]:
-    """Each config group (``data``, ``optim``, ``experiment``, ...) with its options: valid override keys too."""
+    """Each config group (``data``, ``optim``, ``experiment``, ...) with its options -- YAML files and entries of
+    Hydra's ConfigStore (registered datasets) -- : valid override keys too."""
     from importlib.resources import files
 
-    return {g.name: sorted(p.name[:-5] for p in g.iterdir() if p.name.endswith(".yaml"))
-            for g in files("horesnet.configs").iterdir() if g.is_dir() and not g.name.startswith("_")}
+    from hydra.core.config_store import ConfigStore
+
+    groups = {g.name: {p.name[:-5] for p in g.iterdir() if p.name.endswith(".yaml")}
+              for g in files("horesnet.configs").iterdir() if g.is_dir() and not g.name.startswith("_")}
+    store = ConfigStore.instance()
+    for group, names in groups.items():
+        if group in store.list(""):
+            names.update(n[:-5] for n in store.list(group) if n.endswith(".yaml"))
+    return {group: sorted(names) for group, names in groups.items()}
 
 
 def model_kwargs(cfg: DictConfig) -> dict:

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
+from .plugins import load_plugins, plugins_from_argv
 from .training.rundir import run_dir_resolver
 
 if not OmegaConf.has_resolver("horesnet_run_dir"):
@@ -52,6 +53,10 @@ def _hydra_main(cfg) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    try:
+        load_plugins(plugins_from_argv(argv))  # registered datasets are config-group choices for Hydra too
+    except ConfigError as err:
+        _fail(err)
     if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
         global _NEW_RUN_DIR
         from .training.preflight import preflight

@@ -238,6 +238,7 @@ FIT = {
     "divergence.check_every": POSITIVE_INT,
     "divergence.max_loss": POSITIVE,
     "divergence.max_abs": POSITIVE,
+    "plugins": Spec("texts"),
 }
 
 ANALYZE = {
@@ -261,15 +262,28 @@ ANALYZE = {
     "effective_images": POSITIVE_INT,
     "sigmas": Spec("reals", low=0),
     "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
+    "plugins": Spec("texts"),
 }
 
 INFO = {
     **MODEL,
     "list": Spec("choice", choices=("schemes", "blocks"), nullable=True),
     "image_size": Spec("int", low=8, nullable=True),
+    "plugins": Spec("texts"),
 }
 
 SCHEMAS = {"fit": FIT, "analyze": ANALYZE, "info": INFO}
+
+
+def extend(config_names: Iterable[str], specs: dict[str, Spec]) -> None:
+    """Add the keys of an extension (a registered dataset's or study's own options) to the schemas of
+    ``config_names`` (``fit``, ``analyze``, ``info``); an existing key with a different spec is refused."""
+    for name in config_names:
+        schema = SCHEMAS[name]
+        for key, spec in specs.items():
+            if key in schema and schema[key] != spec:
+                raise ValueError(f"option {key!r} is already declared as {schema[key].describe()}")
+            schema[key] = spec
 
 
 def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:

@@ -18,6 +18,7 @@ from .. import __version__
 from ..config import model_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
+from ..plugins import load_plugins
 from .checkpoint import (
     AtomicCheckpointIO,
     StopAfterEpoch,
@@ -86,6 +87,7 @@ def sweep_group() -> str | None:
 def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     """Train, validate each epoch, test the final-epoch model once; return the summary written to disk.
     A diverged run writes a summary with status ``diverged`` and raises DivergedError."""
+    load_plugins(cfg.get("plugins") or [])  # a launcher may run this job in a fresh process
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model_cfg = model_kwargs(cfg)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
