@@ -11,7 +11,7 @@ from . import __version__
 from .config import compose, model_from_config
 from .errors import ConfigError
 from .models import count_macs, count_params, list_blocks
-from .nn import CONVS_PER_UNIT
+from .nn import get_unit
 from .schemes import SchemeError, get_scheme, list_schemes
 
 
@@ -53,7 +53,7 @@ def model_report(cfg) -> str:
         "",
         f"units per stage: {list(layout.units_per_stage)}, leftover units: {layout.leftovers}, "
         f"{layout.block} blocks: {layout.scheme_blocks()}",
-        f"conv layers in units: {layout.conv_layers} ({CONVS_PER_UNIT[layout.unit]} per unit) "
+        f"conv layers in units: {layout.conv_layers} ({get_unit(layout.unit).convs} per unit) "
         f"+ stem conv + fc = {layout.conv_layers + 2} weighted layers",
         f"parameters: {params:,}",
         f"multiply-adds per image ({'x'.join(map(str, size))}): {macs:,} ({macs / 1e9:.3f} G)"

@@ -115,10 +115,9 @@ def _schemes():
 def _model_choices(name: str):
     def get():
         from . import nn as hnn
-        from .nn.ode import ODE_METHODS
-        from .nn.units import NORMS
 
-        return {"unit": hnn.UNITS, "placement": hnn.PLACEMENTS, "norm": NORMS, "ode_method": ODE_METHODS}[name]
+        return {"unit": hnn.list_units, "placement": hnn.list_placements, "norm": lambda: hnn.NORMS,
+                "ode_method": lambda: hnn.ODE_METHODS}[name]()
     return get
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from horesnet import build_model, get_scheme, list_schemes
-from horesnet.nn import ODEBlock, SchemeBlock
+from horesnet.nn import BlockHook, ODEBlock, SchemeBlock, SwitchOff
 
 DT = torch.float64
 TOL = 1e-12
@@ -216,13 +216,13 @@ def test_learn_step_model_equals_fixed_step_model():
         assert max_diff(learn(x), fixed(x)) <= 1e-10
 
 
-# --------------------------------------------------------------------------------- zeroed increments
+# --------------------------------------------------------------- block hooks: switched-off increments
 def test_zeroed_euler_entry_block_is_post_of_shortcut():
     model = tiny_model(block="euler", depth=20, shortcut="A")
     block, _ = block_at(model, "s2.b1")
     x = torch.randn(2, 4, 8, 8, dtype=DT)
     expected = F.relu(torch.cat([x[:, :, ::2, ::2], torch.zeros(2, 4, 4, 4, dtype=DT)], dim=1))
-    block.zeroed = frozenset({0})
+    block.hook = SwitchOff({0})
     with torch.no_grad():
         assert max_diff(block(x), expected) == 0
 
@@ -232,7 +232,7 @@ def test_zeroed_euler_identity_block_is_post_of_input():
     block, _ = block_at(model, "s1.b2")
     x = torch.randn(2, 4, 8, 8, dtype=DT)
     expected = F.relu(x)
-    block.zeroed = frozenset({0})
+    block.hook = SwitchOff({0})
     with torch.no_grad():
         assert max_diff(block(x.clone()), expected) == 0
 
@@ -241,7 +241,7 @@ def test_zeroed_block_leaves_its_input_alone_and_backpropagates():
     """A lesioned block (Veit et al. 2016) must not write into its input, and the network must still train."""
     model = build_model(block="euler", depth=20, width=0.25)
     block, _ = block_at(model, "s1.b2")
-    block.zeroed = frozenset({0})
+    block.hook = SwitchOff({0})
     x = torch.randn(2, 4, 8, 8)
     x0 = x.clone()
     block(x)
@@ -256,10 +256,36 @@ def test_zeroed_increments_match_hand_written_step(scheme, zeroed):
     tab = get_scheme(scheme)
     units = [smooth_unit() for _ in range(tab.increments)]
     block = SchemeBlock(tab, units, nn.Identity(), None, step=0.7)
-    block.zeroed = frozenset(zeroed)
+    block.hook = SwitchOff(zeroed)
     x = torch.randn(2, 3, 4, 4, dtype=DT)
     with torch.no_grad():
         assert max_diff(block(x), rk_step_by_hand(tab.A, tab.b, units, x, 0.7, zeroed=zeroed)) <= TOL
+
+
+class ScaleIncrements(BlockHook):
+    """Multiplies every increment by ``c`` wherever it is used: k_i -> c k_i (what drop-path does per sample)."""
+
+    def __init__(self, c):
+        self.c, self.calls = c, []
+
+    def __call__(self, block, target, base, k):
+        self.calls.append(target)
+        return base, [None if kj is None else self.c * kj for kj in k]
+
+
+@pytest.mark.parametrize("scheme", list_schemes())
+def test_a_hook_sees_every_target_once_and_rescales_increments_everywhere(scheme):
+    tab = get_scheme(scheme)
+    units = [smooth_unit() for _ in range(tab.increments)]
+    block = SchemeBlock(tab, units, nn.Identity(), None, step=0.7)
+    hook = ScaleIncrements(0.5)
+    block.hook = hook
+    x = torch.randn(2, 3, 4, 4, dtype=DT)
+    scaled = [lambda z, f=f: 0.5 * f(z) for f in units]
+    with torch.no_grad():
+        assert max_diff(block(x), rk_step_by_hand(tab.A, tab.b, scaled, x, 0.7)) <= TOL
+    used = [i for i in range(tab.increments) if tab.b[i] != 0 or any(row[i] != 0 for row in tab.A)]
+    assert hook.calls == used + ["y"]
 
 
 # ----------------------------------------------------------------------------------------- ODE block

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from horesnet import get_scheme
-from horesnet.analysis import effective_paths
+from horesnet.analysis import GradientRoute, effective_paths
 from horesnet.models import BlockSpec
-from horesnet.nn import NestedUnit, SchemeBlock
+from horesnet.nn import NestedUnit, SchemeBlock, hooked
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _analysis_helpers import (  # noqa: E402
@@ -70,7 +70,7 @@ def matrix(conv: nn.Conv2d) -> torch.Tensor:
 
 def chain_matrix(block: SchemeBlock, chain, inner_chains=None) -> torch.Tensor:
     """h b_im W_im (h A_im,i(m-1)) W_i(m-1) ... W_i1 (nested units: their own inner chain matrix)."""
-    h, A, b = block.h, block.scheme.A, block.scheme.b
+    h, A, b = block.step, block.scheme.A, block.scheme.b
     if not chain:
         return torch.eye(C, dtype=DT)
 
@@ -92,16 +92,11 @@ def apply_transpose(m: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def routed_grad(blocks, routes_per_block, x, g) -> torch.Tensor:
     x = x.clone().requires_grad_(True)
-    try:
-        for blk, route in routes_per_block.items():
-            blk.route = route
+    with hooked({blk: GradientRoute(route) for blk, route in routes_per_block.items()}):
         h = x
         for blk in blocks:
             h = blk(h)
         (grad,) = torch.autograd.grad((h * g).sum(), x)
-    finally:
-        for blk in routes_per_block:
-            blk.route = None
     return grad
 
 
@@ -165,7 +160,7 @@ def test_route_with_per_sample_masks():
         m = chain_matrix(blocks[1], p[1]) @ chain_matrix(blocks[0], p[0])
         torch.testing.assert_close(grad[n:n + 1], apply_transpose(m, g[n:n + 1]), rtol=1e-12, atol=1e-12)
         assert grad[n].abs().max() > 1e-3
-    assert all(b.route is None for b in blocks)
+    assert all(b.hook is None for b in blocks)
 
 
 class LinearNet(nn.Module):
@@ -230,7 +225,7 @@ def test_effective_paths_of_a_linear_euler_net_with_shared_weights():
         assert r["std_grad_norm"] == pytest.approx(0.0, abs=1e-9 * want)
         assert r["total_grad"] == pytest.approx(want * math.comb(n, k), rel=1e-9)
     assert sum(r["share_of_total"] for r in records) == pytest.approx(1.0)
-    assert all(b.route is None for b in blocks)
+    assert all(b.hook is None for b in blocks)
 
 
 def test_effective_paths_of_a_linear_rk4_net_unique_paths():
@@ -264,7 +259,7 @@ def test_effective_paths_on_a_tiny_model():
         assert r["total_grad"] == pytest.approx(r["mean_grad_norm"] * r["paths"])
     assert sum(r["share_of_total"] for r in records) == pytest.approx(1.0)
     assert model.training is False
-    assert all(b.route is None for b in model.modules() if isinstance(b, SchemeBlock))
+    assert all(b.hook is None for b in model.modules() if isinstance(b, SchemeBlock))
 
 
 def test_paths_through_zeroed_units_carry_no_gradient():

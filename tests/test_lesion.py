@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from horesnet.analysis import kendall_tau, lesion_random, lesion_single, lesion_targets, reorder
-from horesnet.nn import SchemeBlock
+from horesnet.nn import SchemeBlock, SwitchOff, hooked
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _analysis_helpers import (  # noqa: E402
@@ -52,11 +52,8 @@ def test_deleting_a_zero_unit_changes_nothing(name):
     block, inc = owner_of(model, address)
     with torch.no_grad():
         intact = model(x)
-        block.zeroed = frozenset({inc})
-        try:
+        with hooked({block: SwitchOff({inc})}):
             deleted = model(x)
-        finally:
-            block.zeroed = frozenset()
     assert torch.equal(intact, deleted)
     records = {r["address"]: r for r in lesion_single(model, data)}
     err, loss = evaluate(model, data)
@@ -76,11 +73,8 @@ def test_lesion_matches_a_forward_pass_with_the_unit_switched_off_by_hand():
     assert [r["address"] for r in records] == [a for a, _, _ in model.units()]
     for r in records:
         block, inc = owner_of(model, r["address"])
-        block.zeroed = frozenset({inc})
-        try:
+        with hooked({block: SwitchOff({inc})}):
             err, loss = evaluate(model, data)
-        finally:
-            block.zeroed = frozenset()
         assert r["error"] == pytest.approx(err, abs=1e-9)
         assert r["loss"] == pytest.approx(loss, abs=1e-6)
 
@@ -93,11 +87,8 @@ def test_plain_block_with_its_unit_deleted_outputs_zeros_of_its_output_shape():
         h = model.stages[0](model.forward_stem(x))
         block = model.stages[1][0]  # the downsampling entry block of stage 2: 4 -> 8 channels, stride 2
         want = block(h).shape
-        block.zeroed = frozenset({0})
-        try:
+        with hooked({block: SwitchOff({0})}):
             out = block(h)
-        finally:
-            block.zeroed = frozenset()
     assert out.shape == want
     assert torch.count_nonzero(out) == 0
 
@@ -146,8 +137,8 @@ def test_prefix_reuse_gives_the_naive_result(kw, granularity):
         assert a["address"] == b["address"]
         assert a["error"] == b["error"]
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
-    # the switches are all off again afterwards
-    assert all(not m.zeroed for m in model.modules() if isinstance(m, SchemeBlock))
+    # the hooks are all removed again afterwards
+    assert all(m.hook is None for m in model.modules() if isinstance(m, SchemeBlock))
 
 
 @pytest.mark.parametrize("kw, n_units", [(dict(block="rk4", depth=32), 15),

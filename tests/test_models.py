@@ -18,7 +18,7 @@ from torch import nn
 
 import horesnet
 from horesnet import ConfigError, build_model, count_macs, count_params, get_scheme, list_schemes, plan_layout
-from horesnet.nn import Unit
+from horesnet.nn import make_unit
 from horesnet.schemes import SchemeError
 
 SCHEMES = list_schemes()
@@ -93,9 +93,9 @@ def conv_weights(module: nn.Module) -> int:
 
 def test_unit_conv_weight_counts():
     # bottleneck 256 -> 64 -> 64 -> 256: 256*64 + 64*64*9 + 64*256; basic: 2 * 256*256*9
-    assert conv_weights(Unit("bottleneck", 256, 256)) == 69_632
-    assert conv_weights(Unit("basic", 256, 256)) == 1_179_648
-    bottleneck = Unit("bottleneck", 256, 256)
+    assert conv_weights(make_unit("bottleneck", 256, 256)) == 69_632
+    assert conv_weights(make_unit("basic", 256, 256)) == 1_179_648
+    bottleneck = make_unit("bottleneck", 256, 256)
     assert [tuple(c.weight.shape) for c in bottleneck.convs] == [(64, 256, 1, 1), (64, 64, 3, 3), (256, 64, 1, 1)]
 
 

@@ -1,7 +1,7 @@
 """Effective paths (Veit et al. 2016, Sec. 5): where does the gradient really flow?
 
 The forward pass is normal; in the backward pass the gradient is routed along exactly one sampled path of length
-k (every other edge is cut, via the blocks' ``route`` switch). Each batch element carries its own path, so one
+k (every other edge is cut, by a :class:`GradientRoute` block hook). Each batch element carries its own path, so one
 backward pass measures many paths. The mean norm of the input gradient per length, times the number of paths of
 that length, gives the total gradient contributed by paths of each length.
 """
@@ -14,8 +14,42 @@ import random
 import torch
 import torch.nn.functional as F
 
+from ..nn import BlockHook, hooked
 from .common import EvalData, evaluating
 from .paths import PathSampler
+
+
+class _GradMask(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by a fixed (per-sample) mask."""
+
+    @staticmethod
+    def forward(ctx, t, mask):
+        ctx.save_for_backward(mask)
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+class GradientRoute(BlockHook):
+    """A block hook that leaves the forward pass unchanged and, in the backward pass, keeps the gradient only on
+    the edges of ``route``: ``("x", i)`` input into increment i, ``(j, i)`` k_j into increment i, ``(i, "y")``
+    k_i into the output, ``("x", "y")`` the skip -- each mapped to ``True`` or to a per-sample 0/1 mask of shape
+    (B, 1, ...) (one routed path per batch element). Every other edge is cut (detached)."""
+
+    def __init__(self, route: dict):
+        self.route = route
+
+    def _gate(self, edge, t):
+        keep = self.route.get(edge)
+        if t is None or keep is True:
+            return t
+        return t.detach() if keep is None else _GradMask.apply(t, keep)
+
+    def __call__(self, block, target, base, k):
+        return self._gate(("x", target), base), [self._gate((j, target), kj) for j, kj in enumerate(k)]
 
 
 def _masks(routes_per_sample: list[dict], like: torch.Tensor) -> dict:
@@ -54,14 +88,9 @@ def effective_paths(model, data, samples_per_length: int = 1000, seed: int = 0, 
                 x = images[idx].clone().requires_grad_(True)
                 routes = [sampler.sample(k, rng) for _ in range(b)]
                 masks = _masks(routes, x)
-                try:
-                    for block, per_edge in masks.values():
-                        block.route = per_edge
+                with hooked({block: GradientRoute(per_edge) for block, per_edge in masks.values()}):
                     loss = F.cross_entropy(model(x), labels[idx], reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x)
-                finally:
-                    for block, _ in masks.values():
-                        block.route = None
                 norms += grad.flatten(1).norm(dim=1).tolist()
             mean = sum(norms) / len(norms)
             std = math.sqrt(sum((v - mean) ** 2 for v in norms) / max(1, len(norms) - 1))

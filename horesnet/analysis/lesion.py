@@ -1,6 +1,6 @@
 """Lesion studies (Veit et al. 2016, Sec. 4): delete units or blocks at test time, reorder blocks.
 
-Deleting a unit sets its increment k_i to zero (the block's ``zeroed`` switch), so it works for every scheme:
+Deleting a unit sets its increment k_i to zero (a ``SwitchOff`` block hook), so it works for every scheme:
 in an Euler block that leaves the skip, in an RK block the other increments still see the remaining ones.
 ``lesion_single`` reuses the activations before the lesioned block (the shared prefix is computed once per
 batch), so the full study costs about half of one forward pass per lesion.
@@ -12,7 +12,7 @@ import itertools
 import random
 
 from ..errors import ConfigError
-from ..nn import NestedUnit, SchemeBlock
+from ..nn import NestedUnit, SchemeBlock, SwitchOff, hooked
 from .common import EvalData, error_and_loss, evaluating, score
 
 
@@ -52,9 +52,12 @@ def _changes_shape(block) -> bool:
     return getattr(unit, "downsampling", False)
 
 
-def _apply(switches, on: bool):
+def switched_off(switches):
+    """A context in which the increments of ``switches`` (``[(block, increments)]``) are switched off."""
+    off: dict = {}
     for block, incs in switches:
-        block.zeroed = frozenset(block.zeroed | incs) if on else frozenset(block.zeroed - incs)
+        off[block] = off.get(block, frozenset()) | incs
+    return hooked({block: SwitchOff(incs) for block, incs in off.items()})
 
 
 def _tail(model, blocks, start: int, x):
@@ -79,14 +82,11 @@ def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = T
                     inputs.append(h)
                     h = block(h)
             for t, target in zip(targets, tallies, strict=True):
-                _apply(t["switches"], True)
-                try:
+                with switched_off(t["switches"]):
                     if reuse_prefix:
                         logits = _tail(model, blocks, t["block_index"], inputs[t["block_index"]])
                     else:
                         logits = model(x)
-                finally:
-                    _apply(t["switches"], False)
                 c, l = score(logits, y)
                 target[0] += c
                 target[1] += l
@@ -115,11 +115,8 @@ def lesion_random(model, data, ks=(1, 2, 4, 8), trials: int = 5, seed: int = 0,
         for trial in range(trials):
             chosen = rng.sample(pool, k)
             switches = [s for t in chosen for s in t["switches"]]
-            _apply(switches, True)
-            try:
+            with switched_off(switches):
                 err, loss = error_and_loss(model, data)
-            finally:
-                _apply(switches, False)
             records.append({"k": k, "trial": trial, "error": err, "loss": loss, "intact_error": base_err,
                             "deleted": " ".join(t["address"] for t in chosen)})
     return records

@@ -31,7 +31,7 @@ def poly_add(p: list, q: list) -> list:
 
 
 def _coefficients(block: SchemeBlock, weighted: bool):
-    h = float(block.h.detach() if block.learn_step else block.h) if weighted else 1.0
+    h = float(block.step.detach() if block.learn_step else block.step) if weighted else 1.0
     A, b = block.scheme.A, block.scheme.b
     a = (lambda i, j: h * A[i][j]) if weighted else (lambda i, j: 1)
     w = (lambda i: h * b[i]) if weighted else (lambda i: 1)
@@ -42,9 +42,10 @@ def block_polynomial(block: SchemeBlock, weighted: bool = False, skip: bool | No
     """Path polynomial of one scheme block (ascending coefficients); ``skip=False`` drops the skip path."""
     a, w = _coefficients(block, weighted)
     A, b = block.scheme.A, block.scheme.b
+    active = block.active
     chains = []  # chains[i]: polynomial of chains that end at increment i
     for i in range(block.scheme.increments):
-        if i in block.zeroed or not block._needed[i]:
+        if not active[i]:
             chains.append(None)
             continue
         into = [1]  # entering from the block input
@@ -95,9 +96,10 @@ class BlockPath:
 def block_paths(block: SchemeBlock, skip: bool | None = None) -> list[BlockPath]:
     """Every path through ``block`` (skip first), with the route edges that select it."""
     A, b = block.scheme.A, block.scheme.b
+    active = block.active
     ends: list[list[BlockPath]] = []  # ends[i]: chains ending at increment i (edges up to and incl. unit i)
     for i in range(block.scheme.increments):
-        if i in block.zeroed or not block._needed[i]:
+        if not active[i]:
             ends.append([])
             continue
         inner = _unit_paths(block.unit(i))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
+from ..nn.units import get_unit
 
 # Python/nn.Module bookkeeping per unit (measured: ~34 KB per basic unit at depth 12002 on CPython 3.11).
 UNIT_OVERHEAD_BYTES = 32 * 1024
@@ -16,10 +17,10 @@ GIB = 1024 ** 3
 
 
 def _unit_convs(unit: str, c: int) -> tuple[int, int]:
-    """(weights, output channels summed over the unit's convs) of one steady-state unit of bottleneck width c."""
-    if unit == "bottleneck":
-        return 4 * c * c + 9 * c * c + 4 * c * c, 6 * c
-    return 2 * 9 * c * c, 2 * c
+    """(weights, output channels summed over the unit's layers) of one steady-state unit of width c, as its
+    registration declares it (zero when it declares nothing: the estimate stays a lower bound)."""
+    cost = get_unit(unit).cost
+    return cost(c) if cost is not None else (0, 0)
 
 
 def _stage_sides(arch: str, stem_stride: int, image_size: int, stages: int) -> list[int]:

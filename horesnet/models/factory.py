@@ -9,19 +9,17 @@ from torch import nn
 
 from ..errors import ConfigError, check_choice
 from ..nn import (
-    EXPANSION,
-    PLACEMENTS,
+    NORMS,
+    ODE_METHODS,
     NestedUnit,
     ODEBlock,
     SchemeBlock,
-    Unit,
-    make_norm,
+    UnitOptions,
+    get_placement,
+    get_unit,
     make_shortcut,
     normalise_shortcut,
-    post_activation,
 )
-from ..nn.ode import ODE_METHODS
-from ..nn.units import NORMS
 from ..schemes import get_scheme
 from .budget import check_fits, estimate
 from .layout import BlockSpec, plan_layout
@@ -34,13 +32,11 @@ IMAGENET_WIDTHS = (64, 128, 256, 512)
 @dataclass(frozen=True)
 class _Options:
     unit: str
-    placement: str
+    unit_options: UnitOptions
     shortcut: str
-    norm: str
     tied: bool
     step: float
     learn_step: bool
-    stride_in_3x3: bool
     ode: dict
 
 
@@ -76,7 +72,7 @@ def build_model(
     """
     config = {k: v for k, v in locals().items()}
     config["stages"] = list(stages) if stages is not None else None
-    check_choice("placement", placement, PLACEMENTS)
+    place = get_placement(placement)
     check_choice("norm", norm, NORMS)
     check_choice("ode_method", ode_method, ODE_METHODS)
     shortcut = normalise_shortcut(shortcut)
@@ -94,9 +90,9 @@ def build_model(
     if tied and entry == "scheme" and block != "euler":
         raise ConfigError("tied=true shares one unit across a block's increments, but entry='scheme' makes the "
                           "first unit change resolution/width; use entry='euler' with tied=true.")
-    opts = _Options(layout.unit, placement, shortcut, norm, tied, float(step), learn_step, stride_in_3x3,
-                    dict(method=ode_method, rtol=ode_rtol, atol=ode_atol, adjoint=ode_adjoint))
-    expansion = EXPANSION[layout.unit]
+    opts = _Options(layout.unit, UnitOptions(placement, norm, stride_in_3x3), shortcut, tied, float(step),
+                    learn_step, dict(method=ode_method, rtol=ode_rtol, atol=ode_atol, adjoint=ode_adjoint))
+    expansion = get_unit(layout.unit).expansion
     widths = stage_widths(arch, width)
     need = estimate(layout, widths, stem_stride)["build_bytes"]
     check_fits(need, f"depth={layout.depth} (block={block}, width={width:g}, {sum(layout.units_per_stage):,} "
@@ -106,10 +102,7 @@ def build_model(
         stem = [nn.Conv2d(in_channels, stem_width, 3, stride=stem_stride, padding=1, bias=False)]
     else:
         stem = [nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3, bias=False)]
-    if placement != "full_preact":
-        stem.append(make_norm(norm, stem_width))
-    if placement in ("original", "bn_after_add", "relu_before_add"):
-        stem.append(nn.ReLU(inplace=True))
+    stem += place.stem_module(norm, stem_width)
     if arch == "imagenet":
         stem.append(nn.MaxPool2d(3, stride=2, padding=1))
     stage_modules, in_ch = [], stem_width
@@ -121,12 +114,7 @@ def build_model(
             blocks.append(_make_block(spec, in_ch, out_ch, stride if entry_here else 1, opts))
             in_ch = out_ch
         stage_modules.append(nn.Sequential(*blocks))
-    if placement == "full_preact":
-        final = nn.Sequential(make_norm(norm, in_ch), nn.ReLU(inplace=True))
-    elif placement == "relu_only_preact":
-        final = nn.ReLU()
-    else:
-        final = nn.Identity()
+    final = place.final_module(norm, in_ch)
     model = ResNet(nn.Sequential(*stem), stage_modules, final, in_ch, num_classes, layout, config)
     _init_weights(model)
     return model
@@ -137,8 +125,8 @@ def stage_widths(arch: str, width: float) -> list[int]:
     return [max(1, int(round(w * width))) for w in (CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS)]
 
 
-def _make_unit(opts: _Options, in_ch: int, out_ch: int, stride: int) -> Unit:
-    return Unit(opts.unit, in_ch, out_ch, stride, opts.placement, opts.norm, opts.stride_in_3x3)
+def _make_unit(opts: _Options, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    return get_unit(opts.unit).build(in_ch, out_ch, stride, opts.unit_options)
 
 
 def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Options) -> nn.Module:
@@ -156,14 +144,14 @@ def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Op
         if spec.inner is None:
             return _make_unit(opts, cin, out_ch, s)
         inner = get_scheme(spec.inner)
-        inner_shortcut = make_shortcut(opts.shortcut, cin, out_ch, s, opts.norm)
+        inner_shortcut = make_shortcut(opts.shortcut, cin, out_ch, s, opts.unit_options.norm)
         inner_units = [_make_unit(opts, cin if j == 0 else out_ch, out_ch, s if j == 0 else 1)
                        for j in range(inner.increments)]
         return NestedUnit(SchemeBlock(inner, inner_units, inner_shortcut, None, opts.step, opts.learn_step))
 
     units = [unit(i) for i in range(1 if tied else scheme.increments)]
-    shortcut = make_shortcut(opts.shortcut, in_ch, out_ch, stride, opts.norm)
-    post = post_activation(opts.placement, opts.norm, out_ch)
+    shortcut = make_shortcut(opts.shortcut, in_ch, out_ch, stride, opts.unit_options.norm)
+    post = get_placement(opts.unit_options.placement).post_module(opts.unit_options.norm, out_ch)
     return SchemeBlock(scheme, units, shortcut, post, opts.step, opts.learn_step, tied)
 
 

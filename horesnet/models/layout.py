@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError, check_choice
-from ..nn.units import CONVS_PER_UNIT, UNITS
+from ..nn.units import get_unit, list_units
 from ..schemes import get_scheme, list_schemes
 
 ARCHS = ("cifar", "imagenet")
@@ -74,7 +74,7 @@ class Layout:
     @property
     def conv_layers(self) -> int:
         """3x3/1x1 conv layers of the units (projection shortcuts excluded), as the paper counts depth."""
-        return sum(self.units_per_stage) * CONVS_PER_UNIT[self.unit]
+        return sum(self.units_per_stage) * get_unit(self.unit).convs
 
     @property
     def leftovers(self) -> int:
@@ -140,12 +140,12 @@ def _valid(layout: Layout, strict: bool) -> bool:
 
 
 def cifar_depth(unit: str, n: int) -> int:
-    return CONVS_PER_UNIT[unit] * 3 * n + 2
+    return get_unit(unit).convs * 3 * n + 2
 
 
 def _nearest_cifar(depth, unit, block, inner, entry, strict) -> str:
     """The valid depths just below and above ``depth`` (searched in a window of units around it, any size)."""
-    centre = max(1, (depth - 2) // (3 * CONVS_PER_UNIT[unit])) if isinstance(depth, int) else 1
+    centre = max(1, (depth - 2) // (3 * get_unit(unit).convs)) if isinstance(depth, int) else 1
     span = 2 * units_per_block(block, inner) + 2  # valid depths recur at least every block of units
     ok = [cifar_depth(unit, n) for n in range(max(1, centre - span), centre + span + 1)
           if _valid(_plan("cifar", unit, (n,) * 3, block, inner, entry, strict, 0), strict)]
@@ -173,7 +173,7 @@ def plan_layout(
         if block == "ode":
             raise ConfigError("inner= nests a scheme inside the units of a scheme block; block='ode' has none.")
     if unit is not None:
-        check_choice("unit", unit, UNITS)
+        check_choice("unit", unit, list_units())
     if stages is not None:
         want = 3 if arch == "cifar" else 4
         if isinstance(stages, str | bytes) or not all(isinstance(n, int) and not isinstance(n, bool) for n in stages):
@@ -182,7 +182,7 @@ def plan_layout(
         if len(per_stage) != want or min(per_stage) < 1:
             raise ConfigError(f"stages={list(stages)!r} must list {want} positive unit counts for arch={arch!r}.")
         unit = unit or ("basic" if arch == "cifar" else "bottleneck")
-        depth = sum(per_stage) * CONVS_PER_UNIT[unit] + 2
+        depth = sum(per_stage) * get_unit(unit).convs + 2
     elif arch == "imagenet":
         if depth not in IMAGENET_STAGES:
             raise ConfigError(f"impossible depth {depth!r} for arch='imagenet'; valid depths: "
@@ -194,7 +194,7 @@ def plan_layout(
         unit = table_unit
     else:
         unit = unit or "basic"
-        k = 3 * CONVS_PER_UNIT[unit]
+        k = 3 * get_unit(unit).convs
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < k + 2 or (depth - 2) % k:
             near = _nearest_cifar(depth if isinstance(depth, int) else 0, unit, block, inner, entry, strict)
             raise ConfigError(f"impossible depth {depth!r} for unit={unit!r}: CIFAR depth is {k}n+2 "

@@ -1,12 +1,17 @@
-"""Building blocks: units F, shortcuts S, the one scheme block, and the continuous ODE block."""
+"""Building blocks: units F and their registry, placements, shortcuts S, the one scheme block with its hook
+interface, and the continuous ODE block."""
 
 from .block import NestedUnit, SchemeBlock
+from .hooks import BlockHook, SwitchOff, hooked
+from .norms import NORMS, make_norm
 from .ode import ODE_METHODS, ODEBlock
+from .placements import Placement, get_placement, list_placements, register_placement
 from .shortcuts import SHORTCUTS, make_shortcut, normalise_shortcut
-from .units import CONVS_PER_UNIT, EXPANSION, NORMS, PLACEMENTS, UNITS, Unit, make_norm, post_activation
+from .units import ConvUnit, UnitOptions, UnitType, get_unit, list_units, make_unit, register_unit
 
 __all__ = [
-    "CONVS_PER_UNIT", "EXPANSION", "NORMS", "NestedUnit", "ODEBlock", "ODE_METHODS", "PLACEMENTS",
-    "SHORTCUTS", "SchemeBlock", "UNITS", "Unit", "make_norm", "make_shortcut", "normalise_shortcut",
-    "post_activation",
+    "BlockHook", "ConvUnit", "NORMS", "NestedUnit", "ODEBlock", "ODE_METHODS", "Placement", "SHORTCUTS",
+    "SchemeBlock", "SwitchOff", "UnitOptions", "UnitType", "get_placement", "get_unit", "hooked", "list_placements",
+    "list_units", "make_norm", "make_shortcut", "make_unit", "normalise_shortcut", "register_placement",
+    "register_unit",
 ]

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import check_choice
-from .units import make_norm
+from .norms import make_norm
 
 SHORTCUTS = ("A", "B", "C", "plain")
 

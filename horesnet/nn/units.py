@@ -1,83 +1,125 @@
-"""Residual functions F ("units").
+"""Residual functions F ("units") and their registry (docs/extending.md, "Units").
 
-``basic`` = two 3x3 convs, ``bottleneck`` = 1x1, 3x3, 1x1 with expansion 4 (He et al. 2015, Fig. 5).
-The five activation placements are those of He et al. 2016, Fig. 4 (a)-(e).
+A unit type is registered once with :func:`register_unit`: a factory ``(in_channels, out_channels, stride,
+options) -> nn.Module`` and the number of weighted (conv) layers one unit holds, which the equal-depth rule counts.
+``basic`` = two 3x3 convs, ``bottleneck`` = 1x1, 3x3, 1x1 with expansion 4 (He et al. 2015, Fig. 5); both are
+:class:`ConvUnit` stacks whose BN/ReLU follow the placement (He et al. 2016, Fig. 4).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import check_choice
-
-UNITS = ("basic", "bottleneck")
-PLACEMENTS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact")
-NORMS = ("batch", "group")
-EXPANSION = {"basic": 1, "bottleneck": 4}
-CONVS_PER_UNIT = {"basic": 2, "bottleneck": 3}
+from ..errors import ConfigError, check_choice
+from .norms import make_norm
+from .placements import get_placement
 
 
-def make_norm(norm: str, channels: int) -> nn.Module:
-    """BatchNorm2d, or GroupNorm with up to 32 groups of at least two channels (for tied/ODE units)."""
-    check_choice("norm", norm, NORMS)
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    groups = math.gcd(channels, 32)
-    while groups > 1 and channels // groups < 2:
-        groups //= 2
-    return nn.GroupNorm(groups, channels)
+@dataclass(frozen=True)
+class UnitOptions:
+    """What every unit factory is told besides its shape: the activation placement, the norm, and the bottleneck's
+    stride position (``stride_in_3x3``: torchvision's "ResNet V1.5"). A factory may ignore what does not apply."""
+
+    placement: str = "original"
+    norm: str = "batch"
+    stride_in_3x3: bool = False
+
+    def norm_layer(self, channels: int) -> nn.Module:
+        return make_norm(self.norm, channels)
 
 
-def post_activation(placement: str, norm: str, channels: int) -> nn.Module:
-    """What follows the addition: ReLU for (a), BN-ReLU for (b), nothing for (c)-(e)."""
-    if placement == "original":
-        return nn.ReLU(inplace=True)
-    if placement == "bn_after_add":
-        return nn.Sequential(make_norm(norm, channels), nn.ReLU(inplace=True))
-    return nn.Identity()
+UnitFactory = Callable[[int, int, int, UnitOptions], nn.Module]
 
 
-class Unit(nn.Module):
-    """One residual function F: a short conv stack with BN/ReLU placed per He et al. 2016, Fig. 4.
+@dataclass(frozen=True)
+class UnitType:
+    """A registered unit: ``factory`` builds one unit; ``convs`` weighted layers per unit (CIFAR depth =
+    3 * convs * n + 2); ``expansion`` multiplies the stage width into the unit's output channels; ``cost(c)``
+    gives (weights, output channels summed over its layers) of one unit of width ``c``, a lower bound used to
+    refuse networks that cannot fit in memory (None: counted as zero)."""
 
-    ``stride_in_3x3`` moves a bottleneck's stride from its first 1x1 conv (the paper) to the 3x3 conv
-    (torchvision's "ResNet V1.5"). Layers are ``convs[i]`` / ``norms[i]`` so analysis can hook them.
+    name: str
+    factory: UnitFactory
+    convs: int
+    expansion: int = 1
+    cost: Callable[[int], tuple[int, int]] | None = None
+    description: str = ""
+
+    def build(self, in_channels: int, out_channels: int, stride: int = 1,
+              options: UnitOptions | None = None) -> nn.Module:
+        unit = self.factory(in_channels, out_channels, stride, options or UnitOptions())
+        if not isinstance(unit, nn.Module):
+            raise ConfigError(f"unit {self.name!r}: its factory returned {type(unit).__name__}, not an nn.Module.")
+        for key, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):
+            if not hasattr(unit, key):  # the block and the analysis tools read a unit's shape from these
+                setattr(unit, key, value)
+        return unit
+
+
+_UNITS: dict[str, UnitType] = {}
+
+
+def register_unit(name: str, factory: UnitFactory, convs: int, expansion: int = 1,
+                  cost: Callable[[int], tuple[int, int]] | None = None, description: str = "",
+                  overwrite: bool = False) -> UnitType:
+    """Register a unit type; ``unit=<name>`` then builds it under every scheme (``block=rk4 unit=<name>``)."""
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise ConfigError(f"unit name {name!r} must be a Python identifier.")
+    for key, value in (("convs", convs), ("expansion", expansion)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"unit {name!r}: {key} must be a positive integer, got {value!r}.")
+    if name in _UNITS and not overwrite:
+        raise ConfigError(f"unit {name!r} is already registered (overwrite=True replaces it).")
+    _UNITS[name] = UnitType(name, factory, convs, expansion, cost, description)
+    return _UNITS[name]
+
+
+def get_unit(name: str) -> UnitType:
+    check_choice("unit", name, _UNITS)
+    return _UNITS[name]
+
+
+def list_units() -> list[str]:
+    return list(_UNITS)
+
+
+def make_unit(name: str, in_channels: int, out_channels: int, stride: int = 1, **options) -> nn.Module:
+    """One unit of a registered type, e.g. ``make_unit("bottleneck", 256, 256, placement="full_preact")``."""
+    return get_unit(name).build(in_channels, out_channels, stride, UnitOptions(**options))
+
+
+class ConvUnit(nn.Module):
+    """A conv stack ``specs = [(kernel, in, out, stride), ...]`` with BN/ReLU placed per ``placement``.
+
+    Layers are ``convs[i]`` / ``norms[i]`` (norms in forward order) so analysis can hook them.
     """
 
-    def __init__(
-        self,
-        kind: str,
-        in_channels: int,
-        out_channels: int,
-        stride: int = 1,
-        placement: str = "original",
-        norm: str = "batch",
-        stride_in_3x3: bool = False,
-    ):
+    def __init__(self, kind: str, specs: list[tuple[int, int, int, int]], placement: str = "original",
+                 norm: str = "batch"):
         super().__init__()
-        check_choice("unit", kind, UNITS)
-        check_choice("placement", placement, PLACEMENTS)
         self.kind, self.placement = kind, placement
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        if kind == "basic":
-            specs = [(3, in_channels, out_channels, stride), (3, out_channels, out_channels, 1)]
-        else:
-            mid = out_channels // EXPANSION["bottleneck"]
-            s1, s3 = (1, stride) if stride_in_3x3 else (stride, 1)
-            specs = [(1, in_channels, mid, s1), (3, mid, mid, s3), (1, mid, out_channels, 1)]
+        self.in_channels, self.out_channels = specs[0][1], specs[-1][2]
+        self.stride = max(s for *_, s in specs)
         self.convs = nn.ModuleList(
             nn.Conv2d(i, o, k, stride=s, padding=k // 2, bias=False) for k, i, o, s in specs
         )
-        if placement == "full_preact":  # BN-ReLU-conv: the norm sees each conv's input
-            norm_channels = [i for _, i, _, _ in specs]
-        elif placement == "bn_after_add":  # the last BN moves after the addition (post_activation)
-            norm_channels = [o for _, _, o, _ in specs[:-1]]
-        else:
-            norm_channels = [o for _, _, o, _ in specs]
+        norm_channels, program = [], []
+        for c, ((_, cin, cout, _), ops) in enumerate(zip(specs, get_placement(placement).unit_ops(len(specs)),
+                                                         strict=True)):
+            for op in ops:
+                if op == "conv":
+                    program.append(("conv", c))
+                elif op == "norm":
+                    program.append(("norm", len(norm_channels)))
+                    norm_channels.append(cout if ops.index("norm") > ops.index("conv") else cin)
+                else:  # a ReLU on the unit's own input must not overwrite it
+                    program.append(("relu", bool(program)))
         self.norms = nn.ModuleList(make_norm(norm, c) for c in norm_channels)
+        self._program = tuple(program)
 
     @property
     def downsampling(self) -> bool:
@@ -85,29 +127,41 @@ class Unit(nn.Module):
 
     def responses(self) -> list[tuple[nn.Conv2d, nn.Module]]:
         """``(conv, module)`` for each conv: ``module``'s output is the conv's response after BN and before the
-        nonlinearity (He et al. 2015, Fig. 7) -- the conv itself where no BN follows it inside the unit."""
-        n = len(self.convs)
-        if self.placement == "full_preact":
-            after = [self.norms[i + 1] if i + 1 < n else self.convs[i] for i in range(n)]
-        else:
-            after = [self.norms[i] if i < len(self.norms) else self.convs[i] for i in range(n)]
-        return list(zip(self.convs, after, strict=True))
+        nonlinearity (He et al. 2015, Fig. 7): the norm that directly follows the conv, else the conv itself."""
+        out = []
+        for pos, (op, i) in enumerate(self._program):
+            if op == "conv":
+                nxt = self._program[pos + 1] if pos + 1 < len(self._program) else None
+                out.append((self.convs[i], self.norms[nxt[1]] if nxt and nxt[0] == "norm" else self.convs[i]))
+        return out
 
     def forward(self, x):
-        last = len(self.convs) - 1
-        p = self.placement
-        for i, conv in enumerate(self.convs):
-            if p == "full_preact":
-                x = conv(F.relu(self.norms[i](x)))
-            elif p == "relu_only_preact":
-                x = self.norms[i](conv(F.relu(x)))
+        for op, i in self._program:
+            if op == "conv":
+                x = self.convs[i](x)
+            elif op == "norm":
+                x = self.norms[i](x)
             else:
-                x = conv(x)
-                if i < len(self.norms):
-                    x = self.norms[i](x)
-                if i < last or p == "relu_before_add":
-                    x = F.relu(x, inplace=True)
+                x = F.relu(x, inplace=i)
         return x
 
     def extra_repr(self) -> str:
         return f"{self.kind}, {self.in_channels}->{self.out_channels}, stride={self.stride}, {self.placement}"
+
+
+def _basic(in_channels: int, out_channels: int, stride: int, options: UnitOptions) -> ConvUnit:
+    specs = [(3, in_channels, out_channels, stride), (3, out_channels, out_channels, 1)]
+    return ConvUnit("basic", specs, options.placement, options.norm)
+
+
+def _bottleneck(in_channels: int, out_channels: int, stride: int, options: UnitOptions) -> ConvUnit:
+    mid = out_channels // 4
+    s1, s3 = (1, stride) if options.stride_in_3x3 else (stride, 1)
+    specs = [(1, in_channels, mid, s1), (3, mid, mid, s3), (1, mid, out_channels, 1)]
+    return ConvUnit("bottleneck", specs, options.placement, options.norm)
+
+
+register_unit("basic", _basic, convs=2, cost=lambda c: (2 * 9 * c * c, 2 * c),
+              description="two 3x3 convs (He et al. 2015, Fig. 5 left)")
+register_unit("bottleneck", _bottleneck, convs=3, expansion=4, cost=lambda c: (17 * c * c, 6 * c),
+              description="1x1, 3x3, 1x1 convs, expansion 4 (He et al. 2015, Fig. 5 right)")
