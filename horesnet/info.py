@@ -1,6 +1,7 @@
 """``python -m horesnet.info block=rk4 depth=56``: a network's layout, conv layers, parameters, multiply-adds.
 
-``python -m horesnet.info list=schemes`` prints every registered scheme with its computed order.
+``python -m horesnet.info list=schemes`` prints every registered scheme with its computed order; ``list=units``,
+``list=placements`` and ``list=blocks`` print the other registries.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from . import __version__
 from .config import compose, model_from_config
 from .errors import ConfigError
 from .models import count_macs, count_params, list_blocks
-from .nn import get_unit
+from .nn import get_placement, get_unit, list_placements, list_units
 from .schemes import SchemeError, get_scheme, list_schemes
 
 
@@ -20,9 +21,30 @@ def schemes_table() -> str:
     for name in list_schemes():
         t = get_scheme(name)
         rows.append((name, str(t.increments), str(t.order), f"{sum(t.b):.6g}", t.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
-    return "\n".join(lines) + "\n\nblock=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."
+    return _table(rows) + "\n\nblock=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."
+
+
+def units_table() -> str:
+    rows = [(name, str(get_unit(name).convs), str(get_unit(name).expansion), get_unit(name).description)
+            for name in list_units()]
+    return _table([("unit", "convs", "expansion", "description"), *rows])
+
+
+def placements_table() -> str:
+    rows = []
+    for name in list_placements():
+        p = get_placement(name)
+        rows.append((name, "-".join(p.conv), "-".join(p.last), "-".join(p.post) or "-", p.description))
+    return _table([("placement", "around a conv", "last conv", "after add", "description"), *rows])
+
+
+def _table(rows) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows)
+
+
+LISTS = {"schemes": lambda: schemes_table(), "blocks": lambda: "\n".join(list_blocks()),
+         "units": lambda: units_table(), "placements": lambda: placements_table()}
 
 
 def model_report(cfg) -> str:
@@ -67,12 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose("info", argv)
         if cfg.list is not None:
-            if cfg.list == "schemes":
-                print(schemes_table())
-            elif cfg.list == "blocks":
-                print("\n".join(list_blocks()))
-            else:
-                raise ConfigError(f"unknown list {cfg.list!r}; valid choices: 'schemes', 'blocks'.")
+            print(LISTS[cfg.list]())
             return 0
         print(model_report(cfg))
         return 0

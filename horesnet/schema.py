@@ -266,7 +266,7 @@ ANALYZE = {
 
 INFO = {
     **MODEL,
-    "list": Spec("choice", choices=("schemes", "blocks"), nullable=True),
+    "list": Spec("choice", choices=("schemes", "blocks", "units", "placements"), nullable=True),
     "image_size": Spec("int", low=8, nullable=True),
     "plugins": Spec("texts"),
 }
