@@ -109,3 +109,30 @@ def test_info_counts_the_user_unit_and_names_it_among_the_valid_units(capsys):
     assert info.main(["unit=se_basc"]) == 2
     err = capsys.readouterr().err
     assert "se_basc" in err and "'se_basic'" in err and "'bottleneck'" in err
+
+
+def test_a_registered_placement_builds_the_forward_written_out_by_hand():
+    from horesnet.nn import Placement, list_placements, register_placement
+
+    if "test_preact_post_relu" not in list_placements():
+        register_placement(Placement("test_preact_post_relu", conv=("norm", "relu", "conv"),
+                                     last=("norm", "relu", "conv"), post=("relu",), stem=("norm", "relu"), final=()))
+    model = build_model(block="euler", depth=8, width=0.25, placement="test_preact_post_relu").double().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    block = model.stages[0][0]  # an identity-shortcut block of stage 1
+    unit = block.units[0]
+    bn = lambda m, t: (t - m.running_mean[None, :, None, None]) / torch.sqrt(  # noqa: E731
+        m.running_var[None, :, None, None] + m.eps) * m.weight[None, :, None, None] + m.bias[None, :, None, None]
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        f = unit.convs[1](torch.relu(bn(unit.norms[1], unit.convs[0](torch.relu(bn(unit.norms[0], x))))))
+        assert (block(x.clone()) - torch.relu(x + f)).abs().max() < 1e-12
+        stem = model.stem
+        assert [type(m).__name__ for m in stem] == ["Conv2d", "BatchNorm2d", "ReLU"]
+        assert isinstance(model.final, nn.Identity)
