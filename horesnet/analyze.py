@@ -1,7 +1,8 @@
 """``python -m horesnet.analyze ckpt=PATH study=lesion|...|all``: take a trained network apart.
 
-Writes one folder with ``<study>.csv``, ``<study>.json`` and ``<study>.png`` per study and logs the tables and
-plots to W&B (offline when there is no API key or network). ``study=paths`` works without a checkpoint.
+Writes one folder with ``<table>.csv``, ``<table>.json`` and ``<table>.png`` per table of each study and logs the
+tables and plots to W&B (offline when there is no API key or network). The studies, their options and what they
+need (``study=paths`` works without a checkpoint) come from the study registry (docs/extending_studies.md).
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ import torch
 from omegaconf import OmegaConf
 
 from . import analysis as A
-from .analysis.plots import PLOTS
+from .analysis.registry import Study, get_study, list_studies
 from .config import compose, model_from_config
 from .errors import ConfigError, check_choice, check_writable
-
-STUDIES = ("lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement", "robustness")
 
 
 def load_trained(ckpt: str):
@@ -98,45 +97,25 @@ def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:
     return A.from_datamodule(dm, cfg.split, cfg.limit, cfg.batch_size).to(device)
 
 
-def run_study(study: str, model, data, cfg) -> dict[str, list[dict]]:
-    """``{table name: records}`` for one study."""
-    if study == "paths":
-        counts = A.path_lengths(model, weighted=bool(cfg.weighted))
-        return {"paths": [{"length": k, "count": c} for k, c in enumerate(counts)]}
-    if study == "lesion":
-        grains = ("unit", "block") if cfg.granularity == "both" else (cfg.granularity,)
-        return {("lesion" if g == "unit" else "lesion_block"): A.lesion_single(model, data, g) for g in grains}
-    if study == "lesion_random":
-        return {study: A.lesion_random(model, data, list(cfg.ks), cfg.trials, cfg.seed)}
-    if study == "reorder":
-        return {study: A.reorder(model, data, list(cfg.swaps), cfg.trials, cfg.seed)}
-    if study == "effective":
-        sub = A.EvalData(_first(data, cfg.effective_images), data.pixel_std, data.name)
-        return {study: A.effective_paths(model, sub, cfg.samples_per_length, cfg.seed)}
-    if study == "responses":
-        return {study: A.responses(model, data)}
-    if study == "refinement":
-        return {study: A.refinement(model, data)}
-    return {study: A.robustness(model, data, list(cfg.sigmas), cfg.seed)}
-
-
-def _first(data: A.EvalData, n: int):
-    out, left = [], n
-    for x, y in data.batches:
-        if left <= 0:
-            break
-        out.append((x[:left], y[:left]))
-        left -= len(y)
-    return out
+def run_study(study: Study, model, data, values: dict) -> dict[str, list[dict]]:
+    """``{table name: records}`` for one study; a table the study did not declare (no plot) is a bug of the study."""
+    results = study.compute(model, data, values)
+    undeclared = [name for name in results if name not in study.plots]
+    if undeclared:
+        raise TypeError(f"study {study.name!r} returned table(s) {undeclared} but declares plots only for "
+                        f"{list(study.plots)}; register a plot for every table it writes.")
+    return results
 
 
 def analyze(cfg, given: dict | None = None) -> Path:
     """Run the studies of ``cfg``; ``given`` holds the model keys set on the command line (refused when they
     contradict the checkpoint)."""
-    studies = list(STUDIES) if cfg.study == "all" else [s.strip() for s in str(cfg.study).split(",")]
-    for s in studies:
-        check_choice("study", s, STUDIES + ("all",))
-    check_choice("granularity", cfg.granularity, ("unit", "block", "both"))
+    names = list_studies() if cfg.study == "all" else [s.strip() for s in str(cfg.study).split(",")]
+    for s in names:
+        check_choice("study", s, [*list_studies(), "all"])
+    studies = [get_study(s) for s in names]
+    config = OmegaConf.to_container(cfg, resolve=True)
+    values = {s.name: s.values(config) for s in studies}  # every option checked before any work
     check_choice("split", cfg.split, ("test", "val"))
     device = resolve_device(cfg.device)
     if cfg.ckpt:
@@ -147,34 +126,36 @@ def analyze(cfg, given: dict | None = None) -> Path:
             title = f"plain-{model.layout.depth}"
         out = Path(cfg.out) if cfg.out else run_dir / "analysis"
     else:
-        if studies != ["paths"]:
+        if any(s.needs_checkpoint for s in studies):
+            alone = [f"study={s}" for s in list_studies() if not get_study(s).needs_checkpoint]
             raise ConfigError(f"study={cfg.study!r} needs a trained network: give ckpt=PATH "
-                              "(only study=paths works from a config alone).")
+                              f"(only {', '.join(alone)} {'works' if len(alone) == 1 else 'work'} from a config "
+                              "alone).")
         model, data_cfg, run_dir = model_from_config(cfg), {}, None
         title = f"{cfg.block}-{model.layout.depth}"
         out = Path(cfg.out) if cfg.out else Path("analysis") / f"{cfg.block}-d{model.layout.depth}"
     check_writable("out", out)  # before any work: hours of analysis are not lost to an unwritable folder
     model = model.to(device).eval()
-    data = eval_data(data_cfg, cfg, device) if any(s != "paths" for s in studies) else None
+    data = eval_data(data_cfg, cfg, device) if any(s.needs_data for s in studies) else None
     tables, summary = {}, {}
     skipped = {}
     for s in studies:
         started = time.time()
         try:
-            results = run_study(s, model, data, cfg)
+            results = run_study(s, model, data, values[s.name])
         except ConfigError as err:
             if cfg.study != "all":
                 raise
-            skipped[s] = str(err)  # study=all goes on with what applies to this network
+            skipped[s.name] = str(err)  # study=all goes on with what applies to this network
             continue
         for name, records in results.items():
-            tables[name] = records
+            tables[name] = (records, s.plots[name])
             summary[name] = {"seconds": round(time.time() - started, 2), "rows": len(records)}
     out.mkdir(parents=True, exist_ok=True)
-    for name, records in tables.items():
+    for name, (records, plot) in tables.items():
         A.write_table(records, out, name)
-        PLOTS[name](records, out / f"{name}.png", title)
-    _log_wandb(cfg, tables, out, run_dir, title)
+        plot(records, out / f"{name}.png", title)
+    _log_wandb(cfg, {name: records for name, (records, _) in tables.items()}, out, run_dir, title)
     print(f"horesnet.analyze: {title}: " + ", ".join(f"{k} ({v['rows']} rows, {v['seconds']}s)"
                                                      for k, v in summary.items()))
     for s, why in skipped.items():

@@ -22,6 +22,8 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if config_name == "analyze":  # the registered studies hold the defaults of their options (analyze.yaml)
+        from . import analysis  # noqa: F401
     load_plugins(plugins_from_argv(overrides))  # what they register is a valid choice below
     try:
         with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):

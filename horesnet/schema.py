@@ -240,8 +240,9 @@ FIT = {
     "plugins": Spec("texts"),
 }
 
-ANALYZE = {
-    **MODEL,
+# The keys of python -m horesnet.analyze itself; every registered study adds its own options (lesion's
+# ``granularity``, robustness's ``sigmas``, ...) with ``extend`` when it registers (docs/extending_studies.md).
+ANALYZE_COMMAND = {
     "ckpt": Spec("text", nullable=True),
     "study": TEXT,
     "split": Spec("choice", choices=("test", "val")),
@@ -250,19 +251,12 @@ ANALYZE = {
     "limit": OPT_POSITIVE_INT,
     "batch_size": POSITIVE_INT,
     "out": Spec("text", nullable=True),
-    "seed": COUNT,
     "device": TEXT,
-    "granularity": Spec("choice", choices=("unit", "block", "both")),
-    "ks": Spec("ints", low=1),
-    "trials": POSITIVE_INT,
-    "swaps": Spec("ints", low=1),
-    "weighted": BOOL,
-    "samples_per_length": POSITIVE_INT,
-    "effective_images": POSITIVE_INT,
-    "sigmas": Spec("reals", low=0),
     "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
     "plugins": Spec("texts"),
 }
+
+ANALYZE = {**MODEL, **ANALYZE_COMMAND}
 
 INFO = {
     **MODEL,

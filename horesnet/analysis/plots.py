@@ -1,4 +1,5 @@
-"""One PNG per study (matplotlib, Agg backend)."""
+"""One PNG per table of the built-in studies (matplotlib, Agg backend); each study names its plots when it
+registers (``horesnet.analysis.studies``, docs/extending_studies.md)."""
 
 from __future__ import annotations
 
@@ -124,7 +125,3 @@ def plot_robustness(records, path: Path, title: str = "") -> Path:
     ax.set_title(f"{title} robustness")
     return _save(fig, path)
 
-
-PLOTS = {"lesion": plot_lesion, "lesion_block": plot_lesion, "lesion_random": plot_lesion_random,
-         "reorder": plot_reorder, "paths": plot_paths, "effective": plot_effective, "responses": plot_responses,
-         "refinement": plot_refinement, "robustness": plot_robustness}

@@ -1,0 +1,201 @@
+"""A plain dict registry of analysis studies: the built-ins plus whatever users register (docs/extending_studies.md).
+
+A study is described in one place, a :class:`Study`: how it computes its tables, the plot of each table, its
+command-line options (default and schema spec), whether it needs a trained checkpoint and evaluation data, and a
+one-line description. ``register_study`` makes it a valid ``study=NAME`` of ``python -m horesnet.analyze`` (and part
+of ``study=all``); its options become top-level command-line keys, with their defaults in the composed ``analyze``
+config (a Hydra ConfigStore node re-stored on every registration) and their specs in the ``analyze`` schema.
+Two studies may share an option (``seed``) when they declare the same default and spec.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError
+from ..schema import ANALYZE_COMMAND, MODEL, SCHEMAS, Spec, extend
+
+#: Name of the ConfigStore node holding every registered option's default (listed in ``configs/analyze.yaml``).
+OPTIONS_NODE = "analyze_studies"
+RESERVED_NAMES = frozenset({"all"})  # study=all selects every registered study
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+PlotFn = Callable[[list, Path, str], Path]
+ComputeFn = Callable[[Any, Any, Mapping[str, Any]], "dict[str, list[dict]]"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of a study: its default and the schema spec its values must satisfy."""
+
+    default: Any
+    spec: Spec
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    """One analysis study. ``compute(model, data, options)`` returns ``{table name: list of flat records}`` (``data``
+    is an ``EvalData``, or None when ``needs_data`` is false; ``options`` maps each option key to its value);
+    ``plots`` maps every table it may write to ``plot(records, path, title) -> path``."""
+
+    name: str
+    compute: ComputeFn
+    plots: Mapping[str, PlotFn]
+    options: Mapping[str, Option]
+    needs_checkpoint: bool = True
+    needs_data: bool = True
+    description: str = ""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(self.plots)
+
+    def values(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """This study's option values from a (plain, resolved) analyze config, each checked against its spec."""
+        values = {}
+        for key, option in self.options.items():
+            value = config.get(key, option.default)
+            option.spec.check(key, value)
+            values[key] = value
+        return values
+
+
+_REGISTRY: dict[str, Study] = {}
+_BUILTIN: set[str] = set()
+
+
+def list_studies() -> list[str]:
+    """Names of all registered studies, in registration order (the built-ins first)."""
+    return list(_REGISTRY)
+
+
+def builtin_studies() -> list[str]:
+    """Names of the studies horesnet itself registers."""
+    return [n for n in _REGISTRY if n in _BUILTIN]
+
+
+def get_study(name: str) -> Study:
+    """The registered study called ``name``; an unknown name is a ConfigError naming it and the valid choices."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown study {name!r}; valid choices: {', '.join(repr(n) for n in _REGISTRY)}. "
+                          "Add your own with horesnet.analysis.register_study (docs/extending_studies.md).") from None
+
+
+def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | PlotFn, *,
+                   options: Mapping[str, Option] | None = None, needs_checkpoint: bool = True,
+                   needs_data: bool = True, description: str = "", overwrite: bool = False,
+                   _builtin: bool = False) -> Study:
+    """Validate and register a study; return its :class:`Study`.
+
+    ``plots`` is ``{table name: plot}`` or one plot function for a study writing the single table ``name``.
+    Refused (ValueError): a name or key that is not identifier-like, ``all``, a table another study writes, an
+    option that is a key of the command itself or a model key, an option another study declares differently, a
+    default its own spec refuses. Re-using a name needs ``overwrite=True``; built-in studies are never replaced.
+    """
+    _check_identifier("study name", name)
+    if name in RESERVED_NAMES:
+        raise ValueError(f"study name {name!r} is reserved (study=all runs every registered study).")
+    if name in _BUILTIN:
+        raise ValueError(f"study {name!r} is built in and cannot be replaced; register yours under another name. "
+                         f"Built-in studies: {', '.join(builtin_studies())}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"study {name!r} is already registered; pass overwrite=True to replace it, or choose a "
+                         f"new name. Registered studies: {', '.join(_REGISTRY)}.")
+    if not callable(compute):
+        raise ValueError(f"study {name!r}: compute must be a function (model, data, options) -> tables.")
+    plots = {name: plots} if callable(plots) else dict(plots or {})
+    if not plots:
+        raise ValueError(f"study {name!r}: give the plot function of every table it writes.")
+    others = {n: s for n, s in _REGISTRY.items() if n != name}
+    for table, plot in plots.items():
+        _check_identifier(f"study {name!r}: table name", table)
+        if not callable(plot):
+            raise ValueError(f"study {name!r}: the plot of table {table!r} must be a function "
+                             "(records, path, title) -> path.")
+        owner = next((n for n, s in others.items() if table in s.plots), None)
+        if owner:
+            raise ValueError(f"study {name!r}: table {table!r} is already written by study {owner!r}.")
+    options = dict(options or {})
+    _check_options(name, options, others)
+    study = Study(name, compute, MappingProxyType(plots), MappingProxyType(options), bool(needs_checkpoint),
+                  bool(needs_data), str(description))
+    if name in _REGISTRY:
+        _remove(name)
+    extend(("analyze",), {key: option.spec for key, option in options.items()})
+    _REGISTRY[name] = study
+    if _builtin:
+        _BUILTIN.add(name)
+    _store_defaults()
+    return study
+
+
+def unregister_study(name: str) -> None:
+    """Remove a user-registered study and the options no other study declares (built-ins cannot be removed)."""
+    if name in _BUILTIN:
+        raise ValueError(f"study {name!r} is built in and cannot be unregistered.")
+    get_study(name)
+    _remove(name)
+    _store_defaults()
+
+
+def _remove(name: str) -> None:
+    study = _REGISTRY.pop(name)
+    shared = {key for s in _REGISTRY.values() for key in s.options}
+    for key in study.options:
+        if key not in shared:
+            SCHEMAS["analyze"].pop(key, None)
+
+
+def _check_identifier(what: str, name) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"invalid {what} {name!r}: use letters, digits and underscores, not starting with a digit "
+                         "(it is a command-line value and a file name).")
+
+
+def _check_options(name: str, options: dict, others: dict[str, Study]) -> None:
+    for key, option in options.items():
+        _check_identifier(f"study {name!r}: option", key)
+        if key in ANALYZE_COMMAND or key in MODEL or key == "study":
+            raise ValueError(f"study {name!r}: option {key!r} is already a key of python -m horesnet.analyze "
+                             "(the command's own keys and the model keys); choose another name.")
+        if not isinstance(option, Option) or not isinstance(option.spec, Spec):
+            raise ValueError(f"study {name!r}: option {key!r} must be an Option(default, Spec(...), help).")
+        try:
+            option.spec.check(key, option.default)
+        except ConfigError as err:
+            raise ValueError(f"study {name!r}: the default of option {key!r} is refused by its own spec: "
+                             f"{err}") from None
+        declared = SCHEMAS["analyze"].get(key)
+        owned = any(key in s.options for s in _REGISTRY.values())
+        if declared is not None and not owned and declared != option.spec:
+            raise ValueError(f"study {name!r}: option {key!r} is already an analyze option declared as "
+                             f"{declared.describe()}; choose another name.")
+        for other, study in others.items():
+            theirs = study.options.get(key)
+            if theirs is not None and (theirs.spec != option.spec or theirs.default != option.default):
+                raise ValueError(f"study {name!r}: option {key!r} is already declared by study {other!r} as "
+                                 f"{theirs.spec.describe()} with default {theirs.default!r}; a shared option "
+                                 "needs the same default and spec.")
+
+
+def defaults() -> dict[str, Any]:
+    """Every registered option with its default (what ``configs/analyze.yaml`` composes), in registration order."""
+    out = {}
+    for study in _REGISTRY.values():
+        for key, option in study.options.items():
+            out.setdefault(key, list(option.default) if isinstance(option.default, tuple) else option.default)
+    return out
+
+
+def _store_defaults() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=OPTIONS_NODE, node=defaults(), package="_global_")
