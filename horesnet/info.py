@@ -1,7 +1,7 @@
 """``python -m horesnet.info block=rk4 depth=56``: a network's layout, conv layers, parameters, multiply-adds.
 
 ``python -m horesnet.info list=schemes`` prints every registered scheme with its computed order; ``list=units``,
-``list=placements`` and ``list=blocks`` print the other registries.
+``list=placements``, ``list=studies`` and ``list=blocks`` print the other registries.
 """
 
 from __future__ import annotations
@@ -43,8 +43,16 @@ def _table(rows) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows)
 
 
+def studies_table() -> str:
+    from .analysis import get_study, list_studies
+
+    rows = [(name, ("" if get_study(name).needs_checkpoint else "no checkpoint needed"), get_study(name).description)
+            for name in list_studies()]
+    return _table([("study", "", "description"), *rows])
+
+
 LISTS = {"schemes": lambda: schemes_table(), "blocks": lambda: "\n".join(list_blocks()),
-         "units": lambda: units_table(), "placements": lambda: placements_table()}
+         "units": lambda: units_table(), "placements": lambda: placements_table(), "studies": lambda: studies_table()}
 
 
 def model_report(cfg) -> str:

@@ -260,7 +260,7 @@ ANALYZE = {**MODEL, **ANALYZE_COMMAND}
 
 INFO = {
     **MODEL,
-    "list": Spec("choice", choices=("schemes", "blocks", "units", "placements"), nullable=True),
+    "list": Spec("choice", choices=("schemes", "blocks", "units", "placements", "studies"), nullable=True),
     "image_size": Spec("int", low=8, nullable=True),
     "plugins": Spec("texts"),
 }

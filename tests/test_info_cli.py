@@ -96,6 +96,21 @@ def test_list_blocks_includes_ode(capsys):
     assert out.split() == list_schemes() + ["ode"]
 
 
+def test_list_units_placements_and_studies_show_the_paper_facts(capsys):
+    rc, out, _ = run_main(capsys, "list=units")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rc == 0 and rows["basic"][1:3] == ["2", "1"] and rows["bottleneck"][1:3] == ["3", "4"]  # He 2015, Fig. 5
+    rc, out, _ = run_main(capsys, "list=placements")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rc == 0 and {"original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact"} <= set(rows)
+    assert rows["original"][1:4] == ["conv-norm-relu", "conv-norm", "relu"]  # He et al. 2016, Fig. 4(a)
+    assert rows["full_preact"][1:4] == ["norm-relu-conv", "norm-relu-conv", "-"]  # Fig. 4(e)
+    rc, out, _ = run_main(capsys, "list=studies")
+    names = {line.split()[0] for line in out.splitlines()[1:]}
+    assert rc == 0 and {"lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement",
+                        "robustness"} <= names
+
+
 def test_in_process_summary_with_leftovers(capsys):
     rc, out, err = run_main(capsys, "block=rk4", "depth=62", "width=0.25", "image_size=8")
     assert rc == 0, err
