@@ -182,3 +182,22 @@ def test_a_dataset_with_downloads_is_fetched_verified_and_checked(tmp_path, monk
     with pytest.raises(DataError, match="md5"):
         fetch("reg_files", other)
     assert _files(other) == [], "a download that fails its checksum must not be kept"
+
+
+def test_the_recipe_in_the_docs_works_as_a_plugin(tmp_path):
+    """The first code block of docs/extending_datasets.md, saved as a file and named by ``plugins=``."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "extending_datasets.md").read_text()
+    plugin = tmp_path / "stripes.py"
+    plugin.write_text(re.search(r"```python\n(.*?)```", doc, re.S).group(1))
+    cfg = compose("fit", [f"plugins=[{plugin}]", "data=stripes", "data.noise=10"])
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert (data["channels"], data["num_classes"], data["val_size"], data["noise"]) == (3, 4, 100, 10)
+    assert (cfg.in_channels, cfg.num_classes) == (3, 4)
+    dm = ArrayDataModule(**data)
+    dm.setup()
+    assert [len(dm.splits[s].y) for s in ("train", "val", "test")] == [900, 100, 200]
+    assert dm.splits["train"].x.shape[1:] == (3, 32, 32)
+    with pytest.raises(ConfigError, match="data.noise=-1"):
+        compose("fit", [f"plugins=[{plugin}]", "data=stripes", "data.noise=-1"])
