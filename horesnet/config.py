@@ -6,6 +6,7 @@ import inspect
 
 from omegaconf import DictConfig, OmegaConf
 
+from .data.registry import CONFIG_GROUP as DATA_GROUP  # importing the data package registers the built-ins
 from .errors import ConfigError, check_choice
 from .models import build_model
 from .plugins import load_plugins, plugins_from_argv
@@ -55,6 +56,7 @@ def _config_groups() -> dict[str, list[str]]:
 
     groups = {g.name: {p.name[:-5] for p in g.iterdir() if p.name.endswith(".yaml")}
               for g in files("horesnet.configs").iterdir() if g.is_dir() and not g.name.startswith("_")}
+    groups.setdefault(DATA_GROUP, set())  # datasets live in the ConfigStore only (horesnet/data/registry.py)
     store = ConfigStore.instance()
     for group, names in groups.items():
         if group in store.list(""):

@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import OmegaConf
 
+from . import data  # noqa: F401 -- registers the built-in datasets in Hydra's ConfigStore before @hydra.main
 from .errors import ConfigError
 from .plugins import load_plugins, plugins_from_argv
 from .training.rundir import run_dir_resolver

@@ -122,9 +122,17 @@ def _model_choices(name: str):
 
 
 def _datasets():
-    from .data.catalog import DATASETS
+    from .data.registry import list_datasets
 
-    return DATASETS
+    return list_datasets()
+
+
+def _dataset_options() -> dict:
+    """``data.<key>`` specs of the registered datasets' own options (docs/extending_datasets.md): read from the
+    dataset registry when checking, so a dataset registered by a plugin is checked at once."""
+    from .data.registry import dataset_options
+
+    return dataset_options()
 
 
 # What Lightning's Trainer accepts as ``precision`` (tests/test_reliability.py keeps this equal to Lightning's own).
@@ -182,12 +190,7 @@ DATA = {
     "data.limit_val": OPT_POSITIVE_INT,
     "data.limit_test": OPT_POSITIVE_INT,
     "data.num_workers": COUNT,
-    "data.synthetic.train_size": POSITIVE_INT,
-    "data.synthetic.test_size": POSITIVE_INT,
-    "data.synthetic.num_classes": Spec("int", low=2),
-    "data.synthetic.channels": POSITIVE_INT,
-    "data.synthetic.image_size": Spec("int", low=4),
-}
+}  # + each registered dataset's own options (``data.synthetic.*``, a plugin's keys): read when checking
 
 OPTIM = {
     "optim.name": Spec("choice", choices=("sgd", "adamw")),
@@ -292,9 +295,15 @@ def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
     return out
 
 
+def schema_for(config_name: str) -> dict[str, Spec]:
+    """Every key of ``config_name`` with its spec: ``SCHEMAS[config_name]`` and, for ``fit``, the registered
+    datasets' own options."""
+    return {**SCHEMAS[config_name], **(_dataset_options() if config_name == "fit" else {})}
+
+
 def validate(config: dict, config_name: str) -> None:
     """Check every key of a composed (resolved, plain-container) config against its schema."""
-    schema = SCHEMAS[config_name]
+    schema = schema_for(config_name)
     flat = flatten(config, schema=schema)
     for key, value in flat.items():
         spec = schema.get(key)
@@ -312,7 +321,7 @@ def validate(config: dict, config_name: str) -> None:
 
 def check_consistency(config: dict) -> None:
     """Rules between keys of a training config: the model's input and head match the data."""
-    from .data.catalog import dataset_facts
+    from .data.registry import dataset_facts
 
     data = config.get("data") or {}
     facts = dataset_facts(data)

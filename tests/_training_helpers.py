@@ -10,7 +10,6 @@ from pathlib import Path
 from horesnet.config import compose
 from horesnet.training.run import run_fit
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 QUIET = "trainer.enable_progress_bar=false"
 TINY = ["data=synthetic", "width=0.25", "logger=csv", "data.limit_val=32", "data.limit_test=32",
         "data.eval_batch_size=32", QUIET]

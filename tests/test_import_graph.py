@@ -73,7 +73,7 @@ def test_the_graph_is_read():
     graph = import_graph()
     assert "horesnet.schemes.tableau" in graph["horesnet.schemes.registry"]
     assert "horesnet.models.budget" in graph["horesnet.models.factory"]
-    assert "horesnet.data.catalog" in graph["horesnet.schema"], "imports inside functions count"
+    assert "horesnet.data.registry" in graph["horesnet.schema"], "imports inside functions count"
 
 
 def test_a_cycle_would_be_found():

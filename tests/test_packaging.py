@@ -19,8 +19,7 @@ def test_wheel_ships_configs_and_cli_runs_from_it(tmp_path):
     assert build.returncode == 0, build.stderr
     wheel = next(tmp_path.glob("horesnet-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for cfg in ("fit.yaml", "info.yaml", "model.yaml", "data/cifar10.yaml", "data/fashion_mnist.yaml",
-                "optim/he.yaml", "trainer/ddp.yaml", "logger/wandb.yaml"):
+    for cfg in ("fit.yaml", "info.yaml", "model.yaml", "optim/he.yaml", "trainer/ddp.yaml", "logger/wandb.yaml"):
         assert f"horesnet/configs/{cfg}" in names, cfg
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -29,6 +28,12 @@ def test_wheel_ships_configs_and_cli_runs_from_it(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "853,018" in run.stdout
+    # the data group has no YAML files: each dataset's config node comes from the dataset registry
+    data = subprocess.run([sys.executable, "-c", "from horesnet.config import compose; "
+                           "d = compose('fit', ['data=fashion_mnist']).data; print(d.name, d.channels, d.val_size)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert data.returncode == 0, data.stderr
+    assert data.stdout.split() == ["fashion_mnist", "1", "5000"]
     where = subprocess.run([sys.executable, "-c", "import horesnet; print(horesnet.__file__)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.strip().startswith(str(site)), where.stdout

@@ -1,13 +1,22 @@
-"""Datasets held as uint8 tensors, with batched on-device augmentation (docs/design.md, "Data")."""
+"""Datasets held as uint8 tensors, with batched on-device augmentation (docs/design.md, "Data"), and the dataset
+registry (docs/extending_datasets.md).
+
+Importing this package registers the built-in datasets (``builtin``), so any use of the registry sees them and
+Hydra's ConfigStore holds ``data=<name>`` for each before a command line is composed.
+"""
 
 import importlib
 
-# Lazy (PEP 562): ``horesnet.data.catalog`` and the readers load without Lightning; the data module loads on use.
+from . import builtin  # noqa: F401 -- registers cifar10, cifar100, fashion_mnist, mnist, synthetic
+
+# Lazy (PEP 562): the registry and the readers load without Lightning; the data module loads on use.
 _WHERE = {
     "normalise": "augment", "random_crop_flip": "augment", "CIFAR": "cifar", "RestrictedUnpickler": "cifar",
     "load_cifar": "cifar", "safe_unpickle": "cifar", "IDX": "idx", "load_idx_dataset": "idx", "read_idx": "idx",
-    "DATASETS": "catalog", "dataset_facts": "catalog", "ArrayDataModule": "module", "check_available": "module",
-    "load_arrays": "module", "DataError": "sources", "data_root": "sources", "make_synthetic": "synthetic",
+    "ArrayDataModule": "module", "check_available": "module", "load_arrays": "module", "DataError": "sources",
+    "data_root": "sources", "make_synthetic": "synthetic", "Dataset": "registry", "DatasetFacts": "registry",
+    "Download": "registry", "dataset_facts": "registry", "fetch": "registry", "get_dataset": "registry",
+    "list_datasets": "registry", "register_dataset": "registry",
 }
 
 
@@ -18,7 +27,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CIFAR", "DATASETS", "IDX", "ArrayDataModule", "check_available", "DataError", "RestrictedUnpickler", "data_root",
-    "load_arrays", "load_cifar", "load_idx_dataset", "make_synthetic", "normalise", "random_crop_flip",
-    "read_idx", "safe_unpickle", "dataset_facts",
+    "CIFAR", "IDX", "ArrayDataModule", "check_available", "DataError", "Dataset", "DatasetFacts", "Download",
+    "RestrictedUnpickler", "data_root", "dataset_facts", "fetch", "get_dataset", "list_datasets", "load_arrays",
+    "load_cifar", "load_idx_dataset", "make_synthetic", "normalise", "random_crop_flip", "read_idx",
+    "register_dataset", "safe_unpickle",
 ]

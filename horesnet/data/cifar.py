@@ -133,11 +133,11 @@ def load_cifar(name: str, root: Path, download_ok: bool = True, verify: bool = T
         blobs = _read_members(spec, root, verify)
     except FileNotFoundError:
         if not download_ok:
-            raise _missing(spec, root, "downloads are off (data.download=false)") from None
+            raise missing_error(spec, root, "downloads are off (data.download=false)") from None
         try:
             download(spec.url, root / spec.archive, spec.archive_md5)
         except DataError as err:
-            raise _missing(spec, root, str(err)) from None
+            raise missing_error(spec, root, str(err)) from None
         blobs = _read_members(spec, root, verify)
     parts = {n: _batch_arrays(safe_unpickle(b, f"{spec.name}:{n}"), spec, f"{spec.name}:{n}") for n, b in blobs.items()}
     x_train = np.concatenate([parts[n][0] for n, _ in spec.train])
@@ -147,7 +147,13 @@ def load_cifar(name: str, root: Path, download_ok: bool = True, verify: bool = T
     return x_train, y_train, x_test, y_test
 
 
-def _missing(spec: CifarSpec, root: Path, why: str) -> DataError:
+def is_present(spec: CifarSpec, root: Path) -> bool:
+    """Whether ``root`` holds the archive or its extracted folder (read and checked only when loading)."""
+    return (root / spec.folder).is_dir() or (root / spec.archive).is_file()
+
+
+def missing_error(spec: CifarSpec, root: Path, why: str) -> DataError:
+    """The DataError for a CIFAR set that is neither under ``root`` nor downloadable (``why``)."""
     return DataError(
         f"{spec.name} is not under {root} and could not be downloaded ({why}). Put {spec.archive} "
         f"(md5 {spec.archive_md5}, from {spec.url}) or its extracted folder {spec.folder}/ in {root}, or point "

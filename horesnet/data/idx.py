@@ -25,6 +25,7 @@ class IdxSpec:
     folders: tuple[str, ...]
     system_dirs: tuple[str, ...]
     md5s: dict  # file.gz -> set of accepted md5s (official release, Debian's package)
+    install_hint: str = ""  # how else to get the files, ending the missing-data message
 
 
 IDX = {
@@ -34,7 +35,8 @@ IDX = {
         {"train-images-idx3-ubyte.gz": {"8d4fb7e6c68d591d4c3dfef9ec88bf0d", "cf8536b0aa1a6ac5fa3f23001093305c"},
          "train-labels-idx1-ubyte.gz": {"25c81989df183df01b3e8a0aad5dffbe", "10bea18fdb374794d4bb42e356e600c9"},
          "t10k-images-idx3-ubyte.gz": {"bef4ecab320f06d8554ea6380940ec79", "f78720b4224f21cce2f2ccf2d7a94c9a"},
-         "t10k-labels-idx1-ubyte.gz": {"bb300cfdad3c16e7a12a480ee83cd310", "0d30e22e447f3c33dab9ed536400ac01"}}),
+         "t10k-labels-idx1-ubyte.gz": {"bb300cfdad3c16e7a12a480ee83cd310", "0d30e22e447f3c33dab9ed536400ac01"}},
+        "install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)"),
     "mnist": IdxSpec(
         "mnist", "https://ossci-datasets.s3.amazonaws.com/mnist/", ("mnist", "MNIST/raw"),
         ("/usr/share/datasets/mnist",),
@@ -67,7 +69,9 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
-def _locate(spec: IdxSpec, root: Path) -> dict[str, Path] | None:
+def locate(spec: IdxSpec, root: Path) -> dict[str, Path] | None:
+    """The four IDX files (gzipped or not) found together in one folder: ``root/<folder>`` for each of the
+    spec's folders, ``root`` itself, then the system folders; None when no folder holds all four."""
     dirs = [root / f for f in spec.folders] + [root] + [Path(d) for d in spec.system_dirs]
     for d in dirs:
         found = {}
@@ -84,17 +88,17 @@ def _locate(spec: IdxSpec, root: Path) -> dict[str, Path] | None:
 def load_idx_dataset(name: str, root: Path, download_ok: bool = True, verify: bool = True, pad_to: int = 32):
     """``(x_train, y_train, x_test, y_test)``: uint8 (N, 1, pad_to, pad_to) images and int64 labels."""
     spec = IDX[name]
-    files = _locate(spec, root)
+    files = locate(spec, root)
     if files is None:
         if not download_ok:
-            raise _missing(spec, root, "downloads are off (data.download=false)")
+            raise missing_error(spec, root, "downloads are off (data.download=false)")
         target = root / spec.folders[0]
         try:
             for name_ in FILES:
                 download(spec.url + name_ + ".gz", target / (name_ + ".gz"), spec.md5s[name_ + ".gz"])
         except DataError as err:
-            raise _missing(spec, root, str(err)) from None
-        files = _locate(spec, root)
+            raise missing_error(spec, root, str(err)) from None
+        files = locate(spec, root)
     if verify:
         for name_, path in files.items():
             accepted = spec.md5s[name_ + ".gz"]
@@ -117,10 +121,10 @@ def load_idx_dataset(name: str, root: Path, download_ok: bool = True, verify: bo
     return tuple(out)
 
 
-def _missing(spec: IdxSpec, root: Path, why: str) -> DataError:
+def missing_error(spec: IdxSpec, root: Path, why: str) -> DataError:
+    """The DataError for an IDX set that is neither on disk nor downloadable (``why``)."""
     files = ", ".join(f + ".gz" for f in FILES)
     return DataError(
         f"{spec.name} is not under {root} (nor in {', '.join(spec.system_dirs)}) and could not be downloaded "
         f"({why}). Put {files} (from {spec.url}) in {root / spec.folders[0]}, point data.root=... at them"
-        + (", or install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)."
-           if spec.name == "fashion_mnist" else "."))
+        + (f", or {spec.install_hint}." if spec.install_hint else "."))

@@ -11,57 +11,44 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError
 from .augment import normalise, random_crop_flip
-from .catalog import DATASETS, DatasetFacts, dataset_facts  # noqa: F401 -- re-exported
-from .cifar import CIFAR, load_cifar
-from .idx import IDX, load_idx_dataset
+from .registry import all_option_keys, get_dataset, missing_error
 from .sources import DataError, data_root
-from .synthetic import make_synthetic
 
 
-def load_arrays(name: str, root=None, download: bool = True, verify: bool = True, synthetic: dict | None = None):
-    """``(x_train, y_train, x_test, y_test)`` numpy arrays of dataset ``name``."""
-    check_choice("data.name", name, DATASETS)
-    if name in CIFAR:
-        return load_cifar(name, data_root(root), download, verify)
-    if name in IDX:
-        return load_idx_dataset(name, data_root(root), download, verify)
-    return make_synthetic(**(synthetic or {}))
-
-
-_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu",
-          "fashion_mnist": "raw.githubusercontent.com", "mnist": "ossci-datasets.s3.amazonaws.com"}
+def load_arrays(name: str, root=None, download: bool = True, verify: bool = True, options: dict | None = None):
+    """``(x_train, y_train, x_test, y_test)`` numpy arrays of the registered dataset ``name``; ``options`` are its
+    own config keys. What the reader returns is checked: uint8 (N, C, H, W) images and N int64 labels."""
+    ds = get_dataset(name)
+    arrays = ds.load(data_root(root), download, verify, dict(options or {}))
+    if not isinstance(arrays, tuple | list) or len(arrays) != 4:
+        raise DataError(f"the reader of {name} returned {type(arrays).__name__}, not the four arrays "
+                        "(x_train, y_train, x_test, y_test).")
+    for split, x, y in (("train", arrays[0], arrays[1]), ("test", arrays[2], arrays[3])):
+        if (getattr(x, "dtype", None) != np.uint8 or getattr(x, "ndim", 0) != 4 or getattr(y, "dtype", None)
+                != np.int64 or getattr(y, "ndim", 0) != 1 or len(x) != len(y)):
+            raise DataError(f"the reader of {name} returned {split} images {getattr(x, 'dtype', '?')} "
+                            f"{getattr(x, 'shape', '?')} and labels {getattr(y, 'dtype', '?')} "
+                            f"{getattr(y, 'shape', '?')}; expected uint8 (N, C, H, W) images and N int64 labels.")
+    return tuple(arrays)
 
 
 def check_available(name: str, root=None, download: bool = True) -> None:
     """Raise DataError now (before any run folder exists) if ``name`` is neither on disk nor downloadable."""
     import socket
 
-    from .cifar import _missing as cifar_missing
-    from .idx import _locate
-    from .idx import _missing as idx_missing
-
-    check_choice("data.name", name, DATASETS)
+    ds = get_dataset(name)
     root = data_root(root)
-    if name in CIFAR:
-        spec = CIFAR[name]
-        present = (root / spec.folder).is_dir() or (root / spec.archive).is_file()
-        missing = cifar_missing
-    elif name in IDX:
-        spec = IDX[name]
-        present = _locate(spec, root) is not None
-        missing = idx_missing
-    else:
-        return
-    if present:
+    if ds.present is None or ds.present(root):
         return
     if not download:
-        raise missing(spec, root, "downloads are off (data.download=false)")
-    try:
-        socket.create_connection((_HOSTS[name], 443), timeout=5).close()
-    except OSError as err:
-        raise missing(spec, root, f"no network: {_HOSTS[name]} is unreachable ({err})") from None
+        raise missing_error(ds, root, "downloads are off (data.download=false)")
+    for host in ds.hosts:
+        try:
+            socket.create_connection((host, 443), timeout=5).close()
+        except OSError as err:
+            raise missing_error(ds, root, f"no network: {host} is unreachable ({err})") from None
 
 
 class IndexedArrays(Dataset):
@@ -101,16 +88,22 @@ class EpochRandomSampler(RandomSampler):
 
 
 class ArrayDataModule(pl.LightningDataModule):
-    """Train/validation/test splits of one dataset; see ``configs/data/*.yaml`` for the options."""
+    """Train/validation/test splits of one registered dataset (``horesnet.data.registry``; the options are
+    described in docs/extending_datasets.md). ``options``: the dataset's own keys (``synthetic=...`` for the
+    synthetic set, a plugin's keys for its dataset), passed to its reader; keys of other registered datasets are
+    accepted and ignored, as a data config may carry them."""
 
     def __init__(self, name: str = "cifar10", root=None, download: bool = True, verify: bool = True,
                  batch_size: int = 128, eval_batch_size: int = 512, val_size: int = 5000, split_seed: int = 0,
                  limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None,
                  augment: bool = True, crop_padding: int = 4, flip: bool = True, seed: int = 0,
-                 channels: int | None = None, num_classes: int | None = None, synthetic: dict | None = None,
-                 num_workers: int = 0):
+                 channels: int | None = None, num_classes: int | None = None, num_workers: int = 0, **options):
         super().__init__()
-        check_choice("data.name", name, DATASETS)
+        dataset = get_dataset(name)
+        unknown = sorted(set(options) - all_option_keys())
+        if unknown:
+            raise ConfigError(f"unknown data option(s) {', '.join(unknown)}; the options of {name} beyond the common "
+                              f"ones: {', '.join(dataset.option_keys) or 'none'}.")
         for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
@@ -124,14 +117,14 @@ class ArrayDataModule(pl.LightningDataModule):
         self.limits = (limit_train, limit_val, limit_test)
         self.augment, self.crop_padding, self.flip, self.seed = augment, crop_padding, flip, seed
         self.expected = (channels, num_classes)
-        self.synthetic = synthetic
+        self.options = {k: v for k, v in options.items() if k in dataset.option_keys}
         self.num_workers = num_workers
         self.splits: dict[str, IndexedArrays] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        x_tr, y_tr, x_te, y_te = load_arrays(self.name, self.root, self.download, self.verify, self.synthetic)
+        x_tr, y_tr, x_te, y_te = load_arrays(self.name, self.root, self.download, self.verify, self.options)
         channels, classes = x_tr.shape[1], int(max(y_tr.max(), y_te.max())) + 1
         if self.expected[0] is not None and self.expected[0] != channels:
             raise DataError(f"data.channels={self.expected[0]} but {self.name} images have {channels} channels.")

@@ -1,0 +1,250 @@
+"""The dataset registry: every dataset, built in or a plugin, described in one place (docs/extending_datasets.md).
+
+``register_dataset`` records a :class:`Dataset` -- its reader, facts, file sources, presence check, config defaults,
+option specs -- and stores its config node in Hydra's ConfigStore (group ``data``), so ``data=<name>`` composes
+without a YAML file. The data module, the availability check, the schema's choices and the consistency rules all
+read this registry. Kept free of Lightning and torch: the command line is checked before either is imported.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlparse
+
+from ..errors import ConfigError, check_choice
+from .sources import DataError, download, md5
+
+CONFIG_GROUP = "data"  # the Hydra config group every registered dataset is an option of
+
+# The options every dataset has, in this order, with these defaults (a dataset's ``defaults`` may change them).
+# ``channels`` and ``num_classes`` are filled from the dataset's facts.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "root": None,            # null: $HORESNET_DATA or ~/.cache/horesnet/data
+    "download": True,        # fetch missing files when the network is reachable
+    "verify": True,          # check the published md5 checksums
+    "channels": None,        # image channels (the dataset's)
+    "num_classes": None,     # classes (the dataset's)
+    "val_size": 5000,        # 45k/5k train/validation split of 50k training images (He et al. 2015)
+    "split_seed": 0,         # the same validation images for every run
+    "batch_size": 128,
+    "eval_batch_size": 500,
+    "augment": True,         # pad-4 random crop + horizontal flip, batched on the training device
+    "crop_padding": 4,
+    "flip": True,
+    "limit_train": None,     # train on the first N images of the training split
+    "limit_val": None,
+    "limit_test": None,
+    "num_workers": 0,
+}
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+
+
+class DatasetFacts(NamedTuple):
+    """What is known before any file is read."""
+
+    channels: int
+    num_classes: int
+    train_size: int
+
+
+@dataclass(frozen=True)
+class Download:
+    """One file of a dataset: where it is fetched from and the md5 checksums accepted for it (empty: unchecked).
+    The file is saved under the last part of the URL's path."""
+
+    url: str
+    md5: frozenset[str] = frozenset()
+
+    @property
+    def file(self) -> str:
+        return urlparse(self.url).path.rsplit("/", 1)[-1]
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).hostname or ""
+
+
+# (root, download, verify, options) -> (x_train uint8 (N, C, H, W), y_train int64 (N,), x_test, y_test)
+Loader = Callable[[Path, bool, bool, dict], tuple]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset. ``load(root, download, verify, options)`` returns the four numpy arrays; ``options`` holds the
+    dataset's own config keys (those of ``defaults`` beyond :data:`COMMON_DEFAULTS`) as given. ``facts`` is a
+    :class:`DatasetFacts` or a function of the data config. ``downloads`` lists the files fetched from the network
+    (their hosts are probed before a run); ``present(root)`` says whether the data is on disk (None: the dataset
+    needs no files); ``missing(root, why)`` builds the DataError for data that is neither on disk nor downloadable
+    (None: a message naming the files, checksums and URLs). ``options_schema`` maps each ``data.<key>`` of the
+    dataset's own keys to its :class:`horesnet.schema.Spec`."""
+
+    name: str
+    load: Loader
+    facts: DatasetFacts | Callable[[dict], DatasetFacts]
+    description: str
+    downloads: tuple[Download, ...] = ()
+    present: Callable[[Path], bool] | None = None
+    missing: Callable[[Path, str], DataError] | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    options_schema: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.host for d in self.downloads))
+
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        """The dataset's own top-level config keys (passed to ``load`` as ``options``)."""
+        return tuple(k for k in self.defaults if k not in COMMON_DEFAULTS and k != "name")
+
+    def facts_of(self, data: dict) -> DatasetFacts:
+        return self.facts(data) if callable(self.facts) else self.facts
+
+    def config_node(self) -> dict:
+        """The composed ``data`` node: the name, the common defaults, the facts, then the dataset's own defaults."""
+        node = {"name": self.name, **copy.deepcopy(COMMON_DEFAULTS)}
+        if isinstance(self.facts, DatasetFacts):
+            node["channels"], node["num_classes"] = self.facts.channels, self.facts.num_classes
+        node.update(copy.deepcopy(dict(self.defaults)))
+        return node
+
+
+_REGISTRY: dict[str, Dataset] = {}
+_BUILTIN: set[str] = set()
+
+
+def list_datasets() -> list[str]:
+    """Sorted names of all registered datasets."""
+    return sorted(_REGISTRY)
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registered dataset ``name``; an unknown name is a ConfigError naming it and the valid choices."""
+    check_choice("data.name", name, list_datasets())
+    return _REGISTRY[name]
+
+
+def dataset_facts(data: dict) -> DatasetFacts:
+    """Image channels, classes and training-set size of a data config (``data["name"]`` and its options)."""
+    return get_dataset(data["name"]).facts_of(data)
+
+
+def dataset_options() -> dict[str, Any]:
+    """The schema specs of every registered dataset's own options (``data.<key>`` -> Spec), for ``fit``."""
+    return {key: spec for ds in _REGISTRY.values() for key, spec in ds.options_schema.items()}
+
+
+def all_option_keys() -> set[str]:
+    """Every registered dataset's own top-level keys: what the data module accepts beyond the common ones."""
+    return {key for ds in _REGISTRY.values() for key in ds.option_keys}
+
+
+def _leaves(tree: Mapping, prefix: str) -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out |= _leaves(value, f"{prefix}{key}.")
+        else:
+            out.add(f"{prefix}{key}")
+    return out
+
+
+def _check(ds: Dataset) -> None:
+    if not isinstance(ds.name, str) or not _NAME.match(ds.name):
+        raise ConfigError(f"invalid dataset name {ds.name!r}: use lower-case letters, digits and underscores, not "
+                          "starting with a digit (e.g. 'my_data').")
+    if not callable(ds.load):
+        raise ConfigError(f"dataset {ds.name!r}: load must be a function (root, download, verify, options).")
+    if not ds.description or "\n" in ds.description:
+        raise ConfigError(f"dataset {ds.name!r}: give a one-line description.")
+    if isinstance(ds.facts, DatasetFacts):
+        for key in ("channels", "num_classes"):
+            if key in ds.defaults and ds.defaults[key] != getattr(ds.facts, key):
+                raise ConfigError(f"dataset {ds.name!r}: defaults say {key}={ds.defaults[key]} but its facts say "
+                                  f"{getattr(ds.facts, key)}.")
+    elif callable(ds.facts):
+        if "channels" not in ds.defaults or "num_classes" not in ds.defaults:
+            raise ConfigError(f"dataset {ds.name!r}: facts computed from the config need channels and num_classes "
+                              "in its defaults.")
+    else:
+        raise ConfigError(f"dataset {ds.name!r}: facts must be a DatasetFacts or a function of the data config.")
+    declared = _leaves({k: ds.defaults[k] for k in ds.option_keys}, "data.")
+    specs = set(ds.options_schema)
+    if declared != specs:
+        raise ConfigError(f"dataset {ds.name!r}: every own option needs a schema spec and every spec an option; "
+                          f"options without a spec: {sorted(declared - specs) or 'none'}; specs without an option: "
+                          f"{sorted(specs - declared) or 'none'}.")
+    taken = dataset_options()
+    for key, spec in ds.options_schema.items():
+        owner = next((o.name for o in _REGISTRY.values() if o.name != ds.name and key in o.options_schema), None)
+        if owner is not None and taken[key] != spec:
+            raise ConfigError(f"dataset {ds.name!r}: option {key!r} is already declared by {owner!r} as "
+                              f"{taken[key].describe()}.")
+
+
+def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[dict], DatasetFacts], *,
+                     description: str, downloads=(), present: Callable[[Path], bool] | None = None,
+                     missing: Callable[[Path, str], DataError] | None = None, defaults: Mapping | None = None,
+                     options_schema: Mapping | None = None, overwrite: bool = False, builtin: bool = False) -> Dataset:
+    """Register a dataset (see :class:`Dataset`) and its config node ``data=<name>``; return the Dataset.
+
+    ``downloads``: :class:`Download` objects (or URL strings). With downloads and no ``present``, the data is
+    present when every downloaded file is in ``root/<name>/`` (see :func:`fetch`). Re-using a name needs
+    ``overwrite=True``; built-in datasets can never be replaced.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    if name in _BUILTIN:
+        raise ConfigError(f"dataset {name!r} is built in and cannot be replaced; register yours under another name. "
+                          f"Built-in datasets: {', '.join(sorted(_BUILTIN))}.")
+    if name in _REGISTRY and not overwrite:
+        raise ConfigError(f"dataset {name!r} is already registered; pass overwrite=True to replace it.")
+    downloads = tuple(Download(d) if isinstance(d, str) else d for d in downloads)
+    if present is None and downloads:
+        present = lambda root: all((root / name / d.file).is_file() for d in downloads)
+    ds = Dataset(name=name, load=load, facts=facts, description=description, downloads=downloads, present=present,
+                 missing=missing, defaults=dict(defaults or {}), options_schema=dict(options_schema or {}))
+    _check(ds)
+    _REGISTRY[name] = ds
+    if builtin:
+        _BUILTIN.add(name)
+    ConfigStore.instance().store(group=CONFIG_GROUP, name=name, node=ds.config_node(), provider="horesnet")
+    return ds
+
+
+def missing_error(ds: Dataset, root: Path, why: str) -> DataError:
+    """The dataset's own missing-data error, or one naming the files, their checksums and URLs."""
+    if ds.missing is not None:
+        return ds.missing(root, why)
+    files = "; ".join(f"{d.file} (from {d.url}" + (f", md5 {' or '.join(sorted(d.md5))})" if d.md5 else ")")
+                      for d in ds.downloads)
+    return DataError(f"{ds.name} is not under {root} and could not be obtained ({why}). "
+                     + (f"Put {files} in {root / ds.name}, or point " if files else "Point ")
+                     + "data.root=... (or $HORESNET_DATA) at the folder that holds it.")
+
+
+def fetch(name: str, root: Path, download_ok: bool = True, verify: bool = True) -> dict[str, Path]:
+    """The dataset's downloaded files ``{file name: path}`` in ``root/<name>/``: each missing file is downloaded
+    (through a temporary file, checked, renamed), each present one checked against its md5s when ``verify``."""
+    ds = get_dataset(name)
+    folder, paths = Path(root) / name, {}
+    for d in ds.downloads:
+        path = folder / d.file
+        if not path.is_file():
+            if not download_ok:
+                raise missing_error(ds, Path(root), "downloads are off (data.download=false)")
+            try:
+                download(d.url, path, d.md5)
+            except DataError as err:
+                raise missing_error(ds, Path(root), str(err)) from None
+        elif verify and d.md5 and md5(path) not in d.md5:
+            raise DataError(f"{path} has the wrong md5 (accepted: {', '.join(sorted(d.md5))}); the file is corrupt "
+                            "or not the official one. Delete it to download it again, or set data.verify=false.")
+        paths[d.file] = path
+    return paths
