@@ -8,96 +8,11 @@ accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-
 from .errors import ConfigError
+from .spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
 
-
-@dataclass(frozen=True)
-class Spec:
-    """``kind``: bool | int | real | text | choice | ints | reals | texts | section | free. ``section``: a group of
-    keys checked one by one (or null); ``free``: anything (published numbers). ``low``/``high`` bound numbers
-    (``open_low``: strictly above ``low``); ``choices`` is a tuple or a function returning one (registries)."""
-
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-    choices: tuple | Callable[[], Iterable] | None = None
-    nullable: bool = False
-
-    def describe(self) -> str:
-        if self.kind == "bool":
-            text = "true or false"
-        elif self.kind == "choice":
-            text = "one of " + ", ".join(repr(c) for c in self.valid_choices())
-        elif self.kind == "text":
-            text = "a string"
-        elif self.kind in ("int", "real", "ints", "reals"):
-            noun = {"int": "an integer", "real": "a finite number", "ints": "a list of integers",
-                    "reals": "a list of finite numbers"}[self.kind]
-            text = noun + self._range_text(plural=self.kind in ("ints", "reals"))
-        elif self.kind == "texts":
-            text = "a list of strings"
-        elif self.kind == "section":
-            text = "a group of options"
-        else:
-            text = "any value"
-        return text + (" (or null)" if self.nullable else "")
-
-    def _range_text(self, plural: bool) -> str:
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
-        return (" each " if plural else " ") + " and ".join(parts) if parts else ""
-
-    def valid_choices(self) -> list:
-        return list(self.choices() if callable(self.choices) else self.choices or ())
-
-    def check(self, key: str, value) -> None:
-        if value is None:
-            if self.nullable:
-                return
-            raise ConfigError(f"{key}=null is not allowed; {key} must be {self.describe()}.")
-        if self.kind == "free":
-            return
-        if not self._ok(value):
-            raise ConfigError(f"bad value {key}={_show(value)}; {key} must be {self.describe()}.")
-
-    def _ok(self, value) -> bool:
-        kind = self.kind
-        if kind == "bool":
-            return isinstance(value, bool)
-        if kind == "text":
-            return isinstance(value, str)
-        if kind == "choice":
-            return not isinstance(value, bool) and value in self.valid_choices()
-        if kind == "section":
-            return False  # a group given as a single value
-        if kind == "texts":
-            return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        if kind in ("ints", "reals"):
-            return (isinstance(value, list | tuple) and len(value) > 0
-                    and all(self._number_ok(v, kind == "ints") for v in value))
-        return self._number_ok(value, kind == "int")
-
-    def _number_ok(self, v, integer: bool) -> bool:
-        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
-            return False
-        if not math.isfinite(v):
-            return False
-        if self.low is not None and (v <= self.low if self.open_low else v < self.low):
-            return False
-        return not (self.high is not None and (v >= self.high if self.open_high else v > self.high))
-
-
-def _show(value) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+__all__ = ["BOOL", "COUNT", "FREE", "NON_NEGATIVE", "OPT_POSITIVE_INT", "POSITIVE", "POSITIVE_INT", "TEXT", "Spec",
+           "SCHEMAS", "flatten", "schema_for", "validate", "check_consistency"]
 
 
 def _blocks():
@@ -127,24 +42,11 @@ def _datasets():
     return list_datasets()
 
 
-def _dataset_options() -> dict:
-    """``data.<key>`` specs of the registered datasets' own options (docs/extending_datasets.md): read from the
-    dataset registry when checking, so a dataset registered by a plugin is checked at once."""
-    from .data.registry import dataset_options
-
-    return dataset_options()
-
-
 # What Lightning's Trainer accepts as ``precision`` (tests/test_reliability.py keeps this equal to Lightning's own).
 PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
               "32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16")
 
 
-BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free", nullable=True)
-POSITIVE_INT, COUNT = Spec("int", low=1), Spec("int", low=0)
-OPT_POSITIVE_INT = Spec("int", low=1, nullable=True)
-POSITIVE = Spec("real", low=0, open_low=True)
-NON_NEGATIVE = Spec("real", low=0)
 
 MODEL = {
     "arch": Spec("choice", choices=("cifar", "imagenet")),
@@ -190,7 +92,7 @@ DATA = {
     "data.limit_val": OPT_POSITIVE_INT,
     "data.limit_test": OPT_POSITIVE_INT,
     "data.num_workers": COUNT,
-}  # + each registered dataset's own options (``data.synthetic.*``, a plugin's keys): read when checking
+}  # + each registered dataset's own options (``data.synthetic.*``, a plugin's keys): see schema_for
 
 OPTIM = {
     "optim.name": Spec("choice", choices=("sgd", "adamw")),
@@ -271,17 +173,6 @@ INFO = {
 SCHEMAS = {"fit": FIT, "analyze": ANALYZE, "info": INFO}
 
 
-def extend(config_names: Iterable[str], specs: dict[str, Spec]) -> None:
-    """Add the keys of an extension (a registered dataset's or study's own options) to the schemas of
-    ``config_names`` (``fit``, ``analyze``, ``info``); an existing key with a different spec is refused."""
-    for name in config_names:
-        schema = SCHEMAS[name]
-        for key, spec in specs.items():
-            if key in schema and schema[key] != spec:
-                raise ValueError(f"option {key!r} is already declared as {schema[key].describe()}")
-            schema[key] = spec
-
-
 def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
     """``{"a.b": value}`` for every leaf; a key the schema marks ``free`` is kept whole."""
     out = {}
@@ -296,9 +187,9 @@ def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
 
 
 def schema_for(config_name: str) -> dict[str, Spec]:
-    """Every key of ``config_name`` with its spec: ``SCHEMAS[config_name]`` and, for ``fit``, the registered
-    datasets' own options."""
-    return {**SCHEMAS[config_name], **(_dataset_options() if config_name == "fit" else {})}
+    """Every key of ``config_name`` with its spec: ``SCHEMAS[config_name]`` and the keys registrations add (a
+    registered dataset's or study's own options, :func:`horesnet.spec.extend`)."""
+    return {**SCHEMAS[config_name], **extensions(config_name)}
 
 
 def validate(config: dict, config_name: str) -> None:

@@ -14,7 +14,7 @@ from horesnet.analysis import Option, builtin_studies, get_study, list_studies, 
 from horesnet.analysis.registry import defaults
 from horesnet.config import compose
 from horesnet.errors import ConfigError
-from horesnet.schema import COUNT, SCHEMAS, Spec
+from horesnet.schema import COUNT, Spec, schema_for
 
 BEFORE = {
     "arch": "cifar", "depth": 56, "block": "euler", "unit": None, "placement": "original", "shortcut": "A",
@@ -94,12 +94,12 @@ def _plot(records, path, title=""):
     (dict(options={"tmp_rate": 0.5}), "Option(default, Spec"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_bad_registration_is_refused_and_changes_nothing(kw, needle):
-    names, schema, node = list_studies(), dict(SCHEMAS["analyze"]), defaults()
+    names, schema, node = list_studies(), dict(schema_for("analyze")), defaults()
     args = {"name": "tmp_bad", "compute": _compute, "plots": _plot, **kw}
     with pytest.raises(ValueError) as err:
         register_study(args.pop("name"), args.pop("compute"), args.pop("plots"), **args)
     assert needle in str(err.value)
-    assert (list_studies(), dict(SCHEMAS["analyze"]), defaults()) == (names, schema, node)
+    assert (list_studies(), dict(schema_for("analyze")), defaults()) == (names, schema, node)
 
 
 def test_a_shared_option_and_unregistering():
@@ -115,8 +115,8 @@ def test_a_shared_option_and_unregistering():
             compose("analyze", ["tmp_key=2"])
     finally:
         unregister_study("tmp_a")
-    assert "tmp_a" not in list_studies() and "tmp_key" not in SCHEMAS["analyze"]
-    assert SCHEMAS["analyze"]["seed"] == COUNT  # still declared by the built-ins
+    assert "tmp_a" not in list_studies() and "tmp_key" not in schema_for("analyze")
+    assert schema_for("analyze")["seed"] == COUNT  # still declared by the built-ins
     with pytest.raises(ConfigError, match="unknown option 'tmp_key'"):
         compose("analyze", ["tmp_key=3"])
     with pytest.raises(ValueError, match="built in"):

@@ -18,7 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from ..schema import ANALYZE_COMMAND, MODEL, SCHEMAS, Spec, extend
+from ..schema import ANALYZE_COMMAND, MODEL
+from ..spec import Spec, extend, retract
 
 #: Name of the ConfigStore node holding every registered option's default (listed in ``configs/analyze.yaml``).
 OPTIONS_NODE = "analyze_studies"
@@ -129,7 +130,7 @@ def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | 
                   bool(needs_data), str(description))
     if name in _REGISTRY:
         _remove(name)
-    extend(("analyze",), {key: option.spec for key, option in options.items()})
+    extend("analyze", f"study {name!r}", {key: option.spec for key, option in options.items()})
     _REGISTRY[name] = study
     if _builtin:
         _BUILTIN.add(name)
@@ -147,11 +148,8 @@ def unregister_study(name: str) -> None:
 
 
 def _remove(name: str) -> None:
-    study = _REGISTRY.pop(name)
-    shared = {key for s in _REGISTRY.values() for key in s.options}
-    for key in study.options:
-        if key not in shared:
-            SCHEMAS["analyze"].pop(key, None)
+    _REGISTRY.pop(name)
+    retract("analyze", f"study {name!r}")
 
 
 def _check_identifier(what: str, name) -> None:
@@ -173,11 +171,6 @@ def _check_options(name: str, options: dict, others: dict[str, Study]) -> None:
         except ConfigError as err:
             raise ValueError(f"study {name!r}: the default of option {key!r} is refused by its own spec: "
                              f"{err}") from None
-        declared = SCHEMAS["analyze"].get(key)
-        owned = any(key in s.options for s in _REGISTRY.values())
-        if declared is not None and not owned and declared != option.spec:
-            raise ValueError(f"study {name!r}: option {key!r} is already an analyze option declared as "
-                             f"{declared.describe()}; choose another name.")
         for other, study in others.items():
             theirs = study.options.get(key)
             if theirs is not None and (theirs.spec != option.spec or theirs.default != option.default):

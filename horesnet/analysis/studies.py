@@ -4,7 +4,7 @@ its command-line options."""
 
 from __future__ import annotations
 
-from ..schema import BOOL, COUNT, POSITIVE_INT, Spec
+from ..spec import BOOL, COUNT, POSITIVE_INT, Spec
 from . import plots as P
 from .common import EvalData
 from .effective import effective_paths

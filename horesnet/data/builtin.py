@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..schema import POSITIVE_INT, Spec
+from ..spec import POSITIVE_INT, Spec
 from . import cifar, idx
 from .registry import DatasetFacts, Download, register_dataset
 from .synthetic import make_synthetic

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from ..errors import ConfigError, check_choice
+from ..spec import extend
 from .sources import DataError, download, md5
 
 CONFIG_GROUP = "data"  # the Hydra config group every registered dataset is an option of
@@ -135,11 +136,6 @@ def dataset_facts(data: dict) -> DatasetFacts:
     return get_dataset(data["name"]).facts_of(data)
 
 
-def dataset_options() -> dict[str, Any]:
-    """The schema specs of every registered dataset's own options (``data.<key>`` -> Spec), for ``fit``."""
-    return {key: spec for ds in _REGISTRY.values() for key, spec in ds.options_schema.items()}
-
-
 def all_option_keys() -> set[str]:
     """Every registered dataset's own top-level keys: what the data module accepts beyond the common ones."""
     return {key for ds in _REGISTRY.values() for key in ds.option_keys}
@@ -180,12 +176,6 @@ def _check(ds: Dataset) -> None:
         raise ConfigError(f"dataset {ds.name!r}: every own option needs a schema spec and every spec an option; "
                           f"options without a spec: {sorted(declared - specs) or 'none'}; specs without an option: "
                           f"{sorted(specs - declared) or 'none'}.")
-    taken = dataset_options()
-    for key, spec in ds.options_schema.items():
-        owner = next((o.name for o in _REGISTRY.values() if o.name != ds.name and key in o.options_schema), None)
-        if owner is not None and taken[key] != spec:
-            raise ConfigError(f"dataset {ds.name!r}: option {key!r} is already declared by {owner!r} as "
-                              f"{taken[key].describe()}.")
 
 
 def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[dict], DatasetFacts], *,
@@ -211,6 +201,10 @@ def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[di
     ds = Dataset(name=name, load=load, facts=facts, description=description, downloads=downloads, present=present,
                  missing=missing, defaults=dict(defaults or {}), options_schema=dict(options_schema or {}))
     _check(ds)
+    try:
+        extend("fit", f"dataset {ds.name!r}", ds.options_schema)  # its keys join the fit command line
+    except ValueError as err:
+        raise ConfigError(f"dataset {ds.name!r}: {err}.") from None
     _REGISTRY[name] = ds
     if builtin:
         _BUILTIN.add(name)

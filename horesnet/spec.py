@@ -1,0 +1,127 @@
+"""A key's type and range (:class:`Spec`), and the specs most keys share. Imported by the schema of the command
+lines and by registries whose entries declare options of their own (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """``kind``: bool | int | real | text | choice | ints | reals | texts | section | free. ``section``: a group of
+    keys checked one by one (or null); ``free``: anything (published numbers). ``low``/``high`` bound numbers
+    (``open_low``: strictly above ``low``); ``choices`` is a tuple or a function returning one (registries)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple | Callable[[], Iterable] | None = None
+    nullable: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.valid_choices())
+        elif self.kind == "text":
+            text = "a string"
+        elif self.kind in ("int", "real", "ints", "reals"):
+            noun = {"int": "an integer", "real": "a finite number", "ints": "a list of integers",
+                    "reals": "a list of finite numbers"}[self.kind]
+            text = noun + self._range_text(plural=self.kind in ("ints", "reals"))
+        elif self.kind == "texts":
+            text = "a list of strings"
+        elif self.kind == "section":
+            text = "a group of options"
+        else:
+            text = "any value"
+        return text + (" (or null)" if self.nullable else "")
+
+    def _range_text(self, plural: bool) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return (" each " if plural else " ") + " and ".join(parts) if parts else ""
+
+    def valid_choices(self) -> list:
+        return list(self.choices() if callable(self.choices) else self.choices or ())
+
+    def check(self, key: str, value) -> None:
+        if value is None:
+            if self.nullable:
+                return
+            raise ConfigError(f"{key}=null is not allowed; {key} must be {self.describe()}.")
+        if self.kind == "free":
+            return
+        if not self._ok(value):
+            raise ConfigError(f"bad value {key}={_show(value)}; {key} must be {self.describe()}.")
+
+    def _ok(self, value) -> bool:
+        kind = self.kind
+        if kind == "bool":
+            return isinstance(value, bool)
+        if kind == "text":
+            return isinstance(value, str)
+        if kind == "choice":
+            return not isinstance(value, bool) and value in self.valid_choices()
+        if kind == "section":
+            return False  # a group given as a single value
+        if kind == "texts":
+            return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        if kind in ("ints", "reals"):
+            return (isinstance(value, list | tuple) and len(value) > 0
+                    and all(self._number_ok(v, kind == "ints") for v in value))
+        return self._number_ok(value, kind == "int")
+
+    def _number_ok(self, v, integer: bool) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+            return False
+        if not math.isfinite(v):
+            return False
+        if self.low is not None and (v <= self.low if self.open_low else v < self.low):
+            return False
+        return not (self.high is not None and (v >= self.high if self.open_high else v > self.high))
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free", nullable=True)
+POSITIVE_INT, COUNT = Spec("int", low=1), Spec("int", low=0)
+OPT_POSITIVE_INT = Spec("int", low=1, nullable=True)
+POSITIVE = Spec("real", low=0, open_low=True)
+NON_NEGATIVE = Spec("real", low=0)
+
+
+# ------------------------------------------------------------------------ options that registrations add
+_EXTENSIONS: dict[str, dict[str, dict[str, Spec]]] = {}  # command -> owner -> {key: spec}
+
+
+def extend(command: str, owner: str, specs: dict[str, Spec]) -> None:
+    """Declare the keys that a registration (``owner``: e.g. ``"dataset my_data"``, ``"study lesion"``) adds to the
+    command line of ``command`` (``fit``, ``analyze``, ``info``), replacing what ``owner`` declared before. A key
+    another owner declares with a different spec is refused (ValueError)."""
+    for key, spec in specs.items():
+        for other, theirs in _EXTENSIONS.get(command, {}).items():
+            if other != owner and key in theirs and theirs[key] != spec:
+                raise ValueError(f"option {key!r} is already declared by {other} as {theirs[key].describe()}")
+    _EXTENSIONS.setdefault(command, {})[owner] = dict(specs)
+
+
+def retract(command: str, owner: str) -> None:
+    """Withdraw every key ``owner`` declared for ``command`` (keys another owner declares stay)."""
+    _EXTENSIONS.get(command, {}).pop(owner, None)
+
+
+def extensions(command: str) -> dict[str, Spec]:
+    """Every key the registrations add to ``command``, with its spec."""
+    return {key: spec for specs in _EXTENSIONS.get(command, {}).values() for key, spec in specs.items()}
