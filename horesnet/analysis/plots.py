@@ -45,36 +45,32 @@ def _mean_std_by(records, key, value):
     return xs, [statistics.fmean(groups[x]) for x in xs], [statistics.pstdev(groups[x]) for x in xs]
 
 
-def plot_lesion_random(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs, m, s = _mean_std_by(records, "k", "error")
-    ax.errorbar(xs, m, yerr=s, marker="o", capsize=3)
-    ax.set_xlabel("units deleted")
-    ax.set_ylabel("test error (%)")
-    ax.set_title(f"{title} random deletions")
+def _one_axes(path: Path, title: str, xlabel: str, ylabel: str, draw) -> Path:
+    """One 6x4 plot: ``draw(ax)`` and the labels."""
+    fig, ax = _plt().subplots(figsize=(6, 4))
+    draw(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_lesion_random(records, path: Path, title: str = "") -> Path:
+    xs, m, s = _mean_std_by(records, "k", "error")
+    return _one_axes(path, f"{title} random deletions", "units deleted", "test error (%)",
+                     lambda ax: ax.errorbar(xs, m, yerr=s, marker="o", capsize=3))
 
 
 def plot_reorder(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([r["kendall_tau"] for r in records], [r["error"] for r in records])
-    ax.set_xlabel("Kendall tau to the original order")
-    ax.set_ylabel("test error (%)")
-    ax.invert_xaxis()
-    ax.set_title(f"{title} reordered blocks")
-    return _save(fig, path)
+    def draw(ax):
+        ax.scatter([r["kendall_tau"] for r in records], [r["error"] for r in records])
+        ax.invert_xaxis()
+    return _one_axes(path, f"{title} reordered blocks", "Kendall tau to the original order", "test error (%)", draw)
 
 
 def plot_paths(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar([r["length"] for r in records], [r["count"] for r in records])
-    ax.set_xlabel("path length (units)")
-    ax.set_ylabel("number of paths")
-    ax.set_title(f"{title} path lengths")
-    return _save(fig, path)
+    return _one_axes(path, f"{title} path lengths", "path length (units)", "number of paths",
+                     lambda ax: ax.bar([r["length"] for r in records], [r["count"] for r in records]))
 
 
 def plot_effective(records, path: Path, title: str = "") -> Path:
@@ -104,13 +100,8 @@ def plot_responses(records, path: Path, title: str = "") -> Path:
 
 
 def plot_refinement(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["block"] for r in records], [r["loss"] for r in records], marker="o")
-    ax.set_xlabel("block")
-    ax.set_ylabel("loss of the head on the block output")
-    ax.set_title(f"{title} iterative refinement")
-    return _save(fig, path)
+    return _one_axes(path, f"{title} iterative refinement", "block", "loss of the head on the block output",
+                     lambda ax: ax.plot([r["block"] for r in records], [r["loss"] for r in records], marker="o"))
 
 
 def plot_robustness(records, path: Path, title: str = "") -> Path:
