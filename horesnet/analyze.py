@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from . import analysis as A
 from .analysis.registry import Study, get_study, list_studies
 from .config import compose, model_from_config
-from .errors import ConfigError, check_choice, check_writable
+from .errors import PLUGIN_HINT, ConfigError, check_choice, check_writable
 
 
 def load_trained(ckpt: str):
@@ -112,7 +112,7 @@ def analyze(cfg, given: dict | None = None) -> Path:
     contradict the checkpoint)."""
     names = list_studies() if cfg.study == "all" else [s.strip() for s in str(cfg.study).split(",")]
     for s in names:
-        check_choice("study", s, [*list_studies(), "all"])
+        check_choice("study", s, [*list_studies(), "all"], PLUGIN_HINT)
     studies = [get_study(s) for s in names]
     config = OmegaConf.to_container(cfg, resolve=True)
     values = {s.name: s.values(config) for s in studies}  # every option checked before any work

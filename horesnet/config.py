@@ -7,7 +7,7 @@ import inspect
 from omegaconf import DictConfig, OmegaConf
 
 from .data.registry import CONFIG_GROUP as DATA_GROUP  # importing the data package registers the built-ins
-from .errors import ConfigError, check_choice
+from .errors import PLUGIN_HINT, ConfigError, check_choice
 from .models import build_model
 from .plugins import load_plugins, plugins_from_argv
 from .schema import validate
@@ -37,7 +37,7 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
                     raise ConfigError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}.")
                 if key in groups and value not in ("", "null"):   # an optional group ignores a typo silently
                     for choice in value.split(","):
-                        check_choice(key, choice, groups[key])
+                        check_choice(key, choice, groups[key], PLUGIN_HINT if key == "data" else "")
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
             validate(OmegaConf.to_container(cfg, resolve=True), config_name)
             return cfg

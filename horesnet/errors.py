@@ -9,12 +9,16 @@ class ConfigError(ValueError):
     """A bad option value (unknown block, impossible depth, ...). The message is one readable paragraph."""
 
 
-def check_choice(option: str, value, choices: Iterable) -> None:
-    """Raise ConfigError unless ``value`` is one of ``choices``."""
+PLUGIN_HINT = "A plugin adds more: plugins=[your_file.py] (docs/extending.md)."
+
+
+def check_choice(option: str, value, choices: Iterable, hint: str = "") -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices`` (``hint``: a sentence appended to the message)."""
     choices = list(choices)
     if value not in choices:
         raise ConfigError(
             f"unknown {option} {value!r}; valid choices: {', '.join(repr(c) for c in choices)}."
+            + (f" {hint}" if hint else "")
         )
 
 

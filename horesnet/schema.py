@@ -8,7 +8,7 @@ accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from .errors import PLUGIN_HINT, ConfigError
 from .spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
 
 __all__ = ["BOOL", "COUNT", "FREE", "NON_NEGATIVE", "OPT_POSITIVE_INT", "POSITIVE", "POSITIVE_INT", "TEXT", "Spec",
@@ -51,9 +51,9 @@ PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16
 MODEL = {
     "arch": Spec("choice", choices=("cifar", "imagenet")),
     "depth": Spec("int", low=1, nullable=True),
-    "block": Spec("choice", choices=_blocks),
-    "unit": Spec("choice", choices=_model_choices("unit"), nullable=True),
-    "placement": Spec("choice", choices=_model_choices("placement")),
+    "block": Spec("choice", choices=_blocks, hint=PLUGIN_HINT),
+    "unit": Spec("choice", choices=_model_choices("unit"), nullable=True, hint=PLUGIN_HINT),
+    "placement": Spec("choice", choices=_model_choices("placement"), hint=PLUGIN_HINT),
     "shortcut": Spec("choice", choices=("A", "B", "C", "a", "b", "c", "plain")),
     "num_classes": Spec("int", low=2),
     "in_channels": POSITIVE_INT,
@@ -75,7 +75,7 @@ MODEL = {
 }
 
 DATA = {
-    "data.name": Spec("choice", choices=_datasets),
+    "data.name": Spec("choice", choices=_datasets, hint=PLUGIN_HINT),
     "data.root": Spec("text", nullable=True),
     "data.download": BOOL,
     "data.verify": BOOL,

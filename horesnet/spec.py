@@ -23,6 +23,7 @@ class Spec:
     open_high: bool = False
     choices: tuple | Callable[[], Iterable] | None = None
     nullable: bool = False
+    hint: str = ""
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -62,7 +63,8 @@ class Spec:
         if self.kind == "free":
             return
         if not self._ok(value):
-            raise ConfigError(f"bad value {key}={_show(value)}; {key} must be {self.describe()}.")
+            raise ConfigError(f"bad value {key}={_show(value)}; {key} must be {self.describe()}."
+                              + (f" {self.hint}" if self.hint else ""))
 
     def _ok(self, value) -> bool:
         kind = self.kind

@@ -127,7 +127,8 @@ def _forget_test_datasets():
     ({"name": "reg_d", "facts": lambda data: DatasetFacts(3, 10, 100)}, ["channels and num_classes"]),
     ({"name": "reg_e", "description": "two\nlines"}, ["one-line description"]),
     ({"name": "reg_f", "defaults": {"synthetic": {"image_size": 8}},
-      "options_schema": {"data.synthetic.image_size": Spec("int", low=1)}}, ["already declared by dataset 'synthetic'"]),
+      "options_schema": {"data.synthetic.image_size": Spec("int", low=1)}},
+     ["already declared by dataset 'synthetic'"]),
 ])
 def test_bad_registrations_are_refused(kwargs, words):
     args = {"load": _load_nothing, "facts": DatasetFacts(1, 2, 10), "description": "a test", **kwargs}

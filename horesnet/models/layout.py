@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError, check_choice
+from ..errors import PLUGIN_HINT, ConfigError, check_choice
 from ..nn.units import get_unit, list_units
 from ..schemes import get_scheme, list_schemes
 
@@ -173,7 +173,7 @@ def plan_layout(
         if block == "ode":
             raise ConfigError("inner= nests a scheme inside the units of a scheme block; block='ode' has none.")
     if unit is not None:
-        check_choice("unit", unit, list_units())
+        check_choice("unit", unit, list_units(), PLUGIN_HINT)
     if stages is not None:
         want = 3 if arch == "cifar" else 4
         if isinstance(stages, str | bytes) or not all(isinstance(n, int) and not isinstance(n, bool) for n in stages):

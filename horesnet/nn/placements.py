@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import ConfigError, check_choice
+from ..errors import PLUGIN_HINT, ConfigError, check_choice
 from .norms import make_norm
 
 OPS = ("conv", "norm", "relu")
@@ -79,7 +79,7 @@ def register_placement(placement: Placement, overwrite: bool = False) -> Placeme
 
 
 def get_placement(name: str) -> Placement:
-    check_choice("placement", name, _PLACEMENTS)
+    check_choice("placement", name, _PLACEMENTS, PLUGIN_HINT)
     return _PLACEMENTS[name]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, check_choice
+from ..errors import PLUGIN_HINT, ConfigError, check_choice
 from .norms import make_norm
 from .placements import get_placement
 
@@ -79,7 +79,7 @@ def register_unit(name: str, factory: UnitFactory, convs: int, expansion: int = 
 
 
 def get_unit(name: str) -> UnitType:
-    check_choice("unit", name, _UNITS)
+    check_choice("unit", name, _UNITS, PLUGIN_HINT)
     return _UNITS[name]
 
 
