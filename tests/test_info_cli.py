@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import horesnet
 from horesnet import list_schemes
 from horesnet.info import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _analysis_helpers import PROMISED  # noqa: E402
 
 # Interpreter start-up (torch, Hydra) costs seconds per process, so only a few commands run as subprocesses;
 # the in-process tests below cover every bad value (main() must return an error code, never raise).
@@ -78,14 +82,14 @@ def scheme_rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_list_schemes_shows_every_scheme_with_its_promised_order(capsys, promised_schemes):
+def test_list_schemes_shows_every_scheme_with_its_promised_order(capsys):
     rc, out, err = run_main(capsys, "list=schemes")
     assert rc == 0 and not err
     header = out.splitlines()[0].split()
     assert header[:3] == ["scheme", "increments", "order"]
     rows = scheme_rows(out)
     assert set(rows) == set(list_schemes())
-    for name, (stages, order) in promised_schemes.items():
+    for name, (stages, order) in PROMISED.items():
         assert rows[name][1:3] == [str(stages), str(order)], rows[name]
     assert rows["rk8"][2] == "8"
 

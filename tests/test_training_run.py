@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from horesnet import build_model, get_scheme, list_blocks
+from horesnet import build_model, list_blocks
 from horesnet.errors import ConfigError
 from horesnet.training import run as run_module
 from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
@@ -23,17 +23,12 @@ from horesnet.training.divergence import DivergedError
 from horesnet.training.module import ClassifierModule
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _analysis_helpers import smallest_depth  # noqa: E402
 from _training_helpers import FASHION_DIR, QUIET, TINY, column, fit, read_csv  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------------------
 # Every block trains
 # --------------------------------------------------------------------------------------------------------------
-
-
-def smallest_depth(block: str) -> int:
-    """CIFAR depth 6n+2 whose stages hold one Euler entry block plus one block of the scheme (n = s + 1)."""
-    stages = 1 if block == "ode" else get_scheme(block).increments
-    return 6 * (stages + 1) + 2
 
 
 SMOKE = [(b, []) for b in list_blocks()] + [("midpoint", ["learn_step=true"])]
