@@ -18,7 +18,7 @@ import torch
 from horesnet import list_blocks
 from horesnet.errors import ConfigError
 from horesnet.training import run as run_module
-from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
+from horesnet.training.checkpoint import AtomicCheckpointIO
 from horesnet.training.divergence import DivergedError
 from horesnet.training.module import ClassifierModule
 
@@ -184,15 +184,12 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
     with pytest.raises(DivergedError) as info:
         fit(tmp_path, overrides)
     msg = str(info.value)
-    assert "diverged" in msg and "optim.lr=1e+30" in msg
+    # lr 1e30: the first update already blows the weights past divergence.max_abs, before any checkpoint
+    assert "diverged at epoch 1, step 1" in msg and "optim.lr=1e+30" in msg
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["error"] == msg
     assert "test" not in summary
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    if last.is_file():  # whatever was written is finite
-        ckpt = check_checkpoint(last)
-        assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hparams.yaml", "summary.json"], "nothing else is written"
 
 
 # --------------------------------------------------------------------------------------------------------------
