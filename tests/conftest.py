@@ -13,14 +13,6 @@ from horesnet.schemes.registry import unregister_scheme
 torch.set_num_threads(1)
 
 
-@pytest.fixture
-def promised_schemes() -> dict[str, tuple[int, int]]:
-    """What each built-in name promises, from the literature (Butcher 2016, Sec. 23; Verner 1978):
-    name -> (stages, order). Independent of the tableaux stored in the package."""
-    return {"euler": (1, 1), "midpoint": (2, 2), "heun": (2, 2), "ralston": (2, 2), "rk3": (3, 3),
-            "heun3": (3, 3), "rk4": (4, 4), "rk4_38": (4, 4), "rk8": (14, 8)}
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state, so failures are reproducible."""

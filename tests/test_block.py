@@ -7,6 +7,9 @@ References are independent of the code under test: torchdiffeq's fixed-grid solv
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +19,9 @@ from torchdiffeq import odeint
 from horesnet import build_model, get_scheme, list_schemes
 from horesnet.nn import BlockHook, ODEBlock, SchemeBlock, SwitchOff
 
-DT = torch.float64
+sys.path.insert(0, str(Path(__file__).parent))
+from _analysis_helpers import DT, randomise_norms, rk_step_by_hand, tiny  # noqa: E402
+
 TOL = 1e-12
 
 
@@ -34,36 +39,12 @@ def odeint_step(f: nn.Module, x: torch.Tensor, h: float, method: str, **kwargs) 
     return odeint(lambda _t, y: f(y), x, t, method=method, **kwargs)[-1]
 
 
-def rk_step_by_hand(A, b, units, x, h, sx=None, zeroed=()):
-    """k_1 = F_1(x); k_i = F_i(S(x) + h sum_j A_ij k_j); return S(x) + h sum_i b_i k_i (docs/design.md, "The block")."""
-    sx = x if sx is None else sx
-    k = []
-    for i, f in enumerate(units):
-        if i in zeroed:
-            k.append(torch.zeros_like(sx))
-            continue
-        z = x if i == 0 else sx + h * sum(A[i][j] * k[j] for j in range(i))
-        k.append(f(z))
-    return sx + h * sum(b[i] * k[i] for i in range(len(units)))
-
-
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
-def randomise_norms(model: nn.Module) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters, so eval-mode BN is not the identity."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-
-
 def tiny_model(**kwargs) -> nn.Module:
-    model = build_model(width=0.25, **kwargs).double().eval()
+    model = tiny(**kwargs).double()
     randomise_norms(model)
     return model
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from horesnet import get_scheme
+from horesnet import get_scheme, list_schemes
 from horesnet.analysis import GradientRoute, effective_paths
 from horesnet.models import BlockSpec
 from horesnet.nn import NestedUnit, SchemeBlock, hooked
@@ -100,23 +100,28 @@ def routed_grad(blocks, routes_per_block, x, g) -> torch.Tensor:
     return grad
 
 
-@pytest.mark.parametrize("name", ["euler", "midpoint", "rk3", "rk4", "rk4_38", "heun3"])
+@pytest.mark.parametrize("name", list_schemes())
 def test_route_selects_exactly_one_path_of_a_linear_block(name):
+    """Every path of the block at once, one per batch element (per-sample masks): each gradient is that path's
+    product of linear maps, and the paths' gradients add up to the unrouted one."""
     gen = torch.Generator().manual_seed(0)
     block = linear_block(name, 0.7, gen)
-    x = torch.randn(2, C, 3, 3, generator=gen, dtype=DT)
-    g = torch.randn(2, C, 3, 3, generator=gen, dtype=DT)
-    total = torch.zeros_like(x)
-    for chain in [()] + chains(block.scheme):
-        route = {e: True for e in chain_edges(chain)}
-        grad = routed_grad([block], {block: route}, x, g)
-        want = apply_transpose(chain_matrix(block, chain), g)
-        torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-12)
-        total += grad
+    paths = [()] + chains(block.scheme)
+    x = torch.randn(1, C, 3, 3, generator=gen, dtype=DT).expand(len(paths), -1, -1, -1)
+    g = torch.randn(1, C, 3, 3, generator=gen, dtype=DT).expand(len(paths), -1, -1, -1)
+    edges = [chain_edges(p) for p in paths]
+    route = {e: torch.tensor([1.0 if e in es else 0.0 for es in edges], dtype=DT).view(-1, 1, 1, 1)
+             for e in set().union(*edges)}
+    grad = routed_grad([block], {block: route}, x, g)
+    want = torch.einsum("pcd,pcij->pdij", torch.stack([chain_matrix(block, p) for p in paths]), g)
+    torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-12)
+    for n in range(min(len(paths), 4)):  # a route of plain True edges selects the same path alone
+        one = routed_grad([block], {block: {e: True for e in edges[n]}}, x[:1], g[:1])
+        torch.testing.assert_close(one, apply_transpose(chain_matrix(block, paths[n]), g[:1]), rtol=1e-12, atol=1e-12)
     # the paths partition the Jacobian: their gradients add up to the unrouted one
-    xx = x.clone().requires_grad_(True)
-    (full,) = torch.autograd.grad((block(xx) * g).sum(), xx)
-    torch.testing.assert_close(total, full, rtol=1e-10, atol=1e-12)
+    xx = x[:1].clone().requires_grad_(True)
+    (full,) = torch.autograd.grad((block(xx) * g[:1]).sum(), xx)
+    torch.testing.assert_close(grad.sum(0, keepdim=True), full, rtol=1e-10, atol=1e-10)
 
 
 def test_route_through_nested_units():

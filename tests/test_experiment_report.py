@@ -93,5 +93,5 @@ def test_degradation_table_uses_the_last_epoch_training_error(tmp_path):
 def test_empty_pool_is_an_error(tmp_path):
     (tmp_path / "runs").mkdir()
     proc = _report("ho_comparison", tmp_path / "runs", tmp_path / "out")
-    assert proc.returncode != 0 and "no finished" in proc.stderr
+    assert proc.returncode == 1 and "report.py: no finished HO comparison runs" in proc.stderr
     assert not (tmp_path / "out").exists()

@@ -1,7 +1,8 @@
 """Tests of the per-layer studies (docs/design.md, "Analysis"): layer responses, iterative refinement, noise robustness,
 and the CSV/JSON tables they are written to.
 
-Expected values come from forward passes written out by hand and the expected calibration error binned by hand.
+Expected values come from forward passes written out by hand (every block from its units, shortcut, post and
+tableau), layer counts from the depth formula of He et al. 2015 and the expected calibration error binned by hand.
 Networks are tiny (width 0.25, 8x8 images, a handful of images), so the file runs in seconds on a CPU.
 """
 
@@ -17,28 +18,56 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from horesnet import get_scheme, list_schemes
 from horesnet.analysis import EvalData, error_and_loss, refinement, response_layers, responses, robustness, write_table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import batches, evaluate, randomise_norms, tiny  # noqa: E402
+from _analysis_helpers import (  # noqa: E402
+    CONVS,
+    batches,
+    block_increments_by_hand,
+    evaluate,
+    forward_by_hand,
+    randomise_norms,
+    smallest_depth,
+    tiny,
+    tiny_one_block,
+)
 
 # --------------------------------------------------------------------------------------------------------------
 # Layer responses
 # --------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw, expected", [(dict(block="euler", depth=8), 1 + 2 * 3),
-                                          (dict(block="rk4", depth=32, tied=True), 1 + 2 * 15),
-                                          (dict(block="rk4", depth=56, inner="midpoint"), 1 + 2 * 27),
-                                          (dict(block="euler", depth=11, unit="bottleneck"), 1 + 3)],
-                         ids=["euler", "rk4-tied", "rk4[midpoint]", "bottleneck"])
-def test_one_response_per_3x3_conv(kw, expected):
+def hand_unit_names(increments: int, inner: int = 0) -> list[str]:
+    """Addresses of a network whose stages each hold an Euler entry unit and one block of ``increments`` units (each
+    itself ``inner`` units when nested), written out from the address rule of docs/design.md ("Vocabulary")."""
+    names = []
+    for st in (1, 2, 3):
+        names.append(f"s{st}.b1.u1")
+        for i in range(1, increments + 1):
+            names += [f"s{st}.b2.u{i}.u{j}" for j in range(1, inner + 1)] if inner else [f"s{st}.b2.u{i}"]
+    return names
+
+
+RESPONSE_NETS = {**{s: (dict(block=s, depth=smallest_depth(s)), hand_unit_names(get_scheme(s).increments))
+                    for s in list_schemes()},
+                 "rk4-tied": (dict(block="rk4", depth=32, tied=True), hand_unit_names(4)),
+                 "rk4[midpoint]": (dict(block="rk4", depth=56, inner="midpoint"), hand_unit_names(4, inner=2)),
+                 "bottleneck": (dict(block="euler", depth=11, unit="bottleneck"), ["s1.b1.u1", "s2.b1.u1", "s3.b1.u1"])}
+
+
+@pytest.mark.parametrize("name", list(RESPONSE_NETS))
+def test_one_response_per_3x3_conv(name):
+    kw, units = RESPONSE_NETS[name]
     model = tiny(**kw)
-    layers = response_layers(model)
-    assert len(layers) == expected
-    names = ["stem.conv"]
-    for address, _, _ in model.units():
-        names += [f"{address}.conv2"] if kw.get("unit") == "bottleneck" else [f"{address}.conv1", f"{address}.conv2"]
-    assert [n for n, _ in layers] == names
+    unit = kw.get("unit", "basic")
+    per_stage = (kw["depth"] - 2) // (3 * CONVS[unit])  # units per stage (He et al. 2015, Sec. 4.2)
+    # the stem and every 3x3 conv: all weighted layers but the fc for basic units, the middle conv of a bottleneck
+    expected = kw["depth"] - 1 if unit == "basic" else 1 + 3 * per_stage
+    convs = ["conv1", "conv2"] if unit == "basic" else ["conv2"]
+    names = ["stem.conv"] + [f"{u}.{c}" for u in units for c in convs]
+    assert len(names) == expected
+    assert [name for name, _ in response_layers(model)] == names
     records = responses(model, batches(n=2, per_batch=2))
     assert [r["layer"] for r in records] == list(range(1, expected + 1))
     assert [r["name"] for r in records] == names
@@ -69,56 +98,65 @@ def test_response_values_by_hand():
     assert all(p["std"] >= q["std"] for p, q in zip(by_rank, by_rank[1:], strict=False))
 
 
-def test_tied_block_responses_follow_the_increments():
-    model = tiny("rk4", 32, tied=True)
+@pytest.mark.parametrize("scheme, tied", [(s, False) for s in list_schemes()] + [("rk4", True)],
+                         ids=list_schemes() + ["rk4-tied"])
+def test_responses_of_every_increment_by_hand(scheme, tied):
+    """Inside the scheme block, unit i sees z_i = x + h sum_j A_ij k_j: its responses from the tableau by hand (a
+    tied block's one unit answers differently at each increment)."""
+    model = tiny_one_block(scheme, tied=tied)
     randomise_norms(model)
     data = batches(n=4, per_batch=2)
     x = torch.cat([x for x, _ in data])
     records = {r["name"]: r["std"] for r in responses(model, data)}
     with torch.no_grad():
-        h = model.stages[0][0](model.forward_stem(x))  # input of the tied rk4 block s1.b2
-        unit = model.stages[0][1].unit(0)
-        z, k = [h], []
-        for i, a in enumerate([None, 0.5, 0.5, 1.0]):
-            zi = h if i == 0 else h + a * k[-1]  # classic RK4: z_i = x + a_{i,i-1} k_{i-1}
-            z.append(zi)
-            k.append(unit(zi))
-            want = pop_std(unit.norms[0](unit.convs[0](zi)))
-            assert records[f"s1.b2.u{i + 1}.conv1"] == pytest.approx(want, rel=1e-5)
-    assert len({records[f"s1.b2.u{i}.conv1"] for i in range(1, 5)}) == 4
+        entry, block = model.stages[0][0], model.stages[0][1]  # s1.b1 and the scheme block s1.b2
+        zs, _, _ = block_increments_by_hand(block, block_increments_by_hand(entry, model.forward_stem(x))[2])
+        assert len(zs) == get_scheme(scheme).increments
+        for i, z in enumerate(zs, 1):
+            unit = block.unit(i - 1)  # original placement: conv-BN-ReLU-conv-BN
+            a = unit.norms[0](unit.convs[0](z))
+            b = unit.norms[1](unit.convs[1](F.relu(a)))
+            assert records[f"s1.b2.u{i}.conv1"] == pytest.approx(pop_std(a), rel=1e-5), i
+            assert records[f"s1.b2.u{i}.conv2"] == pytest.approx(pop_std(b), rel=1e-5), i
+    assert len({records[f"s1.b2.u{i}.conv1"] for i in range(1, len(zs) + 1)}) == len(zs)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Iterative refinement
 # --------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw", [dict(block="euler", depth=14), dict(block="rk4", depth=32, placement="full_preact")],
-                         ids=["euler", "rk4-full-preact"])
-def test_refinement(kw):
-    model = tiny(**kw)
+REFINEMENT_NETS = {**{s: dict(block=s, stages=[get_scheme(s).increments + 1, 1, 1], depth=None)
+                      for s in list_schemes()},
+                   "euler-depth14": dict(block="euler", depth=14),
+                   "rk4-full-preact": dict(block="rk4", depth=32, placement="full_preact")}
+
+
+@pytest.mark.parametrize("name", list(REFINEMENT_NETS))
+def test_refinement(name):
+    model = tiny(**REFINEMENT_NETS[name]).double()
     randomise_norms(model)
-    data = batches()
+    data = [(x.double(), y) for x, y in batches()]
     records = refinement(model, data)
     blocks = list(model.blocks())
     assert [r["address"] for r in records] == [a for a, _, _ in blocks]
     assert [r["block"] for r in records] == list(range(1, len(blocks) + 1))
-    err, loss = evaluate(model, data)
+    err, loss = evaluate(lambda x: forward_by_hand(model, x), data)
     assert records[-1]["error"] == pytest.approx(err, abs=1e-9)
     assert records[-1]["accuracy"] == pytest.approx(100 - err, abs=1e-9)
-    assert records[-1]["loss"] == pytest.approx(loss, abs=1e-6)
+    assert records[-1]["loss"] == pytest.approx(loss, rel=1e-6)
     lib_err, lib_loss = error_and_loss(model, EvalData.wrap(data))
-    assert lib_err == pytest.approx(err, abs=1e-9) and lib_loss == pytest.approx(loss, abs=1e-6)
+    assert lib_err == pytest.approx(err, abs=1e-9) and lib_loss == pytest.approx(loss, rel=1e-6)
     # every block by hand: the head on the block output, zero channels appended where it is narrower
     for j, r in enumerate(records):
         def head_after(x, j=j):
             h = model.forward_stem(x)
             for _, b, _ in blocks[:j + 1]:
-                h = b(h)
-            pad = torch.zeros(h.shape[0], model.num_features - h.shape[1], *h.shape[2:])
+                h = block_increments_by_hand(b, h)[2]
+            pad = torch.zeros(h.shape[0], model.num_features - h.shape[1], *h.shape[2:], dtype=h.dtype)
             return model.forward_head(model.forward_final(torch.cat([h, pad], 1)))
         e, l = evaluate(head_after, data)
         assert r["error"] == pytest.approx(e, abs=1e-9)
-        assert r["loss"] == pytest.approx(l, abs=1e-6)
+        assert r["loss"] == pytest.approx(l, rel=1e-6)
         assert r["channels_padded"] == (not r["address"].startswith("s3."))
 
 
@@ -135,6 +173,31 @@ def ece_by_hand(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> floa
         if m.any():
             total += float(m.double().mean()) * abs(float((pred[m] == y[m]).double().mean()) - float(conf[m].mean()))
     return total
+
+
+@pytest.mark.parametrize("scheme", list_schemes())
+def test_robustness_by_hand(scheme):
+    """Accuracy, loss and ECE under x + sigma N(0, 1) (noise drawn batch by batch from a generator seeded with
+    ``seed`` for each sigma), with the network computed block by block by hand."""
+    model = tiny_one_block(scheme).double()
+    randomise_norms(model)
+    x = torch.cat([x for x, _ in batches(n=8, per_batch=4)]).double()
+    with torch.no_grad():
+        y = forward_by_hand(model, x).argmax(1)  # labels the clean network gets right
+    data = [(x[:4], y[:4]), (x[4:], y[4:])]
+    records = robustness(model, data, sigmas=(0.0, 1.5), seed=7)
+    assert [r["sigma"] for r in records] == [0.0, 1.5]
+    for r in records:
+        gen = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            logits = torch.cat([forward_by_hand(model, xb + r["sigma"] * torch.randn(xb.shape, generator=gen))
+                                for xb, _ in data])
+        acc = 100.0 * float((logits.argmax(1) == y).double().mean())
+        assert r["accuracy"] == pytest.approx(acc, abs=1e-4) and r["error"] == pytest.approx(100 - acc, abs=1e-4)
+        assert r["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+        assert r["ece"] == pytest.approx(ece_by_hand(logits, y), abs=1e-5)
+    assert records[0]["accuracy"] == pytest.approx(100.0)
+    assert abs(records[1]["loss"] - records[0]["loss"]) > 1e-3, "the noise was not applied"
 
 
 def test_robustness_to_gaussian_noise():

@@ -10,6 +10,8 @@ order, downsampling) are observed with forward hooks rather than read back from 
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,24 +23,16 @@ from horesnet import ConfigError, build_model, count_macs, count_params, get_sch
 from horesnet.nn import make_unit
 from horesnet.schemes import SchemeError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _analysis_helpers import cifar_depth, smallest_depth  # noqa: E402
+
 SCHEMES = list_schemes()
 UNITS = ("basic", "bottleneck")
 PLACEMENTS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact")
-CONVS = {"basic": 2, "bottleneck": 3}  # convs per unit (He et al. 2015, Fig. 5)
 
 
 def stages_of(scheme: str) -> int:
     return get_scheme(scheme).increments
-
-
-def cifar_depth(n: int, unit: str = "basic") -> int:
-    """He et al. 2015, Sec. 4.2: 6n+2 layers for basic units, 9n+2 for bottlenecks (n units per stage)."""
-    return 3 * CONVS[unit] * n + 2
-
-
-def smallest_depth(scheme: str, unit: str = "basic") -> int:
-    """One Euler entry unit + one block of the scheme per stage."""
-    return cifar_depth(stages_of(scheme) + 1, unit)
 
 
 # ------------------------------------------------------------------------------------ parameter counts

@@ -9,8 +9,10 @@ Kepler problem, whose exact solution is known (Kepler's equation).
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,20 +29,12 @@ from horesnet.schemes import (
 )
 from horesnet.schemes.registry import unregister_scheme
 
-PROMISED = {"euler": (1, 1), "midpoint": (2, 2), "heun": (2, 2), "ralston": (2, 2), "rk3": (3, 3),
-            "heun3": (3, 3), "rk4": (4, 4), "rk4_38": (4, 4), "rk8": (14, 8)}  # name: (stages, order)
+sys.path.insert(0, str(Path(__file__).parent))
+from _analysis_helpers import PROMISED  # noqa: E402
+
 S6 = math.sqrt(6)
 RK8_C = [0, 1 / 12, 1 / 9, 1 / 6, (2 + 2 * S6) / 15, (6 + S6) / 15, (6 - S6) / 15, 2 / 3, 1 / 2, 1 / 3,
          1 / 4, 4 / 3, 5 / 6, 1]  # docs/design.md, listed independently of A
-
-
-@pytest.fixture
-def clean_registry():
-    """Remove every scheme a test registers, so other tests see only the built-ins."""
-    before = set(list_schemes())
-    yield
-    for name in set(list_schemes()) - before:
-        unregister_scheme(name)
 
 
 def modified(tab: Tableau, *, a=None, b=None) -> Tableau:
@@ -293,7 +287,7 @@ def test_bad_tree_orders(bad):
 
 
 # ----------------------------------------------------------------------------- registry
-def test_register_user_scheme(clean_registry):
+def test_register_user_scheme(scheme_registry_guard):
     alpha = 0.75  # the generic 2-stage second-order family
     tab = register_scheme("alpha075", [[0, 0], [alpha, 0]], [1 - 1 / (2 * alpha), 1 / (2 * alpha)],
                           description="generic alpha method")
@@ -303,7 +297,7 @@ def test_register_user_scheme(clean_registry):
     assert order_conditions("alpha075", 2)[-1].satisfied
 
 
-def test_duplicate_and_overwrite(clean_registry):
+def test_duplicate_and_overwrite(scheme_registry_guard):
     register_scheme("mine", [[0]], [1])
     with pytest.raises(SchemeError, match="already registered"):
         register_scheme("mine", [[0, 0], [1, 0]], [0.5, 0.5])
@@ -318,13 +312,13 @@ def test_duplicate_and_overwrite(clean_registry):
 
 
 @pytest.mark.parametrize("name", ["ode", "ODE", "", "2stage", "my-rk", "a b", None])
-def test_invalid_names_rejected(name, clean_registry):
+def test_invalid_names_rejected(name, scheme_registry_guard):
     with pytest.raises(SchemeError):
         register_scheme(name, [[0]], [1])
     assert set(list_schemes()) == set(PROMISED)
 
 
-def test_inconsistent_tableau_registers_with_order_zero(clean_registry):
+def test_inconsistent_tableau_registers_with_order_zero(scheme_registry_guard):
     tab = register_scheme("broken", [[0, 0], [1, 0]], [0.5, 0.6])
     assert not tab.consistent and tab.order == 0
     with pytest.raises(SchemeError):

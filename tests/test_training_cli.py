@@ -85,10 +85,10 @@ def cli(request, tmp_path_factory):
     pool.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def assert_clean_failure(res: dict, *names: str) -> str:
+def assert_clean_failure(res: dict, rc: int, *names: str) -> str:
     assert not res["timed_out"], "the command hung"
     err = res["stderr"]
-    assert res["rc"] not in (0, None), f"expected a non-zero exit, got {res['rc']}\n{err[-2000:]}"
+    assert res["rc"] == rc, f"expected exit status {rc}, got {res['rc']}\n{err[-2000:]}"
     assert "Traceback" not in err and 'File "' not in err, f"a traceback instead of a message:\n{err[-3000:]}"
     assert "error" in err.lower(), err[-2000:]
     for name in names:
@@ -104,8 +104,7 @@ def assert_clean_failure(res: dict, *names: str) -> str:
 @needs_cli("nan")
 def test_cli_nan_loss(cli):
     res = cli.result("nan")
-    assert_clean_failure(res, "optim.lr", "diverged")
-    assert res["rc"] == 3, "a diverged run exits with status 3"
+    assert_clean_failure(res, 3, "optim.lr", "diverged")  # a diverged run exits with status 3
     summary = json.loads((cli.cwd("nan") / "run" / "summary.json").read_text())
     assert summary["status"] == "diverged" and "optim.lr" in summary["error"] and "test" not in summary
 
@@ -164,8 +163,8 @@ def test_cli_ddp_on_cpu(cli):
     assert res["rc"] == 0, res["stderr"][-3000:]
     summary = json.loads((cli.cwd("ddp") / "run" / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert summary["config"]["trainer"]["strategy"] == "ddp" and summary["config"]["trainer"]["devices"] == 2
-    assert "MEMBER: 2/2" in res["stderr"] + res["stdout"], "two DDP processes should have started"
+    log = res["stderr"] + res["stdout"]
+    assert "MEMBER: 1/2" in log and "MEMBER: 2/2" in log, "two DDP processes should have started"
     assert sorted(p.name for p in cli.cwd("ddp").iterdir()) == ["run"], "stray output outside hydra.run.dir"
     assert 0 <= summary["test"]["test/acc1"] <= 1
 
