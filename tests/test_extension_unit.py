@@ -21,6 +21,7 @@ from horesnet import build_model, get_scheme, list_schemes
 from horesnet.nn import get_unit, list_units, register_unit
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _analysis_helpers import randomise_norms  # noqa: E402
 from _cli_helpers import cli_env, run_cli  # noqa: E402
 from _training_helpers import CLI_TINY  # noqa: E402
 
@@ -118,13 +119,7 @@ def test_a_registered_placement_builds_the_forward_written_out_by_hand():
         register_placement(Placement("test_preact_post_relu", conv=("norm", "relu", "conv"),
                                      last=("norm", "relu", "conv"), post=("relu",), stem=("norm", "relu"), final=()))
     model = build_model(block="euler", depth=8, width=0.25, placement="test_preact_post_relu").double().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    randomise_norms(model)
     block = model.stages[0][0]  # an identity-shortcut block of stage 1
     unit = block.units[0]
     bn = lambda m, t: (t - m.running_mean[None, :, None, None]) / torch.sqrt(  # noqa: E731
