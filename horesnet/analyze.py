@@ -25,6 +25,7 @@ def load_trained(ckpt: str):
     checkpoint, loaded with ``torch.load(weights_only=True)``: the network is rebuilt from the checkpoint's own
     model config and its weights are loaded strictly."""
     from .models import build_model
+    from .models.config import complete
     from .training.checkpoint import check_checkpoint
 
     path = Path(ckpt).expanduser()
@@ -39,7 +40,7 @@ def load_trained(ckpt: str):
     prefix = "model."
     weights = {k[len(prefix):]: v for k, v in saved["state_dict"].items() if k.startswith(prefix)}
     try:
-        model = build_model(**model_cfg)
+        model = build_model(complete(model_cfg))
         model.load_state_dict(weights, strict=True)
     except ConfigError:
         raise

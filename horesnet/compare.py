@@ -1,9 +1,12 @@
 """``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: compare trained variants.
 
-Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (all model
-options except the seed), and writes a Markdown + CSV table (mean ± std over seeds) and a PNG. It refuses an
-unfair comparison -- different units per stage, parameters more than 0.1% apart, or a different recipe, data or
-number of epochs -- unless ``allow_unfair=true``, and says what differs.
+Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (every model
+option and every recipe key; only the seed may differ), labels each variant by the model options that differ from
+their defaults, and writes a Markdown + CSV table (residual scale, parameters, mean ± std over seeds) and a PNG.
+Each variant is flagged where it is confounded against the reference (the Euler one): a residual scale more than 10%
+away (with the matched Euler control and the command that trains it), or other parameters or multiply-adds
+(docs/design.md, "Fair comparisons"). It refuses a comparison across units per stage, recipes, data or epochs
+unless ``allow_unfair=true``, and says what differs.
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from .config import MODEL_KEYS
 from .errors import ConfigError, check_writable
+from .models.config import MODEL_KEYS, complete, model_defaults
 
 OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
                "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
                "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last")
-PARAM_TOLERANCE = 1e-3
 
 
 def load_runs(paths: list[str]) -> list[dict]:
@@ -71,34 +73,122 @@ def _get(cfg: dict, dotted: str):
     return cfg
 
 
+DATA_FOLLOWERS = ("num_classes", "in_channels")  # model keys that follow the data: told apart by the recipe
+SCALE_TOLERANCE = 0.10
+
+
+def model_options(run: dict) -> dict:
+    """Every model option of a run, those its summary lacks (older runs) at their defaults."""
+    return complete({k: v for k, v in run["config"].items() if k in MODEL_KEYS})
+
+
+def recipe(run: dict) -> dict:
+    return {key: _get(run["config"], key) for key in RECIPE_KEYS}
+
+
 def variant_key(run: dict) -> tuple:
-    cfg = run["config"]
-    return tuple((k, json.dumps(cfg.get(k), sort_keys=True)) for k in MODEL_KEYS)
+    """Runs are one variant only when every model option and every recipe key agree (the seed aside)."""
+    return (json.dumps(model_options(run), sort_keys=True), json.dumps(recipe(run), sort_keys=True))
 
 
 def variant_label(run: dict) -> str:
-    cfg, base = run["config"], run["config"]
-    defaults = {"unit": None, "placement": "original", "shortcut": "A", "entry": "euler", "tied": False,
-                "learn_step": False, "inner": None, "step": 1.0, "width": 1, "stages": None}
-    extras = [f"{k}={base[k]}" for k, v in defaults.items() if k in base and base[k] != v]
-    return " ".join([f"{cfg['block']}-{cfg['depth']}"] + extras)
+    """``block-depth`` plus every model option that differs from its default (``euler-56 step=0.25``)."""
+    options, defaults = model_options(run), model_defaults()
+    extras = [f"{k}={_show(v)}" for k, v in options.items()
+              if k not in ("block", "depth", *DATA_FOLLOWERS) and v != defaults[k]]
+    return " ".join([f"{options['block']}-{options['depth']}"] + extras)
+
+
+def _show(v) -> str:
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+
+
+def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """A distinct label per variant: the model label, plus the recipe keys that differ where two variants share
+    a model label."""
+    base = {key: variant_label(runs[0]) for key, runs in groups.items()}
+    out = {}
+    for key, label in base.items():
+        twins = [k for k, lab in base.items() if lab == label]
+        if len(twins) > 1:
+            recipes = [recipe(groups[k][0]) for k in twins]
+            mine = recipe(groups[key][0])
+            differ = [k for k in RECIPE_KEYS if len({json.dumps(r[k], sort_keys=True) for r in recipes}) > 1]
+            label += " [" + " ".join(f"{k}={json.dumps(mine[k])}" for k in differ) + "]"
+        out[key] = label
+    return out
+
+
+def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
+    """The variant others are measured against: the Euler variant with step 1 and the fewest options changed from
+    their defaults (a standard ResNet), else the first."""
+    defaults = model_defaults()
+    euler = [key for key, runs in groups.items() if model_options(runs[0])["block"] == "euler"
+             and model_options(runs[0])["step"] == 1.0 and model_options(runs[0])["shortcut"] != "plain"]
+    changed = lambda key: sum(v != defaults[k] for k, v in model_options(groups[key][0]).items())  # noqa: E731
+    return min(euler, key=changed) if euler else next(iter(groups))
+
+
+def scale_of(run: dict) -> float | None:
+    scale = run["model"].get("residual_scale")
+    return scale["mean"] if isinstance(scale, dict) else None
+
+
+def matched_control(runs: list[dict]) -> tuple[str, str]:
+    """(label, command) of the Euler network with the same residual scale as a variant's ``runs``: same options,
+    block=euler and step = the variant's residual scale, trained over the same seeds."""
+    run = runs[0]
+    options = model_options(run)
+    step = round(scale_of(run), 4)
+    control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler"}
+    defaults = model_defaults()
+    keys = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
+            if k not in ("block", "depth", "step", *DATA_FOLLOWERS) and v != defaults[k]]
+    label = variant_label({"config": control})
+    seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
+    data = run["config"].get("data", {}).get("name")
+    command = (f"python -m horesnet.fit -m block=euler depth={options['depth']} step={step:g} "
+               + " ".join(keys + [f"data={data}"] if data else keys) + f" seed={seeds}")
+    return label, " ".join(command.split())
+
+
+def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
+    """Per variant, what confounds its comparison with the reference: a residual scale more than 10% away
+    (scale-confounded, with the matched Euler control and the command that trains it), and different parameters
+    or multiply-adds."""
+    names = labels(groups)
+    ref_key = reference_key(groups)
+    ref = groups[ref_key][0]
+    ref_scale, flags = scale_of(ref), {}
+    present = {variant_label(runs[0]) for runs in groups.values()}
+    for key, runs in groups.items():
+        run, out = runs[0], []
+        if key != ref_key:
+            scale = scale_of(run)
+            if scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
+                label, command = matched_control(runs)
+                where = "in this comparison" if label in present else f"train it with: {command}"
+                out.append(f"scale-confounded: residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}); "
+                           f"matched control {label} ({where})")
+            for field, what in (("params", "parameters"), ("macs", "multiply-adds")):
+                mine, theirs = run["model"].get(field), ref["model"].get(field)
+                if mine and theirs and mine != theirs:
+                    out.append(f"{what} {mine:,} vs {theirs:,} ({100 * (mine - theirs) / theirs:+.2f}%)")
+        flags[key] = out
+    return flags
 
 
 def fairness_problems(groups: dict[tuple, list[dict]]) -> list[str]:
-    """What makes the comparison unfair (empty list: fair)."""
+    """What makes the comparison meaningless (empty list: comparable): different units per stage, a
+    continuous-depth variant, or different recipes, data or epochs."""
     problems = []
-    reps = {key: runs[0] for key, runs in groups.items()}
-    units = {variant_label(r): tuple(r["model"]["units_per_stage"]) for r in reps.values()}
+    names = labels(groups)
+    units = {names[k]: tuple(runs[0]["model"]["units_per_stage"]) for k, runs in groups.items()}
     if len(set(units.values())) > 1:
         problems.append("units per stage differ: " + "; ".join(f"{k}: {list(v)}" for k, v in units.items()))
-    for r in reps.values():
-        if not r["model"].get("equal_depth", True):
-            problems.append(f"{variant_label(r)} is not an equal-depth variant (block=ode)")
-    params = {variant_label(r): r["model"]["params"] for r in reps.values()}
-    lo, hi = min(params.values()), max(params.values())
-    if hi > lo * (1 + PARAM_TOLERANCE):
-        problems.append(f"parameters differ by {100 * (hi - lo) / lo:.2f}% (> 0.1%): "
-                        + ", ".join(f"{k}: {v:,}" for k, v in params.items()))
+    for k, runs in groups.items():
+        if not runs[0]["model"].get("equal_depth", True):
+            problems.append(f"{names[k]} is not an equal-depth variant (block=ode)")
     all_runs = [r for runs in groups.values() for r in runs]
     for key in RECIPE_KEYS:
         values = {json.dumps(_get(r["config"], key), sort_keys=True) for r in all_runs}
@@ -115,15 +205,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
-    rows = []
-    for runs in groups.values():
+    rows, names, flags = [], labels(groups), variant_flags(groups)
+    for key, runs in groups.items():
         r0 = runs[0]
         test = mean_std([100 * r.get("test", {}).get("test/acc1", float("nan")) for r in runs])
         val = mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
         wall = mean_std([r.get("wall_time_s", float("nan")) for r in runs])
         ips = mean_std([r.get("images_per_sec", float("nan")) for r in runs])
         rows.append({
-            "variant": variant_label(r0), "block": r0["config"]["block"], "depth": r0["config"]["depth"],
+            "variant": names[key], "block": r0["config"]["block"], "depth": r0["config"]["depth"],
+            "residual_scale": scale_of(r0), "flags": "; ".join(flags[key]),
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
             "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
             "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "images_per_sec": ips[0],
@@ -134,17 +225,22 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
 
 
 def markdown(rows: list[dict], problems: list[str]) -> str:
-    head = ("| variant | block | depth | units/stage | params | mult-adds | test acc % | val acc % | wall s "
-            "| img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| variant | block | depth | units/stage | residual scale | params | mult-adds | test acc % | val acc % "
+            "| wall s | img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         macs = f"{r['macs'] / 1e6:.1f}M" if r["macs"] else "n/a"
-        lines.append(f"| {r['variant']} | {r['block']} | {r['depth']} | {r['units_per_stage']} | {r['params']:,} | "
+        scale = f"{r['residual_scale']:.3f}" if r["residual_scale"] is not None else "n/a"
+        lines.append(f"| {r['variant']} | {r['block']} | {r['depth']} | {r['units_per_stage']} | {scale} | "
+                     f"{r['params']:,} | "
                      f"{macs} | {r['test_acc_mean']:.2f} ± {r['test_acc_std']:.2f} | {r['val_acc_mean']:.2f} ± "
                      f"{r['val_acc_std']:.2f} | {r['wall_time_s']:.0f} | {r['images_per_sec']:.0f} | {r['seeds']} |")
     lines.append("")
-    lines.append("Fairness: " + ("passed (same units per stage, params within 0.1%, same recipe/data/epochs)."
-                                 if not problems else "NOT FAIR -- " + "; ".join(problems)))
+    lines.append("Fairness: " + ("passed (same units per stage, recipe, data and epochs)." if not problems
+                                 else "NOT FAIR -- " + "; ".join(problems)))
+    flagged = [r for r in rows if r["flags"]]
+    lines += [f"- {r['variant']}: {r['flags']}" for r in flagged] or ["- no variant is confounded by residual "
+                                                                      "scale, parameters or multiply-adds."]
     return "\n".join(lines) + "\n"
 
 

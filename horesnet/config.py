@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
-
 from omegaconf import DictConfig, OmegaConf
 
 from .data.registry import CONFIG_GROUP as DATA_GROUP  # importing the data package registers the built-ins
 from .errors import PLUGIN_HINT, ConfigError, check_choice
-from .models import build_model
+from .models import MODEL_KEYS, build_model  # noqa: F401 -- MODEL_KEYS re-exported
+from .models.config import store_model_node
 from .plugins import load_plugins, plugins_from_argv
 from .schema import validate
 
-MODEL_KEYS = tuple(inspect.signature(build_model).parameters)
+store_model_node()  # the Hydra ``model`` config, made from ModelConfig
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:

@@ -17,9 +17,11 @@ from omegaconf import OmegaConf
 
 from . import data  # noqa: F401 -- registers the built-in datasets in Hydra's ConfigStore before @hydra.main
 from .errors import ConfigError
+from .models.config import store_model_node
 from .plugins import load_plugins, plugins_from_argv
 from .training.rundir import run_dir_resolver
 
+store_model_node()  # the Hydra ``model`` config (block=, depth=, ...), made from ModelConfig
 if not OmegaConf.has_resolver("horesnet_run_dir"):
     OmegaConf.register_new_resolver("horesnet_run_dir", run_dir_resolver, use_cache=True)
 

@@ -12,6 +12,7 @@ from . import __version__
 from .config import compose, model_from_config
 from .errors import ConfigError
 from .models import count_macs, count_params, list_blocks
+from .models.scale import residual_scale
 from .nn import get_placement, get_unit, list_placements, list_units
 from .schemes import SchemeError, get_scheme, list_schemes
 
@@ -55,6 +56,13 @@ LISTS = {"schemes": lambda: schemes_table(), "blocks": lambda: "\n".join(list_bl
          "units": lambda: units_table(), "placements": lambda: placements_table(), "studies": lambda: studies_table()}
 
 
+def _scale_text(model) -> str:
+    scale = residual_scale(model)
+    if scale is None:
+        return "n/a (continuous ODE blocks)"
+    return f"{scale['mean']:.4g} (per stage: {', '.join(f'{s:.4g}' for s in scale['per_stage'])})"
+
+
 def model_report(cfg) -> str:
     model = model_from_config(cfg)
     layout = model.layout
@@ -85,6 +93,7 @@ def model_report(cfg) -> str:
         f"{layout.block} blocks: {layout.scheme_blocks()}",
         f"conv layers in units: {layout.conv_layers} ({get_unit(layout.unit).convs} per unit) "
         f"+ stem conv + fc = {layout.conv_layers + 2} weighted layers",
+        f"residual scale (mean over units of h*b_i, docs/design.md): {_scale_text(model)}",
         f"parameters: {params:,}",
         f"multiply-adds per image ({'x'.join(map(str, size))}): {macs:,} ({macs / 1e9:.3f} G)"
         + (f", at NFE={model.nfe} for a zero input" if layout.block == "ode" else ""),

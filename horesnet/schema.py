@@ -9,31 +9,11 @@ accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
 from __future__ import annotations
 
 from .errors import PLUGIN_HINT, ConfigError
+from .models.config import model_specs
 from .spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
 
 __all__ = ["BOOL", "COUNT", "FREE", "NON_NEGATIVE", "OPT_POSITIVE_INT", "POSITIVE", "POSITIVE_INT", "TEXT", "Spec",
            "SCHEMAS", "flatten", "schema_for", "validate", "check_consistency"]
-
-
-def _blocks():
-    from .models import list_blocks
-
-    return list_blocks()
-
-
-def _schemes():
-    from .schemes import list_schemes
-
-    return list_schemes()
-
-
-def _model_choices(name: str):
-    def get():
-        from . import nn as hnn
-
-        return {"unit": hnn.list_units, "placement": hnn.list_placements, "norm": lambda: hnn.NORMS,
-                "ode_method": lambda: hnn.ODE_METHODS}[name]()
-    return get
 
 
 def _datasets():
@@ -48,31 +28,7 @@ PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16
 
 
 
-MODEL = {
-    "arch": Spec("choice", choices=("cifar", "imagenet")),
-    "depth": Spec("int", low=1, nullable=True),
-    "block": Spec("choice", choices=_blocks, hint=PLUGIN_HINT),
-    "unit": Spec("choice", choices=_model_choices("unit"), nullable=True, hint=PLUGIN_HINT),
-    "placement": Spec("choice", choices=_model_choices("placement"), hint=PLUGIN_HINT),
-    "shortcut": Spec("choice", choices=("A", "B", "C", "a", "b", "c", "plain")),
-    "num_classes": Spec("int", low=2),
-    "in_channels": POSITIVE_INT,
-    "width": POSITIVE,
-    "stem_stride": POSITIVE_INT,
-    "entry": Spec("choice", choices=("euler", "scheme")),
-    "stages": Spec("ints", low=1, nullable=True),
-    "strict": BOOL,
-    "tied": BOOL,
-    "step": POSITIVE,
-    "learn_step": BOOL,
-    "inner": Spec("choice", choices=_schemes, nullable=True),
-    "norm": Spec("choice", choices=_model_choices("norm")),
-    "stride_in_3x3": BOOL,
-    "ode_method": Spec("choice", choices=_model_choices("ode_method")),
-    "ode_rtol": POSITIVE,
-    "ode_atol": POSITIVE,
-    "ode_adjoint": BOOL,
-}
+MODEL = model_specs()  # the network's options, from the one model config (horesnet.models.config)
 
 DATA = {
     "data.name": Spec("choice", choices=_datasets, hint=PLUGIN_HINT),

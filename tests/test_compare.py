@@ -127,12 +127,21 @@ def _unfair(tmp_path: Path, change: str) -> Path:
 
 
 UNFAIR = {
-    "depth": ["units per stage", "[3, 3, 3]", "[5, 5, 5]", "parameters"],
-    "params": ["parameters", "269,722", "271,070"],
+    "depth": ["units per stage", "[3, 3, 3]", "[5, 5, 5]"],
     "optim.lr=0.05": ["optim", "0.05", "0.1"],
     "trainer.max_epochs=100": ["trainer.max_epochs", "100", "182"],
     "data=cifar100": ["data", "cifar100"],
 }
+
+
+def test_different_parameters_are_flagged_per_variant_not_refused(tmp_path):
+    root = _unfair(tmp_path, "params")  # projection shortcuts: 1,348 more parameters (+0.50%)
+    rows, problems, out = compare([str(root)])
+    assert not problems
+    flags = {r["variant"]: r["flags"] for r in rows}
+    assert flags["euler-20"] == ""  # the reference
+    assert "parameters 271,070 vs 269,722 (+0.50%)" in flags["midpoint-20 shortcut=B"]
+    assert "midpoint-20 shortcut=B: " in (out / "comparison.md").read_text()
 
 
 @pytest.mark.parametrize("change", list(UNFAIR))

@@ -1,11 +1,13 @@
 """Networks: the equal-depth layout, the ResNet container and ``build_model``."""
 
 from .complexity import count_macs, count_params
+from .config import MODEL_KEYS, ModelConfig, model_defaults
 from .factory import build_model
 from .layout import ARCHS, ENTRIES, BlockSpec, Layout, StageLayout, list_blocks, plan_layout
 from .resnet import ResNet, UnitInfo
 
 __all__ = [
-    "ARCHS", "ENTRIES", "BlockSpec", "Layout", "ResNet", "StageLayout", "UnitInfo", "build_model",
+    "ARCHS", "ENTRIES", "MODEL_KEYS", "BlockSpec", "Layout", "ModelConfig", "ResNet", "StageLayout", "UnitInfo",
+    "build_model", "model_defaults",
     "count_macs", "count_params", "list_blocks", "plan_layout",
 ]

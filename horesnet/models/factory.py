@@ -22,6 +22,7 @@ from ..nn import (
 )
 from ..schemes import get_scheme
 from .budget import check_fits, estimate
+from .config import ModelConfig, complete
 from .layout import BlockSpec, plan_layout
 from .resnet import ResNet
 
@@ -40,49 +41,35 @@ class _Options:
     ode: dict
 
 
-def build_model(
-    arch: str = "cifar",
-    depth: int | None = 56,
-    block: str = "euler",
-    unit: str | None = None,
-    placement: str = "original",
-    shortcut: str = "A",
-    num_classes: int = 10,
-    in_channels: int = 3,
-    width: float = 1,
-    stem_stride: int = 1,
-    entry: str = "euler",
-    stages=None,
-    strict: bool = False,
-    tied: bool = False,
-    step: float = 1.0,
-    learn_step: bool = False,
-    inner: str | None = None,
-    norm: str = "batch",
-    stride_in_3x3: bool = False,
-    ode_method: str = "dopri5",
-    ode_rtol: float = 1e-3,
-    ode_atol: float = 1e-3,
-    ode_adjoint: bool = False,
-) -> ResNet:
+def build_model(config: ModelConfig | dict | None = None, /, **options) -> ResNet:
     """Build a CIFAR (He et al. 2015, Sec. 4.2) or ImageNet (Table 1) residual network of any scheme.
 
+    ``config`` (a :class:`ModelConfig` or a dict of its options) and keyword ``options`` (e.g. ``block="rk4",
+    depth=56``) override :class:`ModelConfig`'s defaults; an unknown option is a ConfigError naming the valid ones.
     ``depth`` fixes the units per stage (equal-depth rule); ``block`` names a registered scheme or ``ode``.
-    ``unit`` defaults to ``basic`` for CIFAR and to the paper's choice for ImageNet depths.
     """
-    config = {k: v for k, v in locals().items()}
-    config["stages"] = list(stages) if stages is not None else None
+    given = config.as_dict() if isinstance(config, ModelConfig) else dict(config or {})
+    config = complete({**given, **options})
+    config["stages"] = list(config["stages"]) if config["stages"] is not None else None
+    c = ModelConfig(**config)
+    arch, depth, block, unit, placement, shortcut = c.arch, c.depth, c.block, c.unit, c.placement, c.shortcut
+    num_classes, in_channels, width, stem_stride, entry = c.num_classes, c.in_channels, c.width, c.stem_stride, c.entry
+    stages, strict, tied, step, learn_step = c.stages, c.strict, c.tied, c.step, c.learn_step
+    inner, norm = c.inner, c.norm
     place = get_placement(placement)
     check_choice("norm", norm, NORMS)
-    check_choice("ode_method", ode_method, ODE_METHODS)
+    check_choice("ode_method", c.ode_method, ODE_METHODS)
     shortcut = normalise_shortcut(shortcut)
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("stem_stride", stem_stride)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
     if not (isinstance(width, int | float) and not isinstance(width, bool) and math.isfinite(width) and width > 0):
         raise ConfigError(f"width must be a positive number, got {width!r}.")
-    if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step > 0):
-        raise ConfigError(f"step must be a positive finite number, got {step!r}.")
+    if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step >= 0):
+        raise ConfigError(f"step must be a finite number >= 0, got {step!r}.")
+    if step == 0 and not learn_step:
+        raise ConfigError("step=0 switches every residual branch off for good; use it with learn_step=true (a "
+                          "learnable step that starts at 0, as ReZero/SkipInit), or give a positive step.")
     layout = plan_layout(arch, depth, block, unit, stages, entry, strict, inner)
     if shortcut == "plain" and (block not in ("euler",) or inner):
         raise ConfigError(f"shortcut='plain' removes the skip s_x of every block, which only defines a network "
@@ -90,8 +77,8 @@ def build_model(
     if tied and entry == "scheme" and block != "euler":
         raise ConfigError("tied=true shares one unit across a block's increments, but entry='scheme' makes the "
                           "first unit change resolution/width; use entry='euler' with tied=true.")
-    opts = _Options(layout.unit, UnitOptions(placement, norm, stride_in_3x3), shortcut, tied, float(step),
-                    learn_step, dict(method=ode_method, rtol=ode_rtol, atol=ode_atol, adjoint=ode_adjoint))
+    opts = _Options(layout.unit, UnitOptions(placement, norm, c.stride_in_3x3), shortcut, tied, float(step),
+                    learn_step, dict(method=c.ode_method, rtol=c.ode_rtol, atol=c.ode_atol, adjoint=c.ode_adjoint))
     expansion = get_unit(layout.unit).expansion
     widths = stage_widths(arch, width)
     need = estimate(layout, widths, stem_stride)["build_bytes"]

@@ -12,6 +12,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ..errors import ConfigError
+from ..models.config import complete
 from .divergence import DivergedError, non_finite_tensor
 
 TMP_SUFFIX = ".tmp"
@@ -110,7 +111,7 @@ RESUME_FREE_DATA_KEYS = ("root", "download", "verify", "num_workers", "eval_batc
 
 def _training_settings(model: dict, optim: dict, data: dict | None) -> dict:
     """What defines a run's training, flattened: model options, ``optim.*`` and ``data.*`` (less where it lives)."""
-    return {**model, **{f"optim.{k}": v for k, v in optim.items()},
+    return {**complete(model), **{f"optim.{k}": v for k, v in optim.items()},
             **{f"data.{k}": v for k, v in (data or {}).items() if k not in RESUME_FREE_DATA_KEYS}}
 
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..config import model_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
+from ..models.scale import residual_scale
 from ..plugins import load_plugins
 from .checkpoint import (
     AtomicCheckpointIO,
@@ -84,6 +85,17 @@ def sweep_group() -> str | None:
     return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
 
 
+def model_facts(model) -> dict:
+    """What ``summary.json`` records of a network (its ``model`` field): parameters, multiply-adds per 32x32 image
+    (CIFAR family), units per stage, layout, leftovers, whether it is equal-depth, and its residual scale."""
+    layout = model.layout
+    return {"params": count_params(model),
+            "macs": count_macs(model, (model.config["in_channels"], 32, 32)) if layout.arch == "cifar" else None,
+            "units_per_stage": list(layout.units_per_stage), "layout": layout.describe().splitlines(),
+            "leftover_units": layout.leftovers, "equal_depth": layout.equal_depth,
+            "residual_scale": residual_scale(model)}
+
+
 def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     """Train, validate each epoch, test the final-epoch model once; return the summary written to disk.
     A diverged run writes a summary with status ``diverged`` and raises DivergedError."""
@@ -95,11 +107,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
                               data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True))
     model = module.model
-    layout = model.layout
-    info = {"params": count_params(model),
-            "macs": count_macs(model, (model_cfg["in_channels"], 32, 32)) if model.layout.arch == "cifar" else None,
-            "units_per_stage": list(layout.units_per_stage), "layout": layout.describe().splitlines(),
-            "leftover_units": layout.leftovers, "equal_depth": layout.equal_depth}
+    info = model_facts(model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     clean_orphans(run_dir)  # temporary files of a checkpoint write that was killed
     ckpt = resume_checkpoint(cfg.resume, run_dir)
@@ -188,7 +196,9 @@ def report(summary: dict) -> str:
     elif paper:
         lines.append("  paper: " + "; ".join(f"{k} {v}" for k, v in paper.items() if v is not None))
     macs = f"{m['macs'] / 1e6:.1f}M" if m.get("macs") else "n/a"
-    lines += [f"  params {m['params']:,}  multiply-adds/image {macs}  units/stage {m['units_per_stage']}",
+    scale = m.get("residual_scale")
+    lines += [f"  params {m['params']:,}  multiply-adds/image {macs}  units/stage {m['units_per_stage']}"
+              + (f"  residual scale {scale['mean']:.4g}" if scale else ""),
               f"  wall time {summary['wall_time_s']:.1f}s  training {summary['train_time_s']:.1f}s  "
               f"{summary['images_per_sec']:.0f} img/s (last epoch)",
               f"  outputs: {summary['run_dir']}"]

@@ -1,0 +1,100 @@
+"""The one definition of a network's options (docs/design.md, "One model config").
+
+:class:`ModelConfig` holds every option of :func:`~horesnet.models.build_model` with its default, its meaning and
+its command-line spec. ``build_model``'s defaults, the Hydra ``model`` config (a ConfigStore node made from it), the
+schema of the command lines, ``summary.json``, the resume check and ``compare``'s variant labels all derive from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from ..errors import PLUGIN_HINT, ConfigError
+from ..spec import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Spec
+
+
+def _choices(name: str):
+    def get():
+        from .. import nn as hnn
+        from ..schemes import list_schemes
+        from .layout import list_blocks
+
+        return {"unit": hnn.list_units, "placement": hnn.list_placements, "norm": lambda: hnn.NORMS,
+                "ode_method": lambda: hnn.ODE_METHODS, "block": list_blocks, "inner": list_schemes}[name]()
+    return get
+
+
+def option(default, spec: Spec, help: str):  # noqa: A002 -- the field's help text
+    """A dataclass field carrying its command-line spec and one line of help."""
+    kw = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"spec": spec, "help": help}, **kw)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every option of a network (He et al. 2015/2016 CIFAR and ImageNet families, any registered scheme)."""
+
+    arch: str = option("cifar", Spec("choice", choices=("cifar", "imagenet")), "cifar | imagenet")
+    depth: int | None = option(56, Spec("int", low=1, nullable=True),
+                               "cifar: 6n+2 (basic) / 9n+2 (bottleneck); imagenet: 18/34/50/101/152")
+    block: str = option("euler", Spec("choice", choices=_choices("block"), hint=PLUGIN_HINT),
+                        "any registered scheme (python -m horesnet.info list=schemes) or `ode`")
+    unit: str | None = option(None, Spec("choice", choices=_choices("unit"), nullable=True, hint=PLUGIN_HINT),
+                              "registered unit (null: basic for cifar, the paper's unit for imagenet)")
+    placement: str = option("original", Spec("choice", choices=_choices("placement"), hint=PLUGIN_HINT),
+                            "where BN/ReLU sit (python -m horesnet.info list=placements)")
+    shortcut: str = option("A", Spec("choice", choices=("A", "B", "C", "a", "b", "c", "plain")), "A | B | C | plain")
+    num_classes: int = option(10, Spec("int", low=2), "classes of the linear head (fit: follows the data)")
+    in_channels: int = option(3, POSITIVE_INT, "image channels (fit: follows the data)")
+    width: float = option(1, POSITIVE, "multiplies the stage widths 16/32/64 (cifar) or 64/128/256/512 (imagenet)")
+    stem_stride: int = option(1, POSITIVE_INT, "stride of the CIFAR stem conv")
+    entry: str = option("euler", Spec("choice", choices=("euler", "scheme")),
+                        "euler: an Euler entry block per stage | scheme: the stride inside the first scheme block")
+    stages: list[int] | None = option(None, Spec("ints", low=1, nullable=True),
+                                      "explicit units per stage, e.g. [10,9,9]; overrides depth")
+    strict: bool = option(False, BOOL, "true: leftover units that do not fill a block are an error")
+    tied: bool = option(False, BOOL, "true: one shared unit per block (a true ODE-solver step)")
+    step: float = option(1.0, NON_NEGATIVE, "h (0 only with learn_step: a learnable step starting at 0)")
+    learn_step: bool = option(False, BOOL, "true: h is a learnable scalar per block, initialised to `step`")
+    inner: str | None = option(None, Spec("choice", choices=_choices("inner"), nullable=True),
+                               "nested scheme inside every unit of a block (RK-in-RK)")
+    norm: str = option("batch", Spec("choice", choices=_choices("norm")), "batch | group (GroupNorm for tied/ODE)")
+    stride_in_3x3: bool = option(False, BOOL, "bottleneck stride on the 3x3 conv (torchvision V1.5)")
+    ode_method: str = option("dopri5", Spec("choice", choices=_choices("ode_method")), "block=ode: torchdiffeq method")
+    ode_rtol: float = option(1.0e-3, POSITIVE, "block=ode: relative tolerance")
+    ode_atol: float = option(1.0e-3, POSITIVE, "block=ode: absolute tolerance")
+    ode_adjoint: bool = option(False, BOOL, "block=ode: adjoint backward pass")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
+
+
+def model_defaults() -> dict:
+    """Every model option with its default."""
+    return {f.name: (f.default_factory() if f.default is MISSING else f.default) for f in fields(ModelConfig)}
+
+
+def model_specs() -> dict[str, Spec]:
+    """Every model option with its command-line spec."""
+    return {f.name: f.metadata["spec"] for f in fields(ModelConfig)}
+
+
+def complete(options: dict) -> dict:
+    """``options`` with every model option it leaves out at its default (an older checkpoint or summary lacks
+    options added since); an unknown key is a ConfigError naming the valid ones."""
+    unknown = sorted(set(options) - set(MODEL_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown model option(s) {', '.join(map(repr, unknown))}; valid options: "
+                          f"{', '.join(MODEL_KEYS)}.")
+    return {**model_defaults(), **options}
+
+
+def store_model_node() -> None:
+    """The Hydra ``model`` config (top-level keys ``block=rk4 depth=56``): a ConfigStore node made from
+    :class:`ModelConfig`'s defaults, listed in the defaults of fit.yaml, analyze.yaml and info.yaml."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="model", node=model_defaults(), package="_global_", provider="horesnet")
