@@ -1,9 +1,13 @@
 """``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: compare trained variants.
 
 Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (all model
-options except the seed), and writes a Markdown + CSV table (mean ± std over seeds) and a PNG. It refuses an
-unfair comparison -- different units per stage, parameters more than 0.1% apart, or a different recipe, data or
-number of epochs -- unless ``allow_unfair=true``, and says what differs.
+options except the seed), and writes a Markdown + CSV table (mean ± std over seeds) and a PNG. For every pair of
+variants it gives the difference in test accuracy with its 95% confidence interval and Welch p-value
+(``horesnet.stats.welch``, docs/design.md "Statistics"): first each variant against the reference (the plain Euler
+variant when present, else the first row), then the remaining pairs; Markdown, ``comparison_pairs.csv`` and
+``comparison.json`` list them all. It refuses an unfair comparison -- different units per stage, parameters more
+than 0.1% apart, or a different recipe, data or number of epochs -- unless ``allow_unfair=true``, and says what
+differs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from .config import MODEL_KEYS
 from .errors import ConfigError, check_writable
+from .stats import ALPHA, LEVEL, MIN_SEEDS, format_p, welch
 
 OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
@@ -122,15 +127,51 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
         val = mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
         wall = mean_std([r.get("wall_time_s", float("nan")) for r in runs])
         ips = mean_std([r.get("images_per_sec", float("nan")) for r in runs])
+        by_seed = sorted(runs, key=lambda r: (r["config"].get("seed") is None, r["config"].get("seed") or 0))
         rows.append({
             "variant": variant_label(r0), "block": r0["config"]["block"], "depth": r0["config"]["depth"],
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
             "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
             "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "images_per_sec": ips[0],
             "seeds": len(runs), "seed_list": sorted(r["config"].get("seed") for r in runs),
+            "test_acc_seeds": [100 * r.get("test", {}).get("test/acc1", float("nan")) for r in by_seed],
             "runs": [r["_dir"] for r in runs],
         })
     return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
+
+
+def reference_row(rows: list[dict]) -> dict:
+    """The variant every other one is compared with first: the first Euler (ResNet) row when present, else row 0."""
+    return next((r for r in rows if r["block"] == "euler"), rows[0])
+
+
+def differences(rows: list[dict]) -> list[dict]:
+    """Test-accuracy difference a − b (points) for every pair of variants, by ``horesnet.stats.welch``.
+
+    Each variant against the reference comes first (a = the variant, b = the reference); then every other pair in
+    table order, a = the later row. Each entry: a, b, reference (b is the reference), and welch's fields.
+    """
+    ref = reference_row(rows)
+    others = [r for r in rows if r is not ref]
+    pairs = [(r, ref) for r in others]
+    pairs += [(others[j], others[i]) for i in range(len(others)) for j in range(i + 1, len(others))]
+    return [{"a": a["variant"], "b": b["variant"], "reference": b is ref,
+             **welch(a["test_acc_seeds"], b["test_acc_seeds"]).as_dict()} for a, b in pairs]
+
+
+def differences_markdown(pairs: list[dict]) -> list[str]:
+    if not pairs:
+        return []
+    lines = ["", f"Test accuracy differences a − b (points), {100 * LEVEL:.0f}% confidence interval from Welch's t, "
+             f"Welch's two-sided p; significant: p < {ALPHA}; not tested: fewer than {MIN_SEEDS} seeds in an arm.",
+             "", "| a | b | a − b | 95% CI | p | seeds a/b | verdict |", "|---|---|---|---|---|---|---|"]
+    for d in pairs:
+        tested = d["verdict"] != "not tested"
+        ci = f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if tested else "n/a"
+        p = format_p(d["p"]).removeprefix("p=") if tested else "n/a"
+        lines.append(f"| {d['a']} | {d['b']} | {d['difference']:+.2f} | {ci} | {p} | {d['n_a']}/{d['n_b']} | "
+                     f"{d['verdict']} |")
+    return lines
 
 
 def markdown(rows: list[dict], problems: list[str]) -> str:
@@ -145,6 +186,7 @@ def markdown(rows: list[dict], problems: list[str]) -> str:
     lines.append("")
     lines.append("Fairness: " + ("passed (same units per stage, params within 0.1%, same recipe/data/epochs)."
                                  if not problems else "NOT FAIR -- " + "; ".join(problems)))
+    lines += differences_markdown(differences(rows))
     return "\n".join(lines) + "\n"
 
 
@@ -211,22 +253,45 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
         writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "runs"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    pairs = differences(rows)
+    if pairs:
+        with open(out_dir / "comparison_pairs.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(pairs[0]))
+            writer.writeheader()
+            writer.writerows(pairs)
+    (out_dir / "comparison.json").write_text(json.dumps(
+        json_safe({"variants": [{k: v for k, v in r.items() if k != "runs"} for r in rows], "differences": pairs,
+                 "fairness_problems": problems}), indent=2, allow_nan=False) + "\n")
     plot(rows, groups, out_dir / "comparison.png")
     if wandb:
-        _log_wandb(rows, out_dir, wandb_project)
+        _log_wandb(rows, pairs, out_dir, wandb_project)
     return rows, problems, out_dir
 
 
-def _log_wandb(rows, out_dir: Path, project: str) -> None:
+def json_safe(obj):
+    """NaN and ±inf (a spread or test that does not exist) become null: strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _log_wandb(rows, pairs, out_dir: Path, project: str) -> None:
     import wandb as wb
 
     from .training.loggers import init_run, wandb_mode
 
     run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
                    reinit="create_new")
-    cols = [k for k in rows[0] if k not in ("runs", "seed_list")]
-    run.log({"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows]),
-             "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
+    cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds")]
+    tables = {"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])}
+    if pairs:
+        tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
+                                                    data=[list(json_safe(d).values()) for d in pairs])
+    run.log(tables | {"comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
     run.finish()
 
 
