@@ -5,13 +5,14 @@
 
 Every number is read from the runs' summary.json, metrics.csv and analysis/robustness.csv; nothing is typed in.
 Variants with fewer seeds than the others are reported with the seeds they have (the table says how many).
+Every difference between variants is ``horesnet.stats.welch`` (difference of means, 95% CI, Welch p, verdict;
+docs/design.md "Statistics").
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 import sys
 from collections import defaultdict
@@ -22,7 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from horesnet.compare import compare, mean_std  # noqa: E402
+from horesnet.compare import compare, differences, json_safe, mean_std  # noqa: E402
+from horesnet.stats import Difference, format_difference, welch  # noqa: E402
 
 RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
 
@@ -67,36 +69,48 @@ def final(run: Path) -> dict:
     s = json.loads((run / "summary.json").read_text())
     curves = epoch_curves(run)
     return {"test_error": 100 * (1 - s["test"]["test/acc1"]), "val_error": 100 * (1 - s["val"]["val/acc1"]),
-            "train_error": curves["train_error"][-1], "params": s["model"]["params"],
+            "train_error": curves["train_error"][-1], "train_error_epoch1": curves["train_error"][0],
+            "params": s["model"]["params"],
             "wall_time_s": s["wall_time_s"]}
 
 
-def _finite(obj):
-    """NaN (e.g. the spread of a single seed) becomes null: strict JSON."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
+    """Strict JSON: NaN (the spread of a single seed, an untested difference) becomes null."""
+    path.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+
+
+def difference_lines(title: str, diffs: dict[str, dict], digits: int = 2) -> list[str]:
+    """Markdown lines ``- a − b: +8.26 [+5.10, +11.42], p=0.003 (n=3/3), significant`` for welch dicts."""
+    return ["", title, ""] + [f"- {name}: {format_difference(Difference(**d), digits, verdict=True)}"
+                              for name, d in diffs.items()]
+
+
+DEGRADATION_NETS = {("plain", 20): "plain-20", ("plain", 56): "plain-56", ("euler", 20): "ResNet-20",
+                    ("euler", 56): "ResNet-56"}
+# a − b; the last pair is study 1's step=0.25 control (not a row of the table) against ResNet-20
+DEGRADATION_PAIRS = [("plain-56", "plain-20"), ("ResNet-56", "ResNet-20"), ("plain-56", "ResNet-56"),
+                     ("plain-20", "ResNet-20"), ("ResNet-56 step=0.25", "ResNet-20")]
+DEGRADATION_EXTRA = {("euler-h0.25", 56): "ResNet-56 step=0.25"}
+
+
+def degradation_differences(per_net: dict[str, list[dict]]) -> dict[str, dict]:
+    """{"a − b": {metric: welch dict}} for the pairs of DEGRADATION_PAIRS whose runs exist."""
+    return {f"{a} − {b}": {key: welch([f[key] for f in per_net[a]], [f[key] for f in per_net[b]]).as_dict()
+                          for key in ("train_error_epoch1", "train_error", "val_error", "test_error")}
+            for a, b in DEGRADATION_PAIRS if a in per_net and b in per_net}
 
 
 def degradation(pool: Path, out: Path) -> None:
     runs = finished_runs(pool)
-    nets = [("plain", 20), ("plain", 56), ("euler", 20), ("euler", 56)]
-    label = {"plain": "plain-{d}", "euler": "ResNet-{d}"}
-    rows, curves = [], {}
-    for variant, depth in nets:
+    rows, curves, per_net = [], {}, {}
+    for (variant, depth), name in (DEGRADATION_NETS | DEGRADATION_EXTRA).items():
         seeds = runs.get((variant, depth), {})
         if not seeds:
             continue
-        finals = [final(r) for r in seeds.values()]
-        name = label[variant].format(d=depth)
+        finals = [final(r) for _, r in sorted(seeds.items())]
+        per_net[name] = finals
+        if (variant, depth) not in DEGRADATION_NETS:
+            continue
         curves[name] = [epoch_curves(r) for r in seeds.values()]
         row = {"net": name, "seeds": sorted(seeds), "params": finals[0]["params"]}
         for key in ("train_error", "val_error", "test_error", "wall_time_s"):
@@ -111,8 +125,13 @@ def degradation(pool: Path, out: Path) -> None:
         lines.append(f"| {r['net']} | {r['params']:,} | {r['train_error_mean']:.2f} ± {r['train_error_std']:.2f} | "
                      f"{r['val_error_mean']:.2f} ± {r['val_error_std']:.2f} | {r['test_error_mean']:.2f} ± "
                      f"{r['test_error_std']:.2f} | {r['wall_time_s_mean']:.0f} | {len(r['seeds'])} |")
+    diffs = degradation_differences(per_net)
+    for key, what in (("train_error_epoch1", "training error after epoch 1"), ("train_error", "final training error"),
+                      ("test_error", "test error")):
+        lines += difference_lines(f"Differences in {what} (points, a − b):", {k: d[key] for k, d in diffs.items()})
     (out / "degradation.md").write_text("\n".join(lines) + "\n")
     write_json(out / "degradation.json", rows)
+    write_json(out / "degradation_differences.json", diffs)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colors = {"plain-20": "tab:orange", "plain-56": "tab:red", "ResNet-20": "tab:cyan", "ResNet-56": "tab:blue"}
     for ax, key, title in [(axes[0], "train_error", "training error (augmented batches)"),
@@ -136,16 +155,9 @@ HO_VARIANTS = ("euler", "midpoint", "rk4", "rk4-learnstep", "euler-h0.25", "eule
 CONTROLS = {"euler-h0.25": ("rk4", "rk4-learnstep"), "euler-h0.5": ("midpoint",)}
 
 
-def difference(a: list[float], b: list[float]) -> dict:
-    """b - a in mean accuracy, and whether it exceeds twice its standard error (seed-to-seed spread)."""
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    se = math.sqrt(sa ** 2 / len(a) + sb ** 2 / len(b)) if len(a) > 1 and len(b) > 1 else float("nan")
-    return {"difference": mb - ma, "standard_error": se,
-            "exceeds_2se": bool(abs(mb - ma) > 2 * se) if not math.isnan(se) else None}
-
-
 def ho_comparison(pool: Path, out: Path) -> None:
     runs = finished_runs(pool)
+    previous = json.loads((out / "ho_comparison.json").read_text()) if (out / "ho_comparison.json").is_file() else {}
     depths = sorted({d for (v, d) in runs if v in HO_VARIANTS and v != "euler"})
     summary = {}
     for depth in depths:
@@ -153,27 +165,45 @@ def ho_comparison(pool: Path, out: Path) -> None:
         if len(present) < 2:
             continue
         dout = out / f"d{depth}"
-        compare([str(p) for seeds in present.values() for p in seeds.values()], out=str(dout))
-        acc = {v: [100 * json.loads((p / "summary.json").read_text())["test"]["test/acc1"] for p in seeds.values()]
-               for v, seeds in present.items()}
-        summary[f"depth {depth}"] = {
+        rows, _, _ = compare([str(p) for seeds in present.values() for p in seeds.values()], out=str(dout))
+        acc = {v: [100 * json.loads((p / "summary.json").read_text())["test"]["test/acc1"]
+                   for _, p in sorted(seeds.items())] for v, seeds in present.items()}
+        key = f"depth {depth}"
+        summary[key] = {   # every difference is a − b = the named variant − the one after "vs_"
             "test_accuracy": {v: dict(zip(("mean", "std"), mean_std(a), strict=True)) | {"seeds": sorted(present[v])}
                               for v, a in acc.items()},
-            "vs_euler": {v: difference(acc["euler"], a) for v, a in acc.items() if v != "euler" and "euler" in acc},
+            "vs_euler": {v: welch(a, acc["euler"]).as_dict() for v, a in acc.items()
+                         if v != "euler" and "euler" in acc},
         }
         for control, schemes in CONTROLS.items():   # Euler with the scheme's mean output weight per unit
             if control in acc:
-                summary[f"depth {depth}"][f"vs_{control}"] = {v: difference(acc[control], acc[v])
-                                                              for v in schemes if v in acc}
+                summary[key][f"vs_{control}"] = {v: welch(acc[v], acc[control]).as_dict() for v in schemes if v in acc}
+        summary[key]["all_pairs"] = differences(rows)   # horesnet.compare's labels, as in d<depth>/comparison.md
         if "rk4-learnstep" in present:
-            summary[f"depth {depth}"]["learned_steps"] = learned_steps(present["rk4-learnstep"])
-        robustness_table(present, dout, summary[f"depth {depth}"])
+            steps = learned_steps(present["rk4-learnstep"])
+            if not steps and previous.get(key, {}).get("learned_steps"):
+                print(f"report.py: no checkpoints under {pool} (git-ignored); learned_steps of {key} kept from "
+                      f"{out / 'ho_comparison.json'}", file=sys.stderr)
+                steps = previous[key]["learned_steps"]
+            summary[key]["learned_steps"] = steps
+        summary[key]["training_error_vs_euler"] = training_error_differences(present)
+        robustness_table(present, dout, summary[key])
         convergence_plot(present, dout / "convergence.png", depth)
     if not summary:
         sys.exit(f"report.py: no finished HO comparison runs under {pool}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ho_comparison.json", summary)
     print(json.dumps(summary, indent=2))
+
+
+def training_error_differences(present: dict[str, dict[int, Path]]) -> dict:
+    """{variant: [welch dict of training error (variant − euler) at epoch 1, 2, ...]} (the convergence curves)."""
+    if "euler" not in present:
+        return {}
+    curves = {v: [epoch_curves(r)["train_error"] for _, r in sorted(seeds.items())] for v, seeds in present.items()}
+    epochs = min(len(c) for cs in curves.values() for c in cs)
+    return {v: [welch([c[e] for c in cs], [c[e] for c in curves["euler"]]).as_dict() | {"epoch": e + 1}
+                for e in range(epochs)] for v, cs in curves.items() if v != "euler"}
 
 
 def learned_steps(seeds: dict[int, Path]) -> dict:
@@ -227,6 +257,14 @@ def robustness_table(present: dict[str, dict[int, Path]], out: Path, summary: di
     fig.tight_layout()
     fig.savefig(out / "robustness.png", dpi=120)
     plt.close(fig)
+    if "euler" in table:
+        vs = {m: {f"{v} − euler, σ={s:g}": welch([x[i] for x in per_sigma.get(s, [])],
+                                                 [x[i] for x in table["euler"].get(s, [])]).as_dict()
+                  for v, per_sigma in table.items() if v != "euler" for s in sigmas}
+              for i, m in ((0, "accuracy"), (1, "ece"))}
+        lines += difference_lines("Accuracy differences from euler (points):", vs["accuracy"])
+        lines += difference_lines("ECE differences from euler:", vs["ece"], digits=3)
+        summary["robustness_vs_euler"] = vs
     (out / "robustness.md").write_text("\n".join(lines) + "\n")
     summary["robustness"] = rows
 

@@ -3,10 +3,13 @@
 Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (every model
 option and every recipe key; only the seed may differ), labels each variant by the model options that differ from
 their defaults, and writes a Markdown + CSV table (residual scale, parameters, mean ± std over seeds) and a PNG.
-Each variant is flagged where it is confounded against the reference (the Euler one): a residual scale more than 10%
-away (with the matched Euler control and the command that trains it), or other parameters or multiply-adds
-(docs/design.md, "Fair comparisons"). It refuses a comparison across units per stage, recipes, data or epochs
-unless ``allow_unfair=true``, and says what differs.
+Each variant is flagged where it is confounded against the reference (the plain Euler variant): a residual scale
+more than 10% away (with the matched Euler control and the command that trains it), or other parameters or
+multiply-adds (docs/design.md, "Fair comparisons"). For every pair of variants it gives the difference in test
+accuracy with its 95% confidence interval and Welch p-value (``horesnet.stats.welch``, docs/design.md
+"Statistics"): first each variant against the reference, then the remaining pairs; Markdown,
+``comparison_pairs.csv`` and ``comparison.json`` list them all. It refuses a comparison across units per stage,
+recipes, data or epochs unless ``allow_unfair=true``, and says what differs.
 """
 
 from __future__ import annotations
@@ -20,12 +23,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from .errors import ConfigError, check_writable
-from .models.config import MODEL_KEYS, complete, model_defaults
+from .stats import ALPHA, LEVEL, MIN_SEEDS, format_p, welch
+from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS are part of compare's API
+    RECIPE_KEYS,
+    fairness_problems,
+    labels,
+    reference_key,
+    scale_of,
+    variant_flags,
+    variant_key,
+    variant_label,
+)
 
 OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
-RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
-               "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
-               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last")
 
 
 def load_runs(paths: list[str]) -> list[dict]:
@@ -67,136 +77,6 @@ def check_summary(s, path) -> None:
             raise ConfigError(f"{path} is not a horesnet run summary: config has no {key!r}.")
 
 
-def _get(cfg: dict, dotted: str):
-    for part in dotted.split("."):
-        cfg = cfg.get(part) if isinstance(cfg, dict) else None
-    return cfg
-
-
-DATA_FOLLOWERS = ("num_classes", "in_channels")  # model keys that follow the data: told apart by the recipe
-SCALE_TOLERANCE = 0.10
-
-
-def model_options(run: dict) -> dict:
-    """Every model option of a run, those its summary lacks (older runs) at their defaults."""
-    return complete({k: v for k, v in run["config"].items() if k in MODEL_KEYS})
-
-
-def recipe(run: dict) -> dict:
-    return {key: _get(run["config"], key) for key in RECIPE_KEYS}
-
-
-def variant_key(run: dict) -> tuple:
-    """Runs are one variant only when every model option and every recipe key agree (the seed aside)."""
-    return (json.dumps(model_options(run), sort_keys=True), json.dumps(recipe(run), sort_keys=True))
-
-
-def variant_label(run: dict) -> str:
-    """``block-depth`` plus every model option that differs from its default (``euler-56 step=0.25``)."""
-    options, defaults = model_options(run), model_defaults()
-    extras = [f"{k}={_show(v)}" for k, v in options.items()
-              if k not in ("block", "depth", *DATA_FOLLOWERS) and v != defaults[k]]
-    return " ".join([f"{options['block']}-{options['depth']}"] + extras)
-
-
-def _show(v) -> str:
-    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
-
-
-def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
-    """A distinct label per variant: the model label, plus the recipe keys that differ where two variants share
-    a model label."""
-    base = {key: variant_label(runs[0]) for key, runs in groups.items()}
-    out = {}
-    for key, label in base.items():
-        twins = [k for k, lab in base.items() if lab == label]
-        if len(twins) > 1:
-            recipes = [recipe(groups[k][0]) for k in twins]
-            mine = recipe(groups[key][0])
-            differ = [k for k in RECIPE_KEYS if len({json.dumps(r[k], sort_keys=True) for r in recipes}) > 1]
-            label += " [" + " ".join(f"{k}={json.dumps(mine[k])}" for k in differ) + "]"
-        out[key] = label
-    return out
-
-
-def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
-    """The variant others are measured against: the Euler variant with step 1 and the fewest options changed from
-    their defaults (a standard ResNet), else the first."""
-    defaults = model_defaults()
-    euler = [key for key, runs in groups.items() if model_options(runs[0])["block"] == "euler"
-             and model_options(runs[0])["step"] == 1.0 and model_options(runs[0])["shortcut"] != "plain"]
-    changed = lambda key: sum(v != defaults[k] for k, v in model_options(groups[key][0]).items())  # noqa: E731
-    return min(euler, key=changed) if euler else next(iter(groups))
-
-
-def scale_of(run: dict) -> float | None:
-    scale = run["model"].get("residual_scale")
-    return scale["mean"] if isinstance(scale, dict) else None
-
-
-def matched_control(runs: list[dict]) -> tuple[str, str]:
-    """(label, command) of the Euler network with the same residual scale as a variant's ``runs``: same options,
-    block=euler and step = the variant's residual scale, trained over the same seeds."""
-    run = runs[0]
-    options = model_options(run)
-    step = round(scale_of(run), 4)
-    control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler"}
-    defaults = model_defaults()
-    keys = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
-            if k not in ("block", "depth", "step", *DATA_FOLLOWERS) and v != defaults[k]]
-    label = variant_label({"config": control})
-    seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
-    data = run["config"].get("data", {}).get("name")
-    command = (f"python -m horesnet.fit -m block=euler depth={options['depth']} step={step:g} "
-               + " ".join(keys + [f"data={data}"] if data else keys) + f" seed={seeds}")
-    return label, " ".join(command.split())
-
-
-def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
-    """Per variant, what confounds its comparison with the reference: a residual scale more than 10% away
-    (scale-confounded, with the matched Euler control and the command that trains it), and different parameters
-    or multiply-adds."""
-    names = labels(groups)
-    ref_key = reference_key(groups)
-    ref = groups[ref_key][0]
-    ref_scale, flags = scale_of(ref), {}
-    present = {variant_label(runs[0]) for runs in groups.values()}
-    for key, runs in groups.items():
-        run, out = runs[0], []
-        if key != ref_key:
-            scale = scale_of(run)
-            if scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
-                label, command = matched_control(runs)
-                where = "in this comparison" if label in present else f"train it with: {command}"
-                out.append(f"scale-confounded: residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}); "
-                           f"matched control {label} ({where})")
-            for field, what in (("params", "parameters"), ("macs", "multiply-adds")):
-                mine, theirs = run["model"].get(field), ref["model"].get(field)
-                if mine and theirs and mine != theirs:
-                    out.append(f"{what} {mine:,} vs {theirs:,} ({100 * (mine - theirs) / theirs:+.2f}%)")
-        flags[key] = out
-    return flags
-
-
-def fairness_problems(groups: dict[tuple, list[dict]]) -> list[str]:
-    """What makes the comparison meaningless (empty list: comparable): different units per stage, a
-    continuous-depth variant, or different recipes, data or epochs."""
-    problems = []
-    names = labels(groups)
-    units = {names[k]: tuple(runs[0]["model"]["units_per_stage"]) for k, runs in groups.items()}
-    if len(set(units.values())) > 1:
-        problems.append("units per stage differ: " + "; ".join(f"{k}: {list(v)}" for k, v in units.items()))
-    for k, runs in groups.items():
-        if not runs[0]["model"].get("equal_depth", True):
-            problems.append(f"{names[k]} is not an equal-depth variant (block=ode)")
-    all_runs = [r for runs in groups.values() for r in runs]
-    for key in RECIPE_KEYS:
-        values = {json.dumps(_get(r["config"], key), sort_keys=True) for r in all_runs}
-        if len(values) > 1:
-            problems.append(f"{key} differs between runs: {' vs '.join(sorted(values))}")
-    return problems
-
-
 def mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -205,23 +85,60 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
-    rows, names, flags = [], labels(groups), variant_flags(groups)
+    rows, names, flags, ref = [], labels(groups), variant_flags(groups), reference_key(groups)
     for key, runs in groups.items():
         r0 = runs[0]
         test = mean_std([100 * r.get("test", {}).get("test/acc1", float("nan")) for r in runs])
         val = mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
         wall = mean_std([r.get("wall_time_s", float("nan")) for r in runs])
         ips = mean_std([r.get("images_per_sec", float("nan")) for r in runs])
+        by_seed = sorted(runs, key=lambda r: (r["config"].get("seed") is None, r["config"].get("seed") or 0))
         rows.append({
             "variant": names[key], "block": r0["config"]["block"], "depth": r0["config"]["depth"],
-            "residual_scale": scale_of(r0), "flags": "; ".join(flags[key]),
+            "residual_scale": scale_of(r0), "flags": "; ".join(flags[key]), "reference": key == ref,
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
             "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
             "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "images_per_sec": ips[0],
             "seeds": len(runs), "seed_list": sorted(r["config"].get("seed") for r in runs),
+            "test_acc_seeds": [100 * r.get("test", {}).get("test/acc1", float("nan")) for r in by_seed],
             "runs": [r["_dir"] for r in runs],
         })
     return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
+
+
+def reference_row(rows: list[dict]) -> dict:
+    """The variant every other one is compared with first (``horesnet.variants.reference_key``: the plain Euler
+    variant when present)."""
+    return next((r for r in rows if r.get("reference")), rows[0])
+
+
+def differences(rows: list[dict]) -> list[dict]:
+    """Test-accuracy difference a − b (points) for every pair of variants, by ``horesnet.stats.welch``.
+
+    Each variant against the reference comes first (a = the variant, b = the reference); then every other pair in
+    table order, a = the later row. Each entry: a, b, reference (b is the reference), and welch's fields.
+    """
+    ref = reference_row(rows)
+    others = [r for r in rows if r is not ref]
+    pairs = [(r, ref) for r in others]
+    pairs += [(others[j], others[i]) for i in range(len(others)) for j in range(i + 1, len(others))]
+    return [{"a": a["variant"], "b": b["variant"], "reference": b is ref,
+             **welch(a["test_acc_seeds"], b["test_acc_seeds"]).as_dict()} for a, b in pairs]
+
+
+def differences_markdown(pairs: list[dict]) -> list[str]:
+    if not pairs:
+        return []
+    lines = ["", f"Test accuracy differences a − b (points), {100 * LEVEL:.0f}% confidence interval from Welch's t, "
+             f"Welch's two-sided p; significant: p < {ALPHA}; not tested: fewer than {MIN_SEEDS} seeds in an arm.",
+             "", "| a | b | a − b | 95% CI | p | seeds a/b | verdict |", "|---|---|---|---|---|---|---|"]
+    for d in pairs:
+        tested = d["verdict"] != "not tested"
+        ci = f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if tested else "n/a"
+        p = format_p(d["p"]).removeprefix("p=") if tested else "n/a"
+        lines.append(f"| {d['a']} | {d['b']} | {d['difference']:+.2f} | {ci} | {p} | {d['n_a']}/{d['n_b']} | "
+                     f"{d['verdict']} |")
+    return lines
 
 
 def markdown(rows: list[dict], problems: list[str]) -> str:
@@ -241,6 +158,7 @@ def markdown(rows: list[dict], problems: list[str]) -> str:
     flagged = [r for r in rows if r["flags"]]
     lines += [f"- {r['variant']}: {r['flags']}" for r in flagged] or ["- no variant is confounded by residual "
                                                                       "scale, parameters or multiply-adds."]
+    lines += differences_markdown(differences(rows))
     return "\n".join(lines) + "\n"
 
 
@@ -307,22 +225,45 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
         writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "runs"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    pairs = differences(rows)
+    if pairs:
+        with open(out_dir / "comparison_pairs.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(pairs[0]))
+            writer.writeheader()
+            writer.writerows(pairs)
+    (out_dir / "comparison.json").write_text(json.dumps(
+        json_safe({"variants": [{k: v for k, v in r.items() if k != "runs"} for r in rows], "differences": pairs,
+                 "fairness_problems": problems}), indent=2, allow_nan=False) + "\n")
     plot(rows, groups, out_dir / "comparison.png")
     if wandb:
-        _log_wandb(rows, out_dir, wandb_project)
+        _log_wandb(rows, pairs, out_dir, wandb_project)
     return rows, problems, out_dir
 
 
-def _log_wandb(rows, out_dir: Path, project: str) -> None:
+def json_safe(obj):
+    """NaN and ±inf (a spread or test that does not exist) become null: strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _log_wandb(rows, pairs, out_dir: Path, project: str) -> None:
     import wandb as wb
 
     from .training.loggers import init_run, wandb_mode
 
     run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
                    reinit="create_new")
-    cols = [k for k in rows[0] if k not in ("runs", "seed_list")]
-    run.log({"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows]),
-             "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
+    cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds")]
+    tables = {"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])}
+    if pairs:
+        tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
+                                                    data=[list(json_safe(d).values()) for d in pairs])
+    run.log(tables | {"comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
     run.finish()
 
 

@@ -1,7 +1,10 @@
-"""Tests of horesnet.compare: mean ± std over seeds, and refusal of unfair comparisons.
+"""Tests of horesnet.compare: mean ± std over seeds, pairwise differences (CI, Welch p), refusal of unfair comparisons.
 
 The run folders are written by hand in the schema ``run_fit`` writes (summary.json with config/model/val/test),
 with accuracies chosen here; expected means and standard deviations come from Python's ``statistics`` module.
+The pairwise differences use accuracies chosen so that Welch's df is exactly 2 (one arm without spread), where
+Student's t has a closed form (docs/design.md "Statistics"; tests/test_stats.py): p = 1 − |t|/√(2 + t²) and the
+97.5% quantile is 0.95/√(2·0.975·0.025).
 Parameter counts are He et al. 2015's (Table 6, option A): ResNet-20 0.27M (269,722), ResNet-32 0.46M (464,154).
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -107,6 +111,62 @@ def test_fair_comparison_mean_std(tmp_path):
     # an explicit output folder
     _, _, out2 = compare([str(root)], out=str(tmp_path / "elsewhere"))
     assert out2 == tmp_path / "elsewhere" and (out2 / "comparison.csv").is_file()
+
+
+T975_DF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)     # 4.3027, Student's t quantile for df = 2
+
+
+def test_pairwise_differences_ci_and_p(tmp_path, capsys):
+    # euler 90/91/92 % (variance 1), midpoint 95 % on every seed, rk4 91/92/93 %: against euler, midpoint is
+    # +4 with se = 1/√3, t = 4√3 (t² = 48), df = 2; rk4 is +1 with se = √(2/3), t² = 1.5, df = 4
+    accs = {"euler": [0.90, 0.91, 0.92], "midpoint": [0.95, 0.95, 0.95], "rk4": [0.91, 0.92, 0.93]}
+    for block, values in accs.items():
+        for seed, acc in enumerate(values):
+            write_run(tmp_path / "runs", block, 20, seed, acc, acc)
+    rows, _, out = compare([str(tmp_path / "runs")])
+    with open(out / "comparison_pairs.csv", newline="") as f:
+        pairs = {(r["a"], r["b"]): r for r in csv.DictReader(f)}
+    assert list(pairs) == [("midpoint-20", "euler-20"), ("rk4-20", "euler-20"), ("rk4-20", "midpoint-20")]
+    mid = pairs[("midpoint-20", "euler-20")]
+    half = T975_DF2 / math.sqrt(3)                                          # 2.4841
+    assert float(mid["difference"]) == pytest.approx(4.0)
+    assert float(mid["df"]) == pytest.approx(2.0)
+    assert float(mid["p"]) == pytest.approx(1 - math.sqrt(48 / 50), rel=1e-6)      # 0.0202
+    assert (float(mid["ci_low"]), float(mid["ci_high"])) == pytest.approx((4 - half, 4 + half), rel=1e-6)
+    assert mid["verdict"] == "significant" and mid["reference"] == "True" and (mid["n_a"], mid["n_b"]) == ("3", "3")
+    # df = 4: p = 2(1/2 − (3/8)x(1 − x²/12)), x = |t|/√(1 + t²/4)
+    x = math.sqrt(1.5) / math.sqrt(1 + 1.5 / 4)
+    rk4 = pairs[("rk4-20", "euler-20")]
+    assert float(rk4["p"]) == pytest.approx(2 * (0.5 - 3 / 8 * x * (1 - x * x / 12)), rel=1e-6)   # 0.273
+    assert rk4["verdict"] == "not significant"
+    assert float(pairs[("rk4-20", "midpoint-20")]["difference"]) == pytest.approx(-3.0)
+    assert pairs[("rk4-20", "midpoint-20")]["reference"] == "False"
+    md = (out / "comparison.md").read_text()
+    assert (f"| midpoint-20 | euler-20 | +4.00 | [{4 - half:+.2f}, {4 + half:+.2f}] | "
+            f"{1 - math.sqrt(0.96):.3f} | 3/3 | significant |") in md
+    assert "| rk4-20 | euler-20 | +1.00 |" in md and "not significant |" in md
+    saved = json.loads((out / "comparison.json").read_text())
+    assert [d["a"] for d in saved["differences"]] == ["midpoint-20", "rk4-20", "rk4-20"]
+    assert saved["variants"][0]["test_acc_seeds"] == pytest.approx([90.0, 91.0, 92.0])
+    assert saved["fairness_problems"] == []
+    assert main([str(tmp_path / "runs"), f"out={tmp_path / 'o'}"]) == 0
+    assert "| midpoint-20 | euler-20 | +4.00 |" in capsys.readouterr().out
+
+
+def test_differences_without_euler_or_enough_seeds(tmp_path):
+    # no Euler variant: the first row is the reference; two seeds in an arm: "not tested", no CI or p
+    for seed, acc in enumerate([0.90, 0.92]):
+        write_run(tmp_path / "runs", "rk4", 20, seed, acc, acc)
+    for seed, acc in enumerate([0.93, 0.94, 0.95]):
+        write_run(tmp_path / "runs", "midpoint", 20, seed, acc, acc)
+    _, _, out = compare([str(tmp_path / "runs")])
+    saved = json.loads((out / "comparison.json").read_text())["differences"]
+    assert len(saved) == 1
+    d = saved[0]
+    assert (d["a"], d["b"], d["reference"]) == ("rk4-20", "midpoint-20", True)
+    assert d["difference"] == pytest.approx(91.0 - 94.0)
+    assert d["verdict"] == "not tested" and d["p"] is None and d["ci_low"] is None and (d["n_a"], d["n_b"]) == (2, 3)
+    assert "| rk4-20 | midpoint-20 | -3.00 | n/a | n/a | 2/3 | not tested |" in (out / "comparison.md").read_text()
 
 
 def _unfair(tmp_path: Path, change: str) -> Path:

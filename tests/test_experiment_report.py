@@ -1,7 +1,9 @@
 """Tests of experiments/report.py (the study tables of README "Results") on hand-written run folders.
 
 Runs are written in the schema ``run_fit`` writes (tests/test_compare.py ``write_run``), with accuracies, curves and
-robustness rows chosen here; expected means, standard deviations and standard errors come from ``statistics``.
+robustness rows chosen here; expected means and standard deviations come from ``statistics``. The accuracies are
+chosen so that Welch's test has df = 2 (rk4 has no spread), where Student's t has a closed form: p = 1 − |t|/√(2 + t²),
+97.5% quantile 0.95/√(2·0.975·0.025) (docs/design.md "Statistics").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_compare import write_run  # noqa: E402
 
 REPORT = Path(__file__).parents[1] / "experiments" / "report.py"
-TEST_ACC = {"euler": [0.900, 0.905, 0.898], "rk4": [0.912, 0.915, 0.913], "midpoint": [0.901, 0.899, 0.904]}
+TEST_ACC = {"euler": [0.90, 0.91, 0.92], "rk4": [0.93, 0.93, 0.93], "midpoint": [0.89, 0.91, 0.93]}
 ROBUST = {"euler": [(0.0, 90.0, 0.02), (0.1, 70.0, 0.10)], "rk4": [(0.0, 91.0, 0.03), (0.1, 75.0, 0.08)]}
 
 
@@ -55,11 +57,37 @@ def test_ho_comparison_difference_spread_and_robustness(tmp_path):
     summary = json.loads((tmp_path / "out" / "ho_comparison.json").read_text())["depth 32"]
     e, r = [100 * a for a in TEST_ACC["euler"]], [100 * a for a in TEST_ACC["rk4"]]
     diff = summary["vs_euler"]["rk4"]
+    # rk4 − euler = 93 − 91 = +2, se = √(1/3 + 0) -> t = 2√3 (t² = 12), df = 2, p = 1 − √(12/14)
     assert math.isclose(diff["difference"], statistics.fmean(r) - statistics.fmean(e), abs_tol=1e-9)
-    se = math.sqrt(statistics.variance(e) / 3 + statistics.variance(r) / 3)
-    assert math.isclose(diff["standard_error"], se, rel_tol=1e-9)
-    assert diff["exceeds_2se"] is True                     # 1.23 points vs a standard error of ~0.24
-    assert summary["vs_euler"]["midpoint"]["exceeds_2se"] is False
+    assert math.isclose(diff["difference"], 2.0, abs_tol=1e-9)
+    assert math.isclose(diff["df"], 2.0, rel_tol=1e-9)
+    assert math.isclose(diff["p"], 1 - math.sqrt(12 / 14), rel_tol=1e-6)            # 0.0742
+    half = 0.95 / math.sqrt(2 * 0.975 * 0.025) / math.sqrt(3)                        # 2.4841
+    assert math.isclose(diff["ci_low"], 2 - half, rel_tol=1e-6) and math.isclose(diff["ci_high"], 2 + half,
+                                                                                   rel_tol=1e-6)
+    assert diff["verdict"] == "not significant" and (diff["n_a"], diff["n_b"]) == (3, 3)
+    mid = summary["vs_euler"]["midpoint"]                  # same mean (91 %): t = 0, p = 1
+    assert math.isclose(mid["difference"], 0.0, abs_tol=1e-9) and math.isclose(mid["p"], 1.0, rel_tol=1e-9)
+    assert mid["verdict"] == "not significant"
+    pairs = {(d["a"], d["b"]): d for d in summary["all_pairs"]}
+    assert math.isclose(pairs[("rk4-32", "midpoint-32")]["difference"], 2.0, abs_tol=1e-9)
+    md = (tmp_path / "out" / "d32" / "comparison.md").read_text()
+    assert f"| rk4-32 | euler-32 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 0.074 | 3/3 | not significant |" in md
+    # robustness at σ = 0.1: accuracy rk4 75/76/77 vs euler 70/71/72 (variance 1 each): +5, t² = 37.5, df = 4,
+    # p = 2(1/2 − (3/8)x(1 − x²/12)) with x = |t|/√(1 + t²/4); ECE 0.08 vs 0.10 on every seed: zero spread in both
+    # arms, so the interval is the point and p = 0
+    noisy_vs = summary["robustness_vs_euler"]["accuracy"]["rk4 − euler, σ=0.1"]
+    x = math.sqrt(37.5) / math.sqrt(1 + 37.5 / 4)
+    assert math.isclose(noisy_vs["difference"], 5.0) and math.isclose(noisy_vs["df"], 4.0)
+    assert math.isclose(noisy_vs["p"], 2 * (0.5 - 3 / 8 * x * (1 - x * x / 12)), rel_tol=1e-6)   # 0.0027
+    ece_vs = summary["robustness_vs_euler"]["ece"]["rk4 − euler, σ=0.1"]
+    assert math.isclose(ece_vs["difference"], -0.02, abs_tol=1e-12) and ece_vs["verdict"] == "significant"
+    assert "rk4 − euler, σ=0.1: -0.020 [-0.020, -0.020], p<0.001 (n=3/3), significant" in (
+        tmp_path / "out" / "d32" / "robustness.md").read_text()
+    # training error per epoch: the curves are the same for every variant, so each difference is 0
+    epochs = summary["training_error_vs_euler"]["rk4"]
+    assert [d["epoch"] for d in epochs] == [1, 2, 3]
+    assert math.isclose(epochs[0]["difference"], 0.0, abs_tol=1e-9) and epochs[0]["verdict"] == "not significant"
     assert summary["test_accuracy"]["rk4"]["seeds"] == [0, 1, 2]
     noisy = {row["sigma"]: row for row in summary["robustness"]["rk4"]}[0.1]
     assert math.isclose(noisy["accuracy_mean"], statistics.fmean([75.0, 76.0, 77.0]))
@@ -88,6 +116,13 @@ def test_degradation_table_uses_the_last_epoch_training_error(tmp_path):
     assert math.isclose(rows["plain-56"]["train_error_mean"], statistics.fmean(expected))
     assert math.isclose(rows["plain-56"]["train_error_std"], statistics.stdev(expected))
     assert (tmp_path / "out" / "degradation.png").is_file()
+    # two seeds per net: every difference is "not tested" (the mean difference, 28 − 16.5, is still given)
+    diffs = json.loads((tmp_path / "out" / "degradation_differences.json").read_text())
+    plain = diffs["plain-56 − plain-20"]["train_error"]
+    assert math.isclose(plain["difference"], statistics.fmean(expected) - statistics.fmean([16.0, 17.0]))
+    assert plain["verdict"] == "not tested" and plain["p"] is None and (plain["n_a"], plain["n_b"]) == (2, 2)
+    assert math.isclose(diffs["ResNet-56 − ResNet-20"]["train_error_epoch1"]["difference"], 0.0, abs_tol=1e-9)
+    assert "plain-56 − plain-20: +11.50, not tested (n=2/2)" in (tmp_path / "out" / "degradation.md").read_text()
 
 
 def test_empty_pool_is_an_error(tmp_path):

@@ -80,7 +80,10 @@ def test_four_variants_four_rows_with_scale_and_the_rk4_control(tmp_path):
     assert "python -m horesnet.fit -m block=euler depth=32 step=0.4 width=0.25 data=cifar10 seed=0,1,2" in rk4
     assert "scale-confounded" in by["euler-32 width=0.25 step=0.25"]["flags"]
     md = (out / "comparison.md").read_text()
-    assert md.count("| euler-32") == 3 and "| rk4-32 width=0.25 | rk4 | 32 | 5/5/5 | 0.400 |" in md
+    assert sum(line.startswith("| euler-32") and "| euler | 32 |" in line for line in md.splitlines()) == 3
+    assert "| rk4-32 width=0.25 | rk4 | 32 | 5/5/5 | 0.400 |" in md
+    # rk4 - euler: +3.00 points, sd 1 in both arms -> se = sqrt(2/3), t = 3.674, df = 4, t_0.975(4) = 2.7764
+    assert "| rk4-32 width=0.25 | euler-32 width=0.25 | +3.00 | [+0.73, +5.27] | 0.021 | 3/3 | significant |" in md
 
 
 def test_a_present_control_is_named_not_commanded(tmp_path):

@@ -1,0 +1,147 @@
+"""What a variant is and what confounds its comparison (docs/design.md, "Fair comparisons").
+
+Runs are one variant when every model option (``horesnet.models.ModelConfig``) and every recipe key agree; only the
+seed may differ. A variant is labelled by the model options that differ from their defaults, measured against the
+reference (the plain Euler variant), and flagged where the comparison is confounded: a residual scale more than 10%
+away (with the matched Euler control and the command that trains it) or other parameters or multiply-adds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .models.config import MODEL_KEYS, complete, model_defaults
+
+RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
+               "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
+               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last")
+
+
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+DATA_FOLLOWERS = ("num_classes", "in_channels")  # model keys that follow the data: told apart by the recipe
+SCALE_TOLERANCE = 0.10
+
+
+def model_options(run: dict) -> dict:
+    """Every model option of a run, those its summary lacks (older runs) at their defaults."""
+    return complete({k: v for k, v in run["config"].items() if k in MODEL_KEYS})
+
+
+def recipe(run: dict) -> dict:
+    return {key: _get(run["config"], key) for key in RECIPE_KEYS}
+
+
+def variant_key(run: dict) -> tuple:
+    """Runs are one variant only when every model option and every recipe key agree (the seed aside)."""
+    return (json.dumps(model_options(run), sort_keys=True), json.dumps(recipe(run), sort_keys=True))
+
+
+def variant_label(run: dict) -> str:
+    """``block-depth`` plus every model option that differs from its default (``euler-56 step=0.25``)."""
+    options, defaults = model_options(run), model_defaults()
+    extras = [f"{k}={_show(v)}" for k, v in options.items()
+              if k not in ("block", "depth", *DATA_FOLLOWERS) and v != defaults[k]]
+    return " ".join([f"{options['block']}-{options['depth']}"] + extras)
+
+
+def _show(v) -> str:
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+
+
+def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """A distinct label per variant: the model label, plus the recipe keys that differ where two variants share
+    a model label."""
+    base = {key: variant_label(runs[0]) for key, runs in groups.items()}
+    out = {}
+    for key, label in base.items():
+        twins = [k for k, lab in base.items() if lab == label]
+        if len(twins) > 1:
+            recipes = [recipe(groups[k][0]) for k in twins]
+            mine = recipe(groups[key][0])
+            differ = [k for k in RECIPE_KEYS if len({json.dumps(r[k], sort_keys=True) for r in recipes}) > 1]
+            label += " [" + " ".join(f"{k}={json.dumps(mine[k])}" for k in differ) + "]"
+        out[key] = label
+    return out
+
+
+def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
+    """The variant others are measured against: the Euler variant with step 1 and the fewest options changed from
+    their defaults (a standard ResNet), else the first."""
+    defaults = model_defaults()
+    euler = [key for key, runs in groups.items() if model_options(runs[0])["block"] == "euler"
+             and model_options(runs[0])["step"] == 1.0 and model_options(runs[0])["shortcut"] != "plain"]
+    changed = lambda key: sum(v != defaults[k] for k, v in model_options(groups[key][0]).items())  # noqa: E731
+    return min(euler, key=changed) if euler else next(iter(groups))
+
+
+def scale_of(run: dict) -> float | None:
+    scale = run["model"].get("residual_scale")
+    return scale["mean"] if isinstance(scale, dict) else None
+
+
+def matched_control(runs: list[dict]) -> tuple[str, str]:
+    """(label, command) of the Euler network with the same residual scale as a variant's ``runs``: same options,
+    block=euler and step = the variant's residual scale, trained over the same seeds."""
+    run = runs[0]
+    options = model_options(run)
+    step = round(scale_of(run), 4)
+    control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler"}
+    defaults = model_defaults()
+    keys = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
+            if k not in ("block", "depth", "step", *DATA_FOLLOWERS) and v != defaults[k]]
+    label = variant_label({"config": control})
+    seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
+    data = run["config"].get("data", {}).get("name")
+    command = (f"python -m horesnet.fit -m block=euler depth={options['depth']} step={step:g} "
+               + " ".join(keys + [f"data={data}"] if data else keys) + f" seed={seeds}")
+    return label, " ".join(command.split())
+
+
+def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
+    """Per variant, what confounds its comparison with the reference: a residual scale more than 10% away
+    (scale-confounded, with the matched Euler control and the command that trains it), and different parameters
+    or multiply-adds."""
+    names = labels(groups)
+    ref_key = reference_key(groups)
+    ref = groups[ref_key][0]
+    ref_scale, flags = scale_of(ref), {}
+    present = {variant_label(runs[0]) for runs in groups.values()}
+    for key, runs in groups.items():
+        run, out = runs[0], []
+        if key != ref_key:
+            scale = scale_of(run)
+            if scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
+                label, command = matched_control(runs)
+                where = "in this comparison" if label in present else f"train it with: {command}"
+                out.append(f"scale-confounded: residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}); "
+                           f"matched control {label} ({where})")
+            for field, what in (("params", "parameters"), ("macs", "multiply-adds")):
+                mine, theirs = run["model"].get(field), ref["model"].get(field)
+                if mine and theirs and mine != theirs:
+                    out.append(f"{what} {mine:,} vs {theirs:,} ({100 * (mine - theirs) / theirs:+.2f}%)")
+        flags[key] = out
+    return flags
+
+
+def fairness_problems(groups: dict[tuple, list[dict]]) -> list[str]:
+    """What makes the comparison meaningless (empty list: comparable): different units per stage, a
+    continuous-depth variant, or different recipes, data or epochs."""
+    problems = []
+    names = labels(groups)
+    units = {names[k]: tuple(runs[0]["model"]["units_per_stage"]) for k, runs in groups.items()}
+    if len(set(units.values())) > 1:
+        problems.append("units per stage differ: " + "; ".join(f"{k}: {list(v)}" for k, v in units.items()))
+    for k, runs in groups.items():
+        if not runs[0]["model"].get("equal_depth", True):
+            problems.append(f"{names[k]} is not an equal-depth variant (block=ode)")
+    all_runs = [r for runs in groups.values() for r in runs]
+    for key in RECIPE_KEYS:
+        values = {json.dumps(_get(r["config"], key), sort_keys=True) for r in all_runs}
+        if len(values) > 1:
+            problems.append(f"{key} differs between runs: {' vs '.join(sorted(values))}")
+    return problems
