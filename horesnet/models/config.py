@@ -64,6 +64,11 @@ class ModelConfig:
     ode_rtol: float = option(1.0e-3, POSITIVE, "block=ode: relative tolerance")
     ode_atol: float = option(1.0e-3, POSITIVE, "block=ode: absolute tolerance")
     ode_adjoint: bool = option(False, BOOL, "block=ode: adjoint backward pass")
+    zero_init_last: bool = option(False, BOOL, "last norm of every unit starts at gamma=0: the network starts as its "
+                                  "shortcut path (Goyal et al. 2017)")
+    drop_path_rate: float = option(0.0, Spec("real", low=0, high=1, open_high=True),
+                                   "stochastic depth: drop probability of the last unit, linear in depth from 0 "
+                                   "(Huang et al. 2016)")
 
     def as_dict(self) -> dict:
         return asdict(self)

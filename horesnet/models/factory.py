@@ -11,6 +11,7 @@ from ..errors import ConfigError, check_choice
 from ..nn import (
     NORMS,
     ODE_METHODS,
+    DropPath,
     NestedUnit,
     ODEBlock,
     SchemeBlock,
@@ -104,7 +105,33 @@ def build_model(config: ModelConfig | dict | None = None, /, **options) -> ResNe
     final = place.final_module(norm, in_ch)
     model = ResNet(nn.Sequential(*stem), stage_modules, final, in_ch, num_classes, layout, config)
     _init_weights(model)
+    if c.zero_init_last:
+        _zero_init_last(model)
+    if c.drop_path_rate > 0:
+        _add_drop_path(model, c.drop_path_rate)
     return model
+
+
+def _zero_init_last(model: ResNet) -> None:
+    for address, unit, _ in model.units():
+        if not hasattr(unit, "zero_init_last"):
+            raise ConfigError(f"zero_init_last=true needs units with a zero_init_last() method; the unit at {address} "
+                              f"({type(unit).__name__}) has none (docs/extending.md, \"Units\").")
+        unit.zero_init_last()
+
+
+def _add_drop_path(model: ResNet, rate: float) -> None:
+    """Stochastic depth: the l-th of the network's L increments is dropped with probability rate * l / L."""
+    blocks = [block for _, block, _ in model.blocks()]
+    if any(not isinstance(b, SchemeBlock) or b.shortcut is None for b in blocks):
+        raise ConfigError(f"drop_path_rate={rate:g} drops residual branches; it needs scheme blocks with a skip, "
+                          "not block='ode' or shortcut='plain'.")
+    total = sum(b.scheme.increments for b in blocks)
+    seen = 0
+    for block in blocks:
+        s = block.scheme.increments
+        block.hook = DropPath([rate * (seen + i + 1) / total for i in range(s)])
+        seen += s
 
 
 def stage_widths(arch: str, width: float) -> list[int]:

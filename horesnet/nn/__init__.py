@@ -2,6 +2,7 @@
 interface, and the continuous ODE block."""
 
 from .block import NestedUnit, SchemeBlock
+from .drop_path import DropPath
 from .hooks import BlockHook, SwitchOff, hooked
 from .norms import NORMS, make_norm
 from .ode import ODE_METHODS, ODEBlock
@@ -10,7 +11,7 @@ from .shortcuts import SHORTCUTS, make_shortcut, normalise_shortcut
 from .units import ConvUnit, UnitOptions, UnitType, get_unit, list_units, make_unit, register_unit
 
 __all__ = [
-    "BlockHook", "ConvUnit", "NORMS", "NestedUnit", "ODEBlock", "ODE_METHODS", "Placement", "SHORTCUTS",
+    "BlockHook", "ConvUnit", "DropPath", "NORMS", "NestedUnit", "ODEBlock", "ODE_METHODS", "Placement", "SHORTCUTS",
     "SchemeBlock", "SwitchOff", "UnitOptions", "UnitType", "get_placement", "get_unit", "hooked", "list_placements",
     "list_units", "make_norm", "make_shortcut", "make_unit", "normalise_shortcut", "register_placement",
     "register_unit",

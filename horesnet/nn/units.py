@@ -125,6 +125,12 @@ class ConvUnit(nn.Module):
     def downsampling(self) -> bool:
         return self.stride != 1 or self.in_channels != self.out_channels
 
+    def zero_init_last(self) -> None:
+        """gamma = 0 (and beta = 0) in the unit's last norm: whatever the placement, the unit then outputs 0 and
+        its block starts as its shortcut path (Goyal et al. 2017, Sec. 5.1)."""
+        nn.init.zeros_(self.norms[-1].weight)
+        nn.init.zeros_(self.norms[-1].bias)
+
     def responses(self) -> list[tuple[nn.Conv2d, nn.Module]]:
         """``(conv, module)`` for each conv: ``module``'s output is the conv's response after BN and before the
         nonlinearity (He et al. 2015, Fig. 7): the norm that directly follows the conv, else the conv itself."""
