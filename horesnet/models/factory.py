@@ -20,7 +20,7 @@ from ..nn import (
     make_shortcut,
     normalise_shortcut,
 )
-from ..schemes import get_scheme
+from ..schemes import get_scheme, warn_flagged
 from .budget import check_fits, estimate
 from .layout import BlockSpec, plan_layout
 from .resnet import ResNet
@@ -84,6 +84,7 @@ def build_model(
     if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step > 0):
         raise ConfigError(f"step must be a positive finite number, got {step!r}.")
     layout = plan_layout(arch, depth, block, unit, stages, entry, strict, inner)
+    warn_flagged(block, inner)  # a compatibility scheme (e.g. ho2021_rk8_published) says it is not a sound method
     if shortcut == "plain" and (block not in ("euler",) or inner):
         raise ConfigError(f"shortcut='plain' removes the skip s_x of every block, which only defines a network "
                           f"for block='euler' (the plain nets of He et al. 2015), not block={block!r}.")
