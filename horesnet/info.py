@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from . import __version__
@@ -18,11 +19,17 @@ from .schemes import SchemeError, get_scheme, list_schemes
 
 
 def schemes_table() -> str:
-    rows = [("scheme", "increments", "order", "sum(b)", "description")]
+    """Every scheme; an inconsistent or flagged one is marked ``!!`` and its warning follows the table."""
+    rows, notes = [("scheme", "increments", "order", "sum(b)", "description")], []
     for name in list_schemes():
         t = get_scheme(name)
-        rows.append((name, str(t.increments), str(t.order), f"{sum(t.b):.6g}", t.description))
-    return _table(rows) + "\n\nblock=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."
+        flags = [f for f, on in (("INCONSISTENT (sum(b) != 1)", not t.consistent),
+                                 ("FLAGGED (note below)", bool(t.warning))) if on]
+        marker = f"!! {', '.join(flags)}: " if flags else ""
+        rows.append((name, str(t.increments), str(t.order), f"{math.fsum(t.b):.6g}", marker + t.description))
+        notes += [f"!! {name}: {t.warning}"] if t.warning else []
+    return "\n\n".join([_table(rows), *notes,
+                         "block=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."])
 
 
 def units_table() -> str:

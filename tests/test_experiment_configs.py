@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from importlib.resources import files
 from pathlib import Path
 
@@ -30,6 +31,12 @@ HE2015 = {20: (269_722, 8.75), 32: (464_154, 7.51), 44: (658_586, 7.17), 56: (85
           110: (1_727_962, 6.43)}
 HE2016_PREACT = {110: 6.37, 164: 5.46}
 HO2021_GAIN = {30: 2.15, 58: 2.35}
+# The HO-ResNet authors' RK8 network, counted by hand: stem conv 3*16*9 + BN 2*16; per stage of width w (input width
+# w_in) 14 units of two 3x3 convs and two BNs, the first BN on the unit's input channels; fc 64*10 + 10.
+HO2021_RK8_PARAMS = (3 * 16 * 9 + 2 * 16
+                     + sum(9 * w_in * w + 9 * w * w + 2 * w_in + 2 * w + 13 * (2 * 9 * w * w + 4 * w)
+                           for w_in, w in ((16, 16), (16, 32), (32, 64)))
+                     + 64 * 10 + 10)
 ITERATIONS, MILESTONES = 64_000, (32_000, 48_000)   # He et al. 2015 Sec. 4.2
 TRAIN_IMAGES, BATCH = 45_000, 128
 
@@ -40,7 +47,8 @@ def _cfg(name: str, *extra: str):
 
 def test_every_expected_experiment_exists():
     expected = ({f"he2015_resnet{d}" for d in HE2015} | {f"he2015_plain{d}" for d in (20, 32, 44, 56)}
-                | {f"he2016_preact_resnet{d}" for d in HE2016_PREACT} | {f"ho2021_resnet{d}" for d in HO2021_GAIN})
+                | {f"he2016_preact_resnet{d}" for d in HE2016_PREACT} | {f"ho2021_resnet{d}" for d in HO2021_GAIN}
+                | {"ho2021_published_rk8"})
     assert expected <= set(EXPERIMENTS)
 
 
@@ -99,6 +107,25 @@ def test_ho2021_layouts_are_equal_parameter_across_schemes(depth):
         assert cfg.name == f"{block}-d{depth}"
     assert len(set(counts.values())) == 1, counts
     assert _cfg(f"ho2021_resnet{depth}").paper.accuracy_gain_over_euler == HO2021_GAIN[depth]
+    assert cfg.placement == "preact_relu_after_add"   # the HO-ResNet authors' unit
+
+
+@pytest.mark.parametrize("block", ["ho2021_rk8_published", "rk8"])
+def test_ho2021_published_rk8_is_the_authors_network_and_its_corrected_twin(block):
+    """The authors' exact network (their unit, stride-2 stem, one 14-unit RK8 block per stage, their coefficients)
+    and, with block=rk8, the same network with Verner's tableau: equal parameters, only the published one warns."""
+    cfg = _cfg("ho2021_published_rk8", *([] if block == "ho2021_rk8_published" else [f"block={block}"]))
+    assert (cfg.block, cfg.placement, cfg.stem_stride, cfg.entry, cfg.shortcut) == (
+        block, "preact_relu_after_add", 2, "scheme", "A")
+    assert list(cfg.stages) == [14, 14, 14] and cfg.name == f"{block}-d86"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model = model_from_config(cfg)
+    flagged = [w for w in record if "not a valid Runge-Kutta method" in str(w.message)]
+    assert len(flagged) == (1 if block == "ho2021_rk8_published" else 0)
+    assert 2 * len(list(model.units())) + 2 == 86
+    assert [len(stage) for stage in model.stages] == [1, 1, 1]   # one RK8 block per stage, nothing else
+    assert count_params(model) == HO2021_RK8_PARAMS == 1_339_002
 
 
 def test_experiment_runs_and_reports_the_paper_number(tmp_path):

@@ -28,7 +28,7 @@ from _analysis_helpers import cifar_depth, smallest_depth  # noqa: E402
 
 SCHEMES = list_schemes()
 UNITS = ("basic", "bottleneck")
-PLACEMENTS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact")
+PLACEMENTS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact", "preact_relu_after_add")
 
 
 def stages_of(scheme: str) -> int:

@@ -313,9 +313,10 @@ def test_duplicate_and_overwrite(scheme_registry_guard):
 
 @pytest.mark.parametrize("name", ["ode", "ODE", "", "2stage", "my-rk", "a b", None])
 def test_invalid_names_rejected(name, scheme_registry_guard):
+    before = set(list_schemes())
     with pytest.raises(SchemeError):
         register_scheme(name, [[0]], [1])
-    assert set(list_schemes()) == set(PROMISED)
+    assert set(list_schemes()) == before
 
 
 def test_inconsistent_tableau_registers_with_order_zero(scheme_registry_guard):

@@ -21,7 +21,7 @@ from ..nn import (
     make_shortcut,
     normalise_shortcut,
 )
-from ..schemes import get_scheme
+from ..schemes import get_scheme, warn_flagged
 from .budget import check_fits, estimate
 from .config import ModelConfig, complete
 from .layout import BlockSpec, plan_layout
@@ -72,6 +72,7 @@ def build_model(config: ModelConfig | dict | None = None, /, **options) -> ResNe
         raise ConfigError("step=0 switches every residual branch off for good; use it with learn_step=true (a "
                           "learnable step that starts at 0, as ReZero/SkipInit), or give a positive step.")
     layout = plan_layout(arch, depth, block, unit, stages, entry, strict, inner)
+    warn_flagged(block, inner)  # a compatibility scheme (e.g. ho2021_rk8_published) says it is not a sound method
     if shortcut == "plain" and (block not in ("euler",) or inner):
         raise ConfigError(f"shortcut='plain' removes the skip s_x of every block, which only defines a network "
                           f"for block='euler' (the plain nets of He et al. 2015), not block={block!r}.")

@@ -1,6 +1,6 @@
 """Activation placements: where BN and ReLU sit around a unit's convs, after the addition, in the stem and before
-the head (He et al. 2016, Fig. 4 (a)-(e)). A placement is data: one record of op sequences, no per-placement
-code (docs/extending.md, "Placements").
+the head (He et al. 2016, Fig. 4 (a)-(e); ``preact_relu_after_add`` is the HO-ResNet authors' unit, docs/ho2021.md).
+A placement is data: one record of op sequences, no per-placement code (docs/extending.md, "Placements").
 
 Ops are ``"conv"``, ``"norm"`` and ``"relu"``. A ReLU runs in place unless it is the first op of a sequence that
 reads someone else's tensor (a unit's input, the network's last block output).
@@ -97,5 +97,7 @@ for _p in (
               "(d) ReLU-only pre-activation"),
     Placement("full_preact", ("norm", "relu", "conv"), ("norm", "relu", "conv"), (), (), ("norm", "relu"),
               "(e) full pre-activation BN-ReLU-conv (He et al. 2016)"),
+    Placement("preact_relu_after_add", ("norm", "relu", "conv"), ("norm", "relu", "conv"), ("relu",), ("norm", "relu"),
+              (), "BN-ReLU-conv units + ReLU after the addition (the HO-ResNet authors' code, Luo et al. 2021)"),
 ):
     register_placement(_p)

@@ -6,7 +6,14 @@ Pure math (no torch). The order of a tableau is computed from Butcher's rooted-t
 
 from .errors import SchemeError
 from .order import OrderCondition, format_tree, rooted_trees, tree_density, tree_order
-from .registry import get_scheme, list_schemes, order_conditions, register_scheme, unregister_scheme
+from .registry import (
+    get_scheme,
+    list_schemes,
+    order_conditions,
+    register_scheme,
+    unregister_scheme,
+    warn_flagged,
+)
 from .tableau import Tableau
 
 __all__ = [
@@ -22,4 +29,5 @@ __all__ = [
     "tree_density",
     "tree_order",
     "unregister_scheme",
+    "warn_flagged",
 ]

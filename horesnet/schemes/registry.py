@@ -2,15 +2,19 @@
 
 A registered name is usable everywhere a scheme is accepted (``block=NAME`` in the CLI, comparisons,
 analysis). Names are identifier-like (letters, digits, underscore; not starting with a digit) and
-``ode`` is reserved for the continuous-depth reference block.
+``ode`` is reserved for the continuous-depth reference block. Besides the built-in methods it holds the
+compatibility scheme ``ho2021_rk8_published`` (:mod:`horesnet.schemes.compat`), which carries a warning.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
+import warnings
 
 from .builtin import BUILTIN_TABLEAUX
+from .compat import ho2021_rk8_published
 from .errors import SchemeError
 from .order import MAX_COMPUTED_ORDER, OrderCondition, conditions
 from .tableau import Tableau
@@ -19,6 +23,8 @@ RESERVED_NAMES = frozenset({"ode"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _REGISTRY: dict[str, Tableau] = {t.name: t for t in BUILTIN_TABLEAUX}
+COMPAT_TABLEAUX: tuple[Tableau, ...] = (ho2021_rk8_published(_REGISTRY["rk8"]),)
+_REGISTRY.update({t.name: t for t in COMPAT_TABLEAUX})
 BUILTIN_NAMES = frozenset(_REGISTRY)
 
 
@@ -65,11 +71,14 @@ def _check_name(name) -> str:
     return name
 
 
-def register_scheme(name: str, A, b, *, description: str = "", overwrite: bool = False) -> Tableau:
+def register_scheme(name: str, A, b, *, description: str = "", warning: str = "",
+                    overwrite: bool = False) -> Tableau:
     """Validate (A, b), register it as ``name`` and return the :class:`Tableau`.
 
     Inconsistent tableaux (Σb != 1) are accepted; their computed order is 0 and ``consistent`` is
-    False. Re-using a name needs ``overwrite=True``; built-in schemes can never be replaced.
+    False. A non-empty ``warning`` flags the scheme: every network built of it issues that text as a
+    ``UserWarning`` (:func:`warn_flagged`). Re-using a name needs ``overwrite=True``; built-in schemes can never be
+    replaced.
     """
     _check_name(name)
     if name in BUILTIN_NAMES:
@@ -82,9 +91,20 @@ def register_scheme(name: str, A, b, *, description: str = "", overwrite: bool =
             f"scheme {name!r} is already registered; pass overwrite=True to replace it, or choose a new "
             f"name. Registered schemes: {', '.join(list_schemes())}."
         )
-    tableau = Tableau(name, A, b, description=description)
+    tableau = Tableau(name, A, b, description=description, warning=warning)
     _REGISTRY[name] = tableau
     return tableau
+
+
+def warn_flagged(*names, stacklevel: int = 2) -> None:
+    """Issue the registered warning of each flagged scheme among ``names`` as a ``UserWarning`` (which the command
+    lines print on stderr); None and ``ode`` are skipped. ``stacklevel`` counts from the caller, as in
+    :func:`warnings.warn`."""
+    for name in dict.fromkeys(n for n in names if n is not None and n not in RESERVED_NAMES):
+        tab = get_scheme(name)
+        if tab.warning:
+            warnings.warn(f"scheme {tab.name!r} (computed order {tab.order}, sum(b) = {math.fsum(tab.b):.6g}): "
+                          f"{tab.warning}", UserWarning, stacklevel=stacklevel + 1)
 
 
 def unregister_scheme(name: str) -> None:

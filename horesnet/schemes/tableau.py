@@ -94,7 +94,9 @@ class Tableau:
 
     Entries are stored as float64 tuples. ``c``, ``increments``, ``order`` and ``consistent`` are derived;
     ``order`` is computed from the Butcher order conditions (at most 9) and cached. ``promised_order``
-    is what the name promises (set for built-ins) and is checked against ``order`` by the tests.
+    is what the name promises (set for built-ins) and is checked against ``order`` by the tests. ``warning``, when
+    not empty, flags a tableau that should not be mistaken for a sound method (a compatibility scheme that
+    reproduces published code): building a network of it issues that text as a ``UserWarning``.
     """
 
     name: str
@@ -102,6 +104,7 @@ class Tableau:
     b: tuple[float, ...]
     description: str = ""
     promised_order: int | None = None
+    warning: str = ""
     c: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +114,8 @@ class Tableau:
             raise SchemeError(
                 f"description of scheme {self.name!r} must be a string; got {self.description!r}."
             )
+        if not isinstance(self.warning, str):
+            raise SchemeError(f"warning of scheme {self.name!r} must be a string; got {self.warning!r}.")
         po = self.promised_order
         if po is not None and (isinstance(po, bool) or not isinstance(po, int) or po < 0):
             raise SchemeError(
@@ -148,4 +153,5 @@ class Tableau:
     def __str__(self) -> str:
         promised = "" if self.promised_order is None else f", promised {self.promised_order}"
         flag = "" if self.consistent else ", INCONSISTENT (sum b != 1)"
+        flag += ", FLAGGED (see its .warning)" if self.warning else ""
         return f"{self.name}: {self.increments} increments, order {self.order}{promised}{flag}"
