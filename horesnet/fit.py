@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -73,7 +74,35 @@ def main() -> None:
                 sys.argv.append(f"hydra.run.dir='{run_dirs[0]}'")  # the very folder the checks were made for
             if not Path(run_dirs[0]).exists():
                 _NEW_RUN_DIR = Path(run_dirs[0]).resolve()
+        controls, sweep_dir = _plan_controls(argv)
+    else:
+        controls, sweep_dir = [], None
     _hydra_main()
+    if controls:
+        from .training.controls import run_controls
+
+        sys.exit(run_controls(controls, sweep_dir))
+
+
+def _plan_controls(argv: list[str]) -> tuple[list[list[str]], str | None]:
+    """With ``-m ... scale_controls=true``: the Euler control sweeps to run after this sweep (checked now, before
+    anything is written), and the sweep folder they share with it (pinned on the command line)."""
+    from .training.controls import control_sweeps
+    from .training.preflight import preflight
+
+    if not any(a in ("-m", "--multirun") for a in argv) or not any(a.startswith("scale_controls=") for a in argv):
+        return [], None
+    try:
+        controls = control_sweeps(argv)
+        for overrides in controls:
+            preflight("fit", ["-m", *overrides])
+    except ConfigError as err:
+        _fail(err)
+    sweep_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")), None)
+    if controls and sweep_dir is None:
+        sweep_dir = time.strftime("multirun/%Y-%m-%d_%H-%M-%S")
+        sys.argv.append(f"hydra.sweep.dir={sweep_dir}")
+    return controls, sweep_dir
 
 
 if __name__ == "__main__":

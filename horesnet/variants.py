@@ -70,11 +70,11 @@ def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
 
 
 def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
-    """The variant others are measured against: the Euler variant with step 1 and the fewest options changed from
-    their defaults (a standard ResNet), else the first."""
+    """The variant others are measured against: the Euler variant (with a skip) with the fewest options changed from
+    their defaults -- a standard ResNet when there is one, else e.g. a matched control --, else the first."""
     defaults = model_defaults()
     euler = [key for key, runs in groups.items() if model_options(runs[0])["block"] == "euler"
-             and model_options(runs[0])["step"] == 1.0 and model_options(runs[0])["shortcut"] != "plain"]
+             and model_options(runs[0])["shortcut"] != "plain"]
     changed = lambda key: sum(v != defaults[k] for k, v in model_options(groups[key][0]).items())  # noqa: E731
     return min(euler, key=changed) if euler else next(iter(groups))
 

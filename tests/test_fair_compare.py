@@ -24,6 +24,10 @@ from horesnet.models import ModelConfig, model_defaults
 from horesnet.models.scale import residual_scale, residual_weights
 from horesnet.training.run import model_facts
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _cli_helpers import cli_env, run_cli  # noqa: E402
+from _training_helpers import CLI_TINY  # noqa: E402
+
 DEPTH = 32  # 5 units per stage: an Euler entry unit + one RK4 block
 
 
@@ -147,3 +151,16 @@ def test_model_config_is_what_hydra_composes():
         if key not in ("num_classes", "in_channels"):  # fit takes these from the data
             assert fit[key] == value, key
     assert ModelConfig().block == "euler" and ModelConfig(block="rk4").as_dict()["block"] == "rk4"
+
+
+def test_scale_controls_adds_the_matched_euler_control_to_a_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "block=rk4", *CLI_TINY, "depth=32", "seed=0", "scale_controls=true", f"hydra.sweep.dir={sweep}"]
+    res = run_cli("horesnet.fit", args, tmp_path, cli_env(tmp_path), timeout=600)
+    assert res["rc"] == 0, res["stderr"][-3000:]
+    runs = [json.loads(p.read_text()) for p in sorted(sweep.rglob("summary.json"))]
+    got = sorted((r["config"]["block"], r["config"]["step"], r["model"]["residual_scale"]["mean"]) for r in runs)
+    assert got == [("euler", 0.4, pytest.approx(0.4)), ("rk4", 1.0, pytest.approx(0.4))]
+    rows, problems, _ = compare([str(sweep)])  # rk4 against its control: matched in residual scale and parameters
+    assert not problems and {r["variant"]: r["flags"] for r in rows} == {"rk4-32 width=0.25": "",
+                                                                         "euler-32 width=0.25 step=0.4": ""}

@@ -1,0 +1,59 @@
+"""Matched Euler controls added to a sweep by ``scale_controls=true`` (docs/design.md, "Fair comparisons").
+
+For every member whose residual scale differs from 1 (a standard ResNet's) by more than 10%, the control is the
+same command line with ``block=euler`` and ``step`` = the member's residual scale (``inner``, ``tied`` and
+``entry`` back at their defaults): an Euler network carrying the same residual signal per unit. Controls already in
+the sweep are not added twice. They run after the sweep, as one more sweep per control, into the same sweep folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ..config import compose, model_kwargs
+from ..models import build_model
+from ..models.scale import residual_scale
+from ..variants import SCALE_TOLERANCE
+from .preflight import expand_overrides
+
+_RESET = ("block", "step", "inner", "tied", "entry", "seed", "scale_controls")
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def control_sweeps(argv: list[str]) -> list[list[str]]:
+    """The override lists (each a ``-m`` sweep over the members' seeds) of the Euler controls the sweep lacks."""
+    members = expand_overrides(argv)
+    present, wanted = set(), {}
+    for overrides in members:
+        cfg = compose("fit", overrides)
+        rest = tuple(o for o in overrides if _key(o) not in _RESET)
+        present.add((rest, cfg.block, float(cfg.step), cfg.inner, bool(cfg.tied)))
+        if not cfg.scale_controls or cfg.block == "ode":
+            continue
+        scale = residual_scale(build_model(model_kwargs(cfg)))["mean"]
+        if abs(scale - 1.0) <= SCALE_TOLERANCE:
+            continue
+        step = float(f"{scale:.4g}")
+        wanted.setdefault((rest, step), set()).add(int(cfg.seed))
+    sweeps = []
+    for (rest, step), seeds in wanted.items():
+        if (rest, "euler", step, None, False) in present:
+            continue
+        sweeps.append([*rest, "block=euler", f"step={step:g}", "scale_controls=false",
+                       "seed=" + ",".join(map(str, sorted(seeds)))])
+    return sweeps
+
+
+def run_controls(sweeps: list[list[str]], sweep_dir: str) -> int:
+    """Run each control sweep (``python -m horesnet.fit -m ...``) into ``sweep_dir``; the worst exit status."""
+    status = 0
+    for overrides in sweeps:
+        print(f"horesnet.fit: scale_controls: training the matched Euler control {' '.join(overrides)}",
+              file=sys.stderr)
+        cmd = [sys.executable, "-m", "horesnet.fit", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+        status = max(status, subprocess.run(cmd, check=False).returncode)
+    return status
