@@ -41,7 +41,7 @@ CASES = {
     "tied": (FIT, ["tied=perhaps"], ["tied", "'perhaps'", "true or false"]),
     "strict_int": (FIT, ["strict=1"], ["strict", "true or false"]),
     "width": (FIT, ["width=0"], ["width=0", "> 0"]),
-    "step_zero": (FIT, ["step=0"], ["step=0", "> 0"]),
+    "step_zero": (FIT, ["step=0"], ["step=0", "learn_step=true"]),
     "step_nan": (FIT, ["step=nan"], ["step=nan", "finite"]),
     "shortcut": (FIT, ["shortcut=D"], ["'D'", "'A'", "'plain'"]),
     "placement": (FIT, ["placement=sideways"], ["'sideways'", "'full_preact'"]),

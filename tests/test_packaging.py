@@ -19,7 +19,7 @@ def test_wheel_ships_configs_and_cli_runs_from_it(tmp_path):
     assert build.returncode == 0, build.stderr
     wheel = next(tmp_path.glob("horesnet-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for cfg in ("fit.yaml", "info.yaml", "model.yaml", "optim/he.yaml", "trainer/ddp.yaml", "logger/wandb.yaml"):
+    for cfg in ("fit.yaml", "info.yaml", "optim/he.yaml", "trainer/ddp.yaml", "logger/wandb.yaml"):
         assert f"horesnet/configs/{cfg}" in names, cfg
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

@@ -21,6 +21,7 @@ BEFORE = {
     "num_classes": 10, "in_channels": 3, "width": 1, "stem_stride": 1, "entry": "euler", "stages": None,
     "strict": False, "tied": False, "step": 1.0, "learn_step": False, "inner": None, "norm": "batch",
     "stride_in_3x3": False, "ode_method": "dopri5", "ode_rtol": 0.001, "ode_atol": 0.001, "ode_adjoint": False,
+    "zero_init_last": False, "drop_path_rate": 0.0,
     "ckpt": None, "study": "all", "split": "test", "data_name": None, "data_root": None, "limit": 2000,
     "batch_size": 250, "out": None, "seed": 0, "device": "auto", "granularity": "unit",
     "ks": [1, 2, 4, 8, 12, 16, 20], "trials": 5, "swaps": [1, 2, 4, 8, 16], "weighted": False,
