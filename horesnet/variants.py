@@ -8,7 +8,11 @@ away (with the matched Euler control and the command that trains it) or other pa
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from .models.config import MODEL_KEYS, complete, model_defaults
 
@@ -80,26 +84,59 @@ def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
 
 
 def scale_of(run: dict) -> float | None:
+    """The run's residual scale from its summary, or -- for a summary written before it was recorded -- computed
+    from its model options (None when they do not build here, e.g. a unit from a plugin that is not loaded)."""
     scale = run["model"].get("residual_scale")
-    return scale["mean"] if isinstance(scale, dict) else None
+    if isinstance(scale, dict):
+        return scale["mean"]
+    return _scale_from_options(json.dumps(model_options(run), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _scale_from_options(options: str) -> float | None:
+    from .errors import ConfigError
+    from .models import build_model
+    from .models.scale import residual_scale
+
+    try:
+        scale = residual_scale(build_model(json.loads(options)))
+    except ConfigError:
+        return None
+    return scale["mean"] if scale else None
+
+
+_CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "hydra.run.dir", "scale_controls")
 
 
 def matched_control(runs: list[dict]) -> tuple[str, str]:
     """(label, command) of the Euler network with the same residual scale as a variant's ``runs``: same options,
-    block=euler and step = the variant's residual scale, trained over the same seeds."""
+    block=euler and step = the variant's residual scale, trained over the same seeds with the same command line
+    (the run's recorded ``.hydra/overrides.yaml``; without it, its model options and data)."""
     run = runs[0]
     options = model_options(run)
     step = round(scale_of(run), 4)
     control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler"}
-    defaults = model_defaults()
-    keys = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
-            if k not in ("block", "depth", "step", *DATA_FOLLOWERS) and v != defaults[k]]
-    label = variant_label({"config": control})
     seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
-    data = run["config"].get("data", {}).get("name")
-    command = (f"python -m horesnet.fit -m block=euler depth={options['depth']} step={step:g} "
-               + " ".join(keys + [f"data={data}"] if data else keys) + f" seed={seeds}")
-    return label, " ".join(command.split())
+    given = _recorded_overrides(run)
+    if given is None:
+        defaults = model_defaults()
+        given = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
+                 if k not in (*_CONTROL_RESET, *DATA_FOLLOWERS) and v != defaults[k]]
+        data = (run["config"].get("data") or {}).get("name")
+        given += [f"data={data}"] if data else []
+    kept = [o for o in given if o.partition("=")[0].lstrip("+~") not in _CONTROL_RESET]
+    command = " ".join(["python -m horesnet.fit -m block=euler", f"step={step:g}", *kept, f"seed={seeds}"])
+    return variant_label({"config": control}), command
+
+
+def _recorded_overrides(run: dict) -> list[str] | None:
+    """The command-line overrides Hydra recorded for the run (``<run>/.hydra/overrides.yaml``), if readable."""
+    path = Path(run.get("_dir", "")) / ".hydra" / "overrides.yaml"
+    try:
+        items = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # noqa: BLE001 -- absent or unreadable: fall back to the summary
+        return None
+    return [str(i) for i in items] if isinstance(items, list) else None
 
 
 def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:

@@ -81,7 +81,7 @@ def test_four_variants_four_rows_with_scale_and_the_rk4_control(tmp_path):
     rk4 = by["rk4-32 width=0.25"]["flags"]
     assert "scale-confounded: residual scale 0.4 vs 1 (euler-32 width=0.25)" in rk4
     assert "matched control euler-32 width=0.25 step=0.4" in rk4
-    assert "python -m horesnet.fit -m block=euler depth=32 step=0.4 width=0.25 data=cifar10 seed=0,1,2" in rk4
+    assert "python -m horesnet.fit -m block=euler step=0.4 depth=32 width=0.25 data=cifar10 seed=0,1,2" in rk4
     assert "scale-confounded" in by["euler-32 width=0.25 step=0.25"]["flags"]
     md = (out / "comparison.md").read_text()
     assert sum(line.startswith("| euler-32") and "| euler | 32 |" in line for line in md.splitlines()) == 3
@@ -164,3 +164,17 @@ def test_scale_controls_adds_the_matched_euler_control_to_a_sweep(tmp_path):
     rows, problems, _ = compare([str(sweep)])  # rk4 against its control: matched in residual scale and parameters
     assert not problems and {r["variant"]: r["flags"] for r in rows} == {"rk4-32 width=0.25": "",
                                                                          "euler-32 width=0.25 step=0.4": ""}
+
+
+def test_the_control_command_repeats_the_variant_runs_command_line(tmp_path):
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "runs", {"block": "euler"}, seed, 0.9)
+        write_run(tmp_path / "runs", {"block": "rk4"}, seed, 0.9)
+    for run in (tmp_path / "runs").glob("block_rk4-s*"):
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "overrides.yaml").write_text(
+            "- block=rk4\n- depth=32\n- width=0.25\n- seed=0\n- optim.lr=0.05\n- trainer.max_epochs=3\n- resume=auto\n")
+    rows, _, _ = compare([str(tmp_path / "runs")])
+    flags = {r["variant"]: r["flags"] for r in rows}["rk4-32 width=0.25"]
+    assert ("train it with: python -m horesnet.fit -m block=euler step=0.4 depth=32 width=0.25 optim.lr=0.05 "
+            "trainer.max_epochs=3 seed=0,1,2)") in flags
