@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -50,7 +51,9 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     layout = plan_layout(**{k: model_cfg[k] for k in ("arch", "depth", "block", "unit", "stages", "entry", "strict",
                                                        "inner") if k in model_cfg})
     check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit
-    build_model(**model_cfg)
+    with warnings.catch_warnings():  # a flagged scheme warns once, when the run builds its network
+        warnings.simplefilter("ignore", UserWarning)
+        build_model(**model_cfg)
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
     from .checkpoint import check_resume_compatible, resume_checkpoint
 
