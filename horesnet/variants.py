@@ -77,9 +77,9 @@ def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
     """The variant others are measured against: the Euler variant (with a skip) with the fewest options changed from
     their defaults -- a standard ResNet when there is one, else e.g. a matched control --, else the first."""
     defaults = model_defaults()
-    euler = [key for key, runs in groups.items() if model_options(runs[0])["block"] == "euler"
-             and model_options(runs[0])["shortcut"] != "plain"]
-    changed = lambda key: sum(v != defaults[k] for k, v in model_options(groups[key][0]).items())  # noqa: E731
+    options = {key: model_options(runs[0]) for key, runs in groups.items()}
+    euler = [key for key, o in options.items() if o["block"] == "euler" and o["shortcut"] != "plain"]
+    changed = lambda key: sum(v != defaults[k] for k, v in options[key].items())  # noqa: E731
     return min(euler, key=changed) if euler else next(iter(groups))
 
 
@@ -105,7 +105,19 @@ def _scale_from_options(options: str) -> float | None:
     return scale["mean"] if scale else None
 
 
-_CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "hydra.run.dir", "scale_controls")
+# options a matched control sets itself (block=euler, step=scale, the rest at their defaults) or per run
+CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "hydra.run.dir", "scale_controls")
+
+
+def control_step(scale: float) -> float:
+    """The step of the matched Euler control of a variant with residual scale ``scale`` (4 decimals)."""
+    return round(scale, 4)
+
+
+def control_overrides(overrides: list[str], step: float, seeds: str) -> list[str]:
+    """The command line of the matched Euler control of a variant run with ``overrides``."""
+    kept = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in CONTROL_RESET]
+    return ["block=euler", f"step={step:g}", *kept, f"seed={seeds}"]
 
 
 def matched_control(runs: list[dict]) -> tuple[str, str]:
@@ -114,18 +126,17 @@ def matched_control(runs: list[dict]) -> tuple[str, str]:
     (the run's recorded ``.hydra/overrides.yaml``; without it, its model options and data)."""
     run = runs[0]
     options = model_options(run)
-    step = round(scale_of(run), 4)
+    step = control_step(scale_of(run))
     control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler"}
     seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
     given = _recorded_overrides(run)
     if given is None:
         defaults = model_defaults()
         given = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
-                 if k not in (*_CONTROL_RESET, *DATA_FOLLOWERS) and v != defaults[k]]
+                 if k not in (*CONTROL_RESET, *DATA_FOLLOWERS) and v != defaults[k]]
         data = (run["config"].get("data") or {}).get("name")
         given += [f"data={data}"] if data else []
-    kept = [o for o in given if o.partition("=")[0].lstrip("+~") not in _CONTROL_RESET]
-    command = " ".join(["python -m horesnet.fit -m block=euler", f"step={step:g}", *kept, f"seed={seeds}"])
+    command = " ".join(["python -m horesnet.fit -m", *control_overrides(given, step, seeds)])
     return variant_label({"config": control}), command
 
 

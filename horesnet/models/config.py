@@ -7,7 +7,7 @@ schema of the command lines, ``summary.json``, the resume check and ``compare``'
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import PLUGIN_HINT, ConfigError
 from ..spec import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Spec
@@ -26,8 +26,7 @@ def _choices(name: str):
 
 def option(default, spec: Spec, help: str):  # noqa: A002 -- the field's help text
     """A dataclass field carrying its command-line spec and one line of help."""
-    kw = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
-    return field(metadata={"spec": spec, "help": help}, **kw)
+    return field(default=default, metadata={"spec": spec, "help": help})
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
 
 def model_defaults() -> dict:
     """Every model option with its default."""
-    return {f.name: (f.default_factory() if f.default is MISSING else f.default) for f in fields(ModelConfig)}
+    return {f.name: f.default for f in fields(ModelConfig)}
 
 
 def model_specs() -> dict[str, Spec]:

@@ -33,8 +33,7 @@ class DropPath(BlockHook):
     def __call__(self, block, target, base, k):
         if not block.training or not any(self.rates):
             return base, k
-        out = [None if kj is None or self.rates[j] == 0 else self._scale(k, j) for j, kj in enumerate(k)]
-        out = [kj if o is None else o for kj, o in zip(k, out, strict=True)]
+        out = [kj if kj is None or self.rates[j] == 0 else self._scale(k, j) for j, kj in enumerate(k)]
         if target == "y":
             self._scaled.clear()  # the forward pass of this block is over
         return base, out

@@ -14,14 +14,8 @@ import sys
 from ..config import compose, model_kwargs
 from ..models import build_model
 from ..models.scale import residual_scale
-from ..variants import SCALE_TOLERANCE
+from ..variants import CONTROL_RESET, SCALE_TOLERANCE, control_overrides, control_step
 from .preflight import expand_overrides
-
-_RESET = ("block", "step", "inner", "tied", "entry", "seed", "scale_controls")
-
-
-def _key(override: str) -> str:
-    return override.partition("=")[0].lstrip("+~")
 
 
 def control_sweeps(argv: list[str]) -> list[list[str]]:
@@ -30,21 +24,21 @@ def control_sweeps(argv: list[str]) -> list[list[str]]:
     present, wanted = set(), {}
     for overrides in members:
         cfg = compose("fit", overrides)
-        rest = tuple(o for o in overrides if _key(o) not in _RESET)
+        rest = tuple(o for o in overrides if o.partition("=")[0].lstrip("+~") not in CONTROL_RESET)
         present.add((rest, cfg.block, float(cfg.step), cfg.inner, bool(cfg.tied)))
         if not cfg.scale_controls or cfg.block == "ode":
             continue
         scale = residual_scale(build_model(model_kwargs(cfg)))["mean"]
         if abs(scale - 1.0) <= SCALE_TOLERANCE:
             continue
-        step = float(f"{scale:.4g}")
+        step = control_step(scale)
         wanted.setdefault((rest, step), set()).add(int(cfg.seed))
     sweeps = []
     for (rest, step), seeds in wanted.items():
         if (rest, "euler", step, None, False) in present:
             continue
-        sweeps.append([*rest, "block=euler", f"step={step:g}", "scale_controls=false",
-                       "seed=" + ",".join(map(str, sorted(seeds)))])
+        sweeps.append([*control_overrides(list(rest), step, ",".join(map(str, sorted(seeds)))),
+                       "scale_controls=false"])
     return sweeps
 
 
