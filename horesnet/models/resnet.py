@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..nn import NestedUnit, ODEBlock, SchemeBlock
+from ..nn.recompute import checkpointed
 from .layout import BlockSpec, Layout
 
 
@@ -46,6 +48,23 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(num_features, num_classes)
         self.layout = layout
         self.config = dict(config)
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of keeping them (timm's method of this name;
+        gradients and BatchNorm statistics equal the plain model's, docs/speed.md)."""
+        self.grad_checkpointing = bool(enable)
+
+    def forward_stages(self, x):
+        """Run every stage's blocks in order (each one checkpointed when ``grad_checkpointing`` and training)."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for stage in self.stages:
+                for block in stage:
+                    x = checkpointed(block, x)
+            return x
+        for stage in self.stages:
+            x = stage(x)
+        return x
 
     def forward_stem(self, x):
         return self.stem(x)
@@ -55,10 +74,7 @@ class ResNet(nn.Module):
         return self.final(x)
 
     def forward_features(self, x):
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return self.final(x)
+        return self.final(self.forward_stages(self.stem(x)))
 
     def forward_head(self, x, pre_logits: bool = False):
         x = self.pool(x).flatten(1)
