@@ -15,9 +15,16 @@ from ..errors import check_choice
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def compile_model(model: nn.Module, mode: str = "default", *, fullgraph: bool = False, dynamic: bool | None = None
-                  ) -> nn.Module:
-    """Compile ``model``'s forward with ``torch.compile(mode=mode)`` in place and return the same module."""
+def compile_model(model: nn.Module, mode: str = "default", *, fullgraph: bool = False, dynamic: bool | None = None,
+                  backend: str = "inductor") -> nn.Module:
+    """Compile ``model``'s forward with ``torch.compile(mode=mode)`` in place and return the same module.
+
+    ``backend`` other than inductor (e.g. ``"aot_eager"``: traced and differentiated, not code-generated) is for
+    checking a model traces correctly; ``mode`` only applies to inductor.
+    """
     check_choice("compile_mode", mode, COMPILE_MODES)
-    model.compile(mode=mode, fullgraph=fullgraph, dynamic=dynamic)
+    if backend == "inductor":
+        model.compile(mode=mode, fullgraph=fullgraph, dynamic=dynamic)
+    else:
+        model.compile(backend=backend, fullgraph=fullgraph, dynamic=dynamic)
     return model

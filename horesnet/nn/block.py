@@ -101,7 +101,8 @@ class SchemeBlock(nn.Module):
     def _step(self, x, sx, y_base):
         """k_1 = F_1(x); k_i = F_i(s_x + h sum_j A[i,j] k_j); return y_base + h sum_i b_i k_i (None: all zero)."""
         k = [None] * self.scheme.increments
-        state = Pass() if self.fused and not self.learn_step and torch.is_grad_enabled() else None
+        fused = self.fused and not self.learn_step and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        state = Pass() if fused else None  # compiled graphs fuse the plain adds themselves
         for target, terms in self._targets:
             base = x if target == 0 else (y_base if target == "y" else sx)
             ks = k

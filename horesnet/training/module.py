@@ -76,9 +76,10 @@ class ClassifierModule(pl.LightningModule):
         self._mark = now
         self._epoch_images += len(y)
         self.images_per_sec = self._epoch_images / max(now - self._epoch_start, 1e-9)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # Lightning turns every progress-bar value into a Python number after each batch (a host-device sync), so
+        # nothing is logged to the bar per step; loggers read the step values only every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
         self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("img/s", self.images_per_sec, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
