@@ -50,6 +50,7 @@ class SchemeBlock(nn.Module):
         self.needed = tuple(i in used for i in range(s))  # increments that reach the output
         self._targets = tuple((i, row) for i, row in enumerate(rows) if self.needed[i]) + (("y", weights),)
         self._uses = tuple(sum(j == i for _, row in self._targets for j, _ in row) for i in range(s))
+        self._shared = any(u > 1 for u in self._uses)  # without a shared increment autograd's adds are as cheap
         self.hook = None
         self.fused = True  # the stage combination with a fused backward (nn/combine.py); False: plain autograd
 
@@ -101,7 +102,8 @@ class SchemeBlock(nn.Module):
     def _step(self, x, sx, y_base):
         """k_1 = F_1(x); k_i = F_i(s_x + h sum_j A[i,j] k_j); return y_base + h sum_i b_i k_i (None: all zero)."""
         k = [None] * self.scheme.increments
-        fused = self.fused and not self.learn_step and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        fused = (self.fused and self._shared and not self.learn_step and torch.is_grad_enabled()
+                 and not torch.compiler.is_compiling())
         state = Pass() if fused else None  # compiled graphs fuse the plain adds themselves
         for target, terms in self._targets:
             base = x if target == 0 else (y_base if target == "y" else sx)

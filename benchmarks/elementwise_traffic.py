@@ -1,0 +1,75 @@
+"""Bytes moved by the elementwise ops of one training step, per variant, with and without the fused combination.
+
+A TorchDispatchMode sums the sizes of every tensor (inputs and outputs, tensors of more than 10k elements) of each
+add/mul/sub/div/sum/copy/clone/zero op over a forward + backward of ``build_model(block, depth)`` at batch
+``--batch``: a count that does not depend on the machine or on other processes, unlike a timing.
+
+    python -m benchmarks.elementwise_traffic                    # euler-92, rk8-92, euler-56, rk4-56, batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from horesnet import build_model
+from horesnet.nn import SchemeBlock
+
+ELEMENTWISE = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "sum", "clone", "copy_", "zero_",
+               "fill_", "zeros_like"}
+
+
+class ElementwiseBytes(TorchDispatchMode):
+    def __init__(self, min_numel: int = 10_000):
+        super().__init__()
+        self.min_numel, self.bytes, self.calls = min_numel, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.__name__.split(".")[0] in ELEMENTWISE:
+            outs = out if isinstance(out, tuple | list) else [out]
+            big = [t for t in (*args, *outs) if isinstance(t, torch.Tensor) and t.numel() > self.min_numel]
+            if big:
+                self.bytes += sum(t.numel() * t.element_size() for t in big)
+                self.calls += 1
+        return out
+
+
+def measure(block: str, depth: int, fused: bool, batch: int) -> dict:
+    torch.manual_seed(0)
+    model = build_model(block=block, depth=depth, num_classes=10)
+    for m in model.modules():
+        if isinstance(m, SchemeBlock):
+            m.fused = fused
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    with ElementwiseBytes() as count:
+        F.cross_entropy(model(x), y).backward()
+    return {"variant": f"{block}-{depth}", "fused": fused, "batch": batch, "MB": round(count.bytes / 2**20, 1),
+            "ops": count.calls}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default="euler-92,rk8-92,euler-56,rk4-56", help="comma list of block-depth")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = p.parse_args(argv)
+    rows = []
+    for variant in args.variants.split(","):
+        block, depth = variant.rsplit("-", 1)
+        for fused in (False, True):
+            rows.append(measure(block, int(depth), fused, args.batch))
+            r = rows[-1]
+            print(f"{r['variant']:>10} {'fused' if fused else 'plain':>5}: {r['MB']:8.1f} MB in {r['ops']} ops")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
