@@ -187,6 +187,13 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .help import print_help, wants_help
+
+    if wants_help(argv):
+        return print_help("analyze", argv)
+    from .argv import normalise
+
+    argv = normalise("analyze", argv)
     try:
         cfg = compose("analyze", argv)
         analyze(cfg, _given_model_keys(argv, cfg))

@@ -269,6 +269,10 @@ def _log_wandb(rows, pairs, out_dir: Path, project: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .help import print_help, wants_help
+
+    if wants_help(argv):
+        return print_help("compare", argv)
     opts, paths = dict(OPTIONS), []
     for a in argv:
         key, sep, value = a.partition("=")

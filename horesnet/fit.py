@@ -57,6 +57,13 @@ def _hydra_main(cfg) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    from .help import print_help, wants_help
+
+    if wants_help(argv):  # ours, with the registries' choices (Hydra's own: --hydra-help)
+        sys.exit(print_help("fit", argv))
+    from .argv import normalise
+
+    argv = sys.argv[1:] = normalise("fit", argv)  # resume=PATH of a sweep member, as the shell gives it
     try:
         load_plugins(plugins_from_argv(argv))  # registered datasets are config-group choices for Hydra too
     except ConfigError as err:

@@ -16,7 +16,7 @@ from .responses import responses
 from .robustness import robustness
 
 SEED = Option(0, COUNT, "random seed of the sampled deletions, orders, paths and noise")
-TRIALS = Option(5, POSITIVE_INT, "random draws per setting (lesion_random, reorder)")
+TRIALS = Option(5, POSITIVE_INT, "random draws per setting")
 
 
 def _lesion(model, data, o):
