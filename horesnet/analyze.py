@@ -144,7 +144,6 @@ def analyze(cfg, given: dict | None = None) -> Path:
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}", flush=True)  # at once, before any work
     todo = [s for s in studies if s.name not in skipped]
-    out.mkdir(parents=True, exist_ok=True)
     manifest = progress.read_manifest(out)
     source = {"ckpt": _fingerprint(cfg.ckpt), "split": cfg.split, "limit": cfg.limit, "data_name": cfg.data_name,
               "model": None if cfg.ckpt else model_kwargs(cfg)}
@@ -177,6 +176,7 @@ def analyze(cfg, given: dict | None = None) -> Path:
                 skipped[s.name] = str(err)  # study=all goes on with what applies to this network
                 print(f"  skipped {s.name}: {err}", flush=True)
                 continue
+        out.mkdir(parents=True, exist_ok=True)  # only now: a refused command line leaves no folder behind
         for name, records in results.items():  # written now: an interruption later keeps this study
             A.write_table(records, out, name)
             s.plots[name](records, out / f"{name}.png", title)
