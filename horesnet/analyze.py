@@ -186,7 +186,8 @@ def analyze(cfg, given: dict | None = None) -> Path:
         for name, records in results.items():
             done[name] = f"{name} ({len(records)} rows, {round(seconds, 2)}s)"
         print(f"  done {s.name} in {seconds:.1f}s: {', '.join(f'{n}.csv/.json/.png' for n in results)}", flush=True)
-    _log_wandb(cfg, logged, out, run_dir, title)
+    if logged:
+        _log_wandb(cfg, logged, out, run_dir, title)
     print(f"horesnet.analyze: {title}: " + (", ".join(done.values()) or "nothing new")
           + (f"; skipped {', '.join(skipped)}" if skipped else ""))
     print(f"  wrote {out}/<study>.csv, .json, .png")
