@@ -43,7 +43,7 @@ def _show(message, category, filename, lineno, file=None, line=None) -> None:
         text = warnings.formatwarning(message, category, filename, lineno, line).strip()
         logging.getLogger(THIRD_PARTY).warning(text)
     else:
-        print(f"horesnet: warning: {message}", file=sys.stderr, flush=True)
+        print(f"horesnet: {category.__name__}: {message}", file=sys.stderr, flush=True)
 
 
 def install() -> None:
