@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from .. import __version__
-from ..config import model_kwargs
+from ..config import model_kwargs, trainer_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
@@ -107,7 +107,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
-                              data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True))
+                              data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True),
+                              compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
+                              grad_checkpointing=bool(cfg.get("grad_checkpointing", False)))
     model = module.model
     info = model_facts(model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -126,7 +128,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                  RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True)))]
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
-    trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    trainer_cfg = trainer_kwargs(cfg)
     trainer_cfg["enable_progress_bar"] = False
     for lg in loggers[1:]:
         console.quiet_wandb(lg)
