@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,13 @@ def walkthrough() -> list[str]:
     return [line for line in match.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
 
-#: Commands run in this process (their words still expanded by bash, as typed): a help text or a table needs no
-#: fresh interpreter, and CI time is short. The sweep and analyze run as real subprocesses: their console is checked.
-IN_PROCESS = ("horesnet.compare", "horesnet.info", "horesnet.fit --help", "horesnet.analyze --help")
+#: Commands run in this process (their words still expanded by bash, as typed), since CI time is short; the
+#: Python warnings they raise are recorded under the interpreter's default filters, i.e. what a terminal would show.
+#: The sweep runs as a real subprocess: its whole console is checked.
+IN_PROCESS = ("horesnet.compare", "horesnet.info", "horesnet.analyze", "horesnet.fit --help")
+DEFAULT_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, None),
+                   ("ignore", PendingDeprecationWarning, None), ("ignore", ImportWarning, None),
+                   ("ignore", ResourceWarning, None)]
 
 
 def shell_words(line: str, cwd: Path, env: dict) -> list[str]:
@@ -55,18 +60,23 @@ def in_process(words: list[str], cwd: Path) -> dict:
 
     module, args = words[2], words[3:]
     out, err, argv, here = io.StringIO(), io.StringIO(), sys.argv, Path.cwd()
-    try:
-        os.chdir(cwd)
-        sys.argv = [module, *args]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main = importlib.import_module(module).main
-            rc = main() if module == "horesnet.fit" else main(args)
-    except SystemExit as exc:
-        rc = exc.code
-    finally:
-        sys.argv = argv
-        os.chdir(here)
-    return {"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        for action, category, mod in DEFAULT_FILTERS:
+            warnings.filterwarnings(action, category=category, module=mod or "")
+        try:
+            os.chdir(cwd)
+            sys.argv = [module, *args]
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                main = importlib.import_module(module).main
+                rc = main() if module == "horesnet.fit" else main(args)
+        except SystemExit as exc:
+            rc = exc.code
+        finally:
+            sys.argv = argv
+            os.chdir(here)
+    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return {"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue() + shown}
 
 
 @pytest.fixture(scope="module")
