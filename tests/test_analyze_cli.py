@@ -211,3 +211,28 @@ def test_bad_input(case, runs, tmp_path, capsys):
     captured = capsys.readouterr()
     assert_clean_failure(rc, captured.out, captured.err, *needles)
     assert not (tmp_path / "out").exists(), "a failed analysis should not leave an output folder"
+
+
+def test_an_interrupted_analysis_keeps_what_it_finished_and_resumes(runs, capsys, monkeypatch):
+    """Each study is written as soon as it is done; an interruption keeps those, the same command then runs only
+    the rest, and fresh=true redoes everything."""
+    from horesnet.analysis import get_study
+
+    out = runs.base / "resume"
+    args = [f"ckpt={runs.ckpt14}", "study=[paths,responses,refinement]", *SMALL, "wandb=disabled", f"out={out}"]
+    refinement = get_study("refinement")
+
+    def interrupted(model, data, options):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(refinement.__dict__, "compute", interrupted)  # a frozen dataclass: patched in its dict
+    assert main(args) == 130
+    capsys.readouterr()
+    assert sorted(p.name for p in out.glob("*.csv")) == ["paths.csv", "responses.csv"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")}
+    monkeypatch.undo()
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "kept paths, responses" in text and "done refinement" in text and "done paths" not in text
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv") if p.name in stamps} == stamps
+    assert main([*args, "fresh=true"]) == 0
+    assert "done paths" in capsys.readouterr().out
