@@ -27,9 +27,10 @@ def _model_key(name: str) -> tuple[str, str]:
 
 
 def _yaml(value) -> str:
-    """A default as it is written on the command line (true, null, [1, 2])."""
-    return {True: "true", False: "false", None: "null"}.get(value, str(value)) if not isinstance(value, list | float) \
-        or isinstance(value, bool) else str(value)
+    """A default as it is written on the command line (true, false, null, [1, 2])."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
 
 
 def _rows(rows: list[tuple[str, str]], width: int = 100) -> str:
