@@ -15,8 +15,9 @@ import torch
 from omegaconf import OmegaConf
 
 from . import analysis as A
+from .analysis import progress
 from .analysis.registry import Study, get_study, list_studies
-from .config import compose, model_from_config
+from .config import compose, model_from_config, model_kwargs
 from .errors import PLUGIN_HINT, ConfigError, check_choice, check_writable
 
 
@@ -134,35 +135,73 @@ def analyze(cfg, given: dict | None = None) -> Path:
                               "alone).")
         model, data_cfg, run_dir = model_from_config(cfg), {}, None
         title = f"{cfg.block}-{model.layout.depth}"
-        out = Path(cfg.out) if cfg.out else Path("analysis") / f"{cfg.block}-d{model.layout.depth}"
+        out = Path(cfg.out) if cfg.out else Path("outputs") / "analysis" / f"{cfg.block}-d{model.layout.depth}"
     check_writable("out", out)  # before any work: hours of analysis are not lost to an unwritable folder
     model = model.to(device).eval()
-    data = eval_data(data_cfg, cfg, device) if any(s.needs_data for s in studies) else None
-    tables, summary = {}, {}
-    skipped = {}
-    for s in studies:
+    skipped = {s.name: why for s in studies if (why := s.skip_reason(model, values[s.name]))}
+    if skipped and cfg.study != "all" and len(skipped) == len(studies):
+        raise ConfigError("; ".join(f"study={n} does not apply to this network: {why}" for n, why in skipped.items()))
+    for name, why in skipped.items():
+        print(f"  skipped {name}: {why}", flush=True)  # at once, before any work
+    todo = [s for s in studies if s.name not in skipped]
+    manifest = progress.read_manifest(out)
+    source = {"ckpt": _fingerprint(cfg.ckpt), "split": cfg.split, "limit": cfg.limit, "data_name": cfg.data_name,
+              "model": None if cfg.ckpt else model_kwargs(cfg)}
+    kept = [s.name for s in todo if not cfg.fresh
+            and progress.finished(manifest, out, s.name, s.tables, {**source, "options": values[s.name]})]
+    if kept:
+        print(f"  kept {', '.join(kept)}: already in {out} from the same checkpoint and options (fresh=true redoes "
+              "them)", flush=True)
+    todo = [s for s in todo if s.name not in kept]
+    data = eval_data(data_cfg, cfg, device) if any(s.needs_data for s in todo) else None
+    counted = progress.CountedData(data) if data is not None else None
+    done, logged = {}, {}
+    for s in todo:
+        passes = s.passes(model, values[s.name])
+        total = passes * len(counted.batches) if passes and counted is not None and s.needs_data else None
         started = time.time()
-        try:
-            results = run_study(s, model, data, values[s.name])
-        except ConfigError as err:
-            if cfg.study != "all":
+        with progress.study_bar(s.name, total, enabled=counted is not None and s.needs_data) as bar:
+            if counted is not None:
+                counted.track(bar)
+            try:
+                results = run_study(s, model, counted if s.needs_data else None, values[s.name])
+            except KeyboardInterrupt:
+                bar.close()
+                print(f"horesnet.analyze: interrupted during {s.name}; kept {', '.join([*kept, *done]) or 'nothing'}"
+                      f" in {out}. The same command runs the rest.", file=sys.stderr, flush=True)
                 raise
-            skipped[s.name] = str(err)  # study=all goes on with what applies to this network
-            continue
+            except ConfigError as err:
+                if cfg.study != "all":
+                    raise
+                skipped[s.name] = str(err)  # study=all goes on with what applies to this network
+                print(f"  skipped {s.name}: {err}", flush=True)
+                continue
+        out.mkdir(parents=True, exist_ok=True)  # only now: a refused command line leaves no folder behind
+        for name, records in results.items():  # written now: an interruption later keeps this study
+            A.write_table(records, out, name)
+            s.plots[name](records, out / f"{name}.png", title)
+            logged[name] = records
+        seconds = time.time() - started
+        progress.record(out, manifest, s.name, {**source, "options": values[s.name]}, list(results), seconds)
         for name, records in results.items():
-            tables[name] = (records, s.plots[name])
-            summary[name] = {"seconds": round(time.time() - started, 2), "rows": len(records)}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, (records, plot) in tables.items():
-        A.write_table(records, out, name)
-        plot(records, out / f"{name}.png", title)
-    _log_wandb(cfg, {name: records for name, (records, _) in tables.items()}, out, run_dir, title)
-    print(f"horesnet.analyze: {title}: " + ", ".join(f"{k} ({v['rows']} rows, {v['seconds']}s)"
-                                                     for k, v in summary.items()))
-    for s, why in skipped.items():
-        print(f"  skipped {s}: {why}")
+            done[name] = f"{name} ({len(records)} rows, {round(seconds, 2)}s)"
+        print(f"  done {s.name} in {seconds:.1f}s: {', '.join(f'{n}.csv/.json/.png' for n in results)}", flush=True)
+    if logged:
+        _log_wandb(cfg, logged, out, run_dir, title)
+    print(f"horesnet.analyze: {title}: " + (", ".join(done.values()) or "nothing new")
+          + (f"; skipped {', '.join(skipped)}" if skipped else ""))
     print(f"  wrote {out}/<study>.csv, .json, .png")
     return out
+
+
+def _fingerprint(ckpt) -> dict | None:
+    """The checkpoint a study was computed from: its path, size and modification time."""
+    if not ckpt:
+        return None
+    path = Path(ckpt).expanduser()
+    path = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
 
 
 def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
@@ -187,12 +226,21 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .help import print_help, wants_help
+
+    if wants_help(argv):
+        return print_help("analyze", argv)
+    from .argv import normalise
+
+    argv = normalise("analyze", argv)
     try:
         cfg = compose("analyze", argv)
         analyze(cfg, _given_model_keys(argv, cfg))
     except ConfigError as err:
         print(f"horesnet.analyze: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

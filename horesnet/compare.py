@@ -88,22 +88,36 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
     rows, names, flags, ref = [], labels(groups), variant_flags(groups), reference_key(groups)
     for key, runs in groups.items():
         r0 = runs[0]
-        test = mean_std([100 * r.get("test", {}).get("test/acc1", float("nan")) for r in runs])
-        val = mean_std([100 * r.get("val", {}).get("val/acc1", float("nan")) for r in runs])
+        per_seed = by_seed(runs)
+        test_seeds = [statistics.fmean(100 * r.get("test", {}).get("test/acc1", float("nan")) for r in rs)
+                      for rs in per_seed.values()]
+        test = mean_std(test_seeds)
+        val = mean_std([statistics.fmean(100 * r.get("val", {}).get("val/acc1", float("nan")) for r in rs)
+                        for rs in per_seed.values()])
+        repeated = {s: len(rs) for s, rs in per_seed.items() if len(rs) > 1}
+        notes = [f"{n} runs share seed {s} (averaged: one value per distinct seed)" for s, n in repeated.items()]
         wall = mean_std([r.get("wall_time_s", float("nan")) for r in runs])
         ips = mean_std([r.get("images_per_sec", float("nan")) for r in runs])
-        by_seed = sorted(runs, key=lambda r: (r["config"].get("seed") is None, r["config"].get("seed") or 0))
         rows.append({
             "variant": names[key], "block": r0["config"]["block"], "depth": r0["config"]["depth"],
-            "residual_scale": scale_of(r0), "flags": "; ".join(flags[key]), "reference": key == ref,
+            "residual_scale": scale_of(r0), "flags": "; ".join([*flags[key], *notes]), "reference": key == ref,
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
             "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
             "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "images_per_sec": ips[0],
-            "seeds": len(runs), "seed_list": sorted(r["config"].get("seed") for r in runs),
-            "test_acc_seeds": [100 * r.get("test", {}).get("test/acc1", float("nan")) for r in by_seed],
+            "seeds": len(per_seed), "n_runs": len(runs), "seed_list": list(per_seed),
+            "test_acc_seeds": test_seeds,
             "runs": [r["_dir"] for r in runs],
         })
     return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
+
+
+def by_seed(runs: list[dict]) -> dict:
+    """``{seed: [runs]}`` in seed order: the statistics count distinct seeds, not runs (two runs of one seed are
+    one observation, not two)."""
+    groups: dict = defaultdict(list)
+    for r in runs:
+        groups[r["config"].get("seed")].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
 def reference_row(rows: list[dict]) -> dict:
@@ -163,33 +177,27 @@ def markdown(rows: list[dict], problems: list[str]) -> str:
 
 
 def plot(rows: list[dict], groups: dict, path: Path) -> None:
-    import matplotlib
+    from .analysis import style as S
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2) = S.figure(2, width=12, height=4.5)
     names = [r["variant"] for r in rows]
-    ax1.bar(range(len(rows)), [r["test_acc_mean"] for r in rows], yerr=[r["test_acc_std"] for r in rows], capsize=4)
+    bars = ax1.bar(range(len(rows)), [r["test_acc_mean"] for r in rows], yerr=[r["test_acc_std"] for r in rows],
+                   capsize=4)
+    ax1.bar_label(bars, labels=[f"{r['test_acc_mean']:.2f}" for r in rows], padding=2, fontsize=8)
     ax1.set_xticks(range(len(rows)), names, rotation=30, ha="right")
-    ax1.set_ylabel("final test accuracy (%)")
-    lo = min(r["test_acc_mean"] - r["test_acc_std"] for r in rows)
-    ax1.set_ylim(max(0.0, lo - 2), None)
-    ax1.set_title("test accuracy, mean ± std over seeds")
-    for row in rows:
-        for run_dir in row["runs"]:
+    ax1.set_ylim(0, 100)  # bars from zero: a difference of a few points looks like one
+    S.label(ax1, "variant", "final test accuracy (%)", "test accuracy, mean ± std over seeds")
+    for i, row in enumerate(rows):
+        for run_dir in row["runs"]:  # one colour per variant, one line per run
             curve = _val_curve(Path(run_dir) / "metrics.csv")
             if curve:
                 label = row["variant"] if run_dir == row["runs"][0] else None
-                ax2.plot(*zip(*curve, strict=True), alpha=0.7, label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation accuracy (%)")
-    ax2.set_title("validation accuracy per epoch")
+                ax2.plot(*zip(*curve, strict=True), alpha=0.7, marker=".", color=f"C{i % 10}", label=label)
+    S.label(ax2, "epoch", "validation accuracy (%)", "validation accuracy per epoch")
+    S.integer_ticks(ax2)
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    S.save(fig, path)
 
 
 def _val_curve(path: Path) -> list[tuple[int, float]]:
@@ -258,7 +266,7 @@ def _log_wandb(rows, pairs, out_dir: Path, project: str) -> None:
 
     run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
                    reinit="create_new")
-    cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds")]
+    cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds", "n_runs")]
     tables = {"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])}
     if pairs:
         tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
@@ -269,6 +277,10 @@ def _log_wandb(rows, pairs, out_dir: Path, project: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .help import print_help, wants_help
+
+    if wants_help(argv):
+        return print_help("compare", argv)
     opts, paths = dict(OPTIONS), []
     for a in argv:
         key, sep, value = a.partition("=")

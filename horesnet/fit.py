@@ -20,13 +20,18 @@ from . import data  # noqa: F401 -- registers the built-in datasets in Hydra's C
 from .errors import ConfigError
 from .models.config import store_model_node
 from .plugins import load_plugins, plugins_from_argv
+from .training import console
 from .training.rundir import run_dir_resolver
+
+log = console.log
 
 store_model_node()  # the Hydra ``model`` config (block=, depth=, ...), made from ModelConfig
 if not OmegaConf.has_resolver("horesnet_run_dir"):
     OmegaConf.register_new_resolver("horesnet_run_dir", run_dir_resolver, use_cache=True)
 
 
+_DONE: list[str] = []  # run folders finished by this command
+_SWEEP: list[str] = []  # the sweep folder (with -m)
 _NEW_RUN_DIR: Path | None = None  # the single run's folder, when this command is the one creating it
 
 
@@ -38,11 +43,16 @@ def _fail(err: Exception, status: int = 2) -> None:
 @hydra.main(config_path="configs", config_name="fit", version_base="1.3")
 def _hydra_main(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .training.divergence import DivergedError
     from .training.run import report, run_fit, sweep_group
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    console.install()  # Hydra has just configured this job's logging: Lightning's records go through it
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        _SWEEP.append(hc.sweep.dir)
+    run_dir = Path(hc.runtime.output_dir)
     try:
         summary = run_fit(cfg, run_dir, sweep_group())
     except ConfigError as err:  # found only once the data is read (a corrupt file): leave no half-made run folder
@@ -52,11 +62,20 @@ def _hydra_main(cfg) -> None:
     except DivergedError as err:  # summary.json says status "diverged"; exit status 3 tells scripts
         _fail(err, 3)
     if summary.get("is_global_zero", True):
-        print(report(summary))
+        log.info(report(summary))
+        _DONE.append(summary["run_dir"])
 
 
 def main() -> None:
     argv = sys.argv[1:]
+    from .help import print_help, wants_help
+
+    if wants_help(argv):  # ours, with the registries' choices (Hydra's own: --hydra-help)
+        sys.exit(print_help("fit", argv))
+    from .argv import normalise
+
+    argv = sys.argv[1:] = normalise("fit", argv)  # resume=PATH of a sweep member, as the shell gives it
+    console.install()  # third-party warnings of the checks below stay off the console
     try:
         load_plugins(plugins_from_argv(argv))  # registered datasets are config-group choices for Hydra too
     except ConfigError as err:
@@ -78,6 +97,9 @@ def main() -> None:
     else:
         controls, sweep_dir = [], None
     _hydra_main()
+    if _SWEEP and _DONE:
+        print(f"horesnet.fit: sweep finished: {len(_DONE)} run(s) in {_SWEEP[0]}\n"
+              f"  compare them: python -m horesnet.compare {_SWEEP[0]}", flush=True)
     if controls:
         from .training.controls import run_controls
 

@@ -110,6 +110,10 @@ def model_report(cfg) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .help import print_help, wants_help
+
+    if wants_help(argv):
+        return print_help("info", argv)
     try:
         cfg = compose("info", argv)
         if cfg.list is not None:

@@ -121,6 +121,7 @@ ANALYZE_COMMAND = {
     "out": Spec("text", nullable=True),
     "device": TEXT,
     "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
+    "fresh": BOOL,
     "plugins": Spec("texts"),
 }
 

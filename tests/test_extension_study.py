@@ -109,7 +109,9 @@ def test_the_plugin_study_runs_from_the_command_line(runs):
     assert "Traceback" not in res["stderr"]
     assert "horesnet.analyze: euler-14: my_study (3 rows" in res["stdout"], res["stdout"]
     out = runs["base"] / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["my_study.csv", "my_study.json", "my_study.png"]
+    # analysis.json: the manifest of finished studies (an interrupted run resumes with the others)
+    assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "my_study.csv", "my_study.json", "my_study.png"]
+    assert list(json.loads((out / "analysis.json").read_text())["studies"]) == ["my_study"]
     assert (out / "my_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = expected_rows(runs["state"], 2.5)
     assert [n for _, n, _ in expected] == [4, 4, 4]  # two basic units of two 3x3 convs per stage

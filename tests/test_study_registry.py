@@ -24,9 +24,9 @@ BEFORE = {
     "zero_init_last": False, "drop_path_rate": 0.0,
     "ckpt": None, "study": "all", "split": "test", "data_name": None, "data_root": None, "limit": 2000,
     "batch_size": 250, "out": None, "seed": 0, "device": "auto", "granularity": "unit",
-    "ks": [1, 2, 4, 8, 12, 16, 20], "trials": 5, "swaps": [1, 2, 4, 8, 16], "weighted": False,
+    "ks": None, "trials": 5, "swaps": None, "weighted": False,  # null: sized to the network being analysed
     "samples_per_length": 1000, "effective_images": 256, "sigmas": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3],
-    "wandb": "auto", "plugins": [],
+    "wandb": "auto", "fresh": False, "plugins": [],
 }
 BUILTIN = ["lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement", "robustness"]
 

@@ -163,7 +163,8 @@ def test_cli_ddp_on_cpu(cli):
     assert res["rc"] == 0, res["stderr"][-3000:]
     summary = json.loads((cli.cwd("ddp") / "run" / "summary.json").read_text())
     assert summary["status"] == "finished"
-    log = res["stderr"] + res["stdout"]
+    # Lightning's information lines are in the run's logs (fit.log; the second process's own log), not the console
+    log = res["stderr"] + res["stdout"] + "".join(p.read_text() for p in (cli.cwd("ddp") / "run").glob("*.log"))
     assert "MEMBER: 1/2" in log and "MEMBER: 2/2" in log, "two DDP processes should have started"
     assert sorted(p.name for p in cli.cwd("ddp").iterdir()) == ["run"], "stray output outside hydra.run.dir"
     assert 0 <= summary["test"]["test/acc1"] <= 1

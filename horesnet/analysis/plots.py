@@ -1,5 +1,5 @@
-"""One PNG per table of the built-in studies (matplotlib, Agg backend); each study names its plots when it
-registers (``horesnet.analysis.studies``, docs/extending_studies.md)."""
+"""One PNG per table of the built-in studies, in the one style of ``horesnet.analysis.style``; each study names its
+plots when it registers (``horesnet.analysis.studies``, docs/extending_studies.md)."""
 
 from __future__ import annotations
 
@@ -7,34 +7,26 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
+from . import style as S
 
 
 def plot_lesion(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(records)), 4))
-    colors = ["tab:red" if r["entry"] else "tab:blue" for r in records]
-    ax.bar(range(len(records)), [r["error"] for r in records], color=colors)
-    ax.axhline(records[0]["intact_error"], color="k", ls="--", lw=1, label="intact")
-    ax.set_xticks(range(len(records)), [r["address"] for r in records], rotation=90, fontsize=6)
-    ax.set_ylabel("test error (%)")
-    ax.set_title(f"{title} single deletions (red: entry/downsampling)")
-    ax.legend()
-    return _save(fig, path)
+    from matplotlib.patches import Patch
+
+    fig, ax = S.figure(width=max(6, 0.28 * len(records)), height=4.5)
+    ax.bar(range(len(records)), [r["error"] for r in records],
+           color=[S.ENTRY if r["entry"] else S.OTHER for r in records])
+    ax.axhline(records[0]["intact_error"], color="k", ls="--", lw=1)
+    ax.set_xticks(range(len(records)), [r["address"] for r in records], rotation=90,
+                  fontsize=8 if len(records) <= 60 else 6)
+    what = "block" if records and records[0].get("granularity") == "block" else "unit"
+    S.label(ax, f"deleted {what} (address: stage.block.unit)", "test error (%)")
+    fig.suptitle(f"{title} single deletions")
+    S.from_zero(ax)
+    ax.legend(handles=[Patch(color=S.OTHER), Patch(color=S.ENTRY), ax.get_lines()[0]],
+              labels=[f"{what} deleted", "entry/downsampling deleted", "intact network"],
+              loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
+    return S.save(fig, path)
 
 
 def _mean_std_by(records, key, value):
@@ -45,20 +37,25 @@ def _mean_std_by(records, key, value):
     return xs, [statistics.fmean(groups[x]) for x in xs], [statistics.pstdev(groups[x]) for x in xs]
 
 
-def _one_axes(path: Path, title: str, xlabel: str, ylabel: str, draw) -> Path:
+def _one_axes(path: Path, title: str, xlabel: str, ylabel: str, draw, integer_x: bool = False) -> Path:
     """One 6x4 plot: ``draw(ax)`` and the labels."""
-    fig, ax = _plt().subplots(figsize=(6, 4))
+    fig, ax = S.figure()
     draw(ax)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    return _save(fig, path)
+    S.label(ax, xlabel, ylabel, title)
+    if integer_x:
+        S.integer_ticks(ax)
+    return S.save(fig, path)
 
 
 def plot_lesion_random(records, path: Path, title: str = "") -> Path:
     xs, m, s = _mean_std_by(records, "k", "error")
-    return _one_axes(path, f"{title} random deletions", "units deleted", "test error (%)",
-                     lambda ax: ax.errorbar(xs, m, yerr=s, marker="o", capsize=3))
+
+    def draw(ax):
+        ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, label="mean ± std over trials")
+        ax.axhline(records[0]["intact_error"], color="k", ls="--", lw=1, label="intact network")
+        ax.legend()
+    return _one_axes(path, f"{title} random deletions", "units deleted (k)", "test error (%)", draw,
+                     integer_x=True)
 
 
 def plot_reorder(records, path: Path, title: str = "") -> Path:
@@ -70,49 +67,50 @@ def plot_reorder(records, path: Path, title: str = "") -> Path:
 
 def plot_paths(records, path: Path, title: str = "") -> Path:
     return _one_axes(path, f"{title} path lengths", "path length (units)", "number of paths",
-                     lambda ax: ax.bar([r["length"] for r in records], [r["count"] for r in records]))
+                     lambda ax: ax.bar([r["length"] for r in records], [r["count"] for r in records]),
+                     integer_x=True)
 
 
 def plot_effective(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a1, a2) = S.figure(2, width=11)
     ks = [r["length"] for r in records]
     a1.semilogy(ks, [max(r["mean_grad_norm"], 1e-30) for r in records], marker="o")
-    a1.set_xlabel("path length")
-    a1.set_ylabel("input-gradient norm of one path")
+    S.label(a1, "path length (units)", "input-gradient norm of one path", "per path")
     a2.bar(ks, [r["total_grad"] for r in records])
-    a2.set_xlabel("path length")
-    a2.set_ylabel("total gradient (norm x path count)")
+    S.label(a2, "path length (units)", "total gradient (norm x path count)", "all paths of a length")
+    for ax in (a1, a2):
+        S.integer_ticks(ax)
     fig.suptitle(f"{title} effective paths")
-    return _save(fig, path)
+    return S.save(fig, path)
 
 
 def plot_responses(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    a1.plot([r["layer"] for r in records], [r["std"] for r in records])
-    a1.set_xlabel("layer index")
-    a1.set_ylabel("std of response")
-    a2.plot(range(1, len(records) + 1), sorted((r["std"] for r in records), reverse=True))
-    a2.set_xlabel("layer index (sorted by magnitude)")
+    fig, (a1, a2) = S.figure(2, width=11)
+    a1.plot([r["layer"] for r in records], [r["std"] for r in records], marker=".")
+    S.label(a1, "3x3 layer (forward order)", "std of response", "in layer order")
+    a2.plot(range(1, len(records) + 1), sorted((r["std"] for r in records), reverse=True), marker=".")
+    S.label(a2, "rank (largest first)", "std of response", "sorted by magnitude")
+    for ax in (a1, a2):
+        S.integer_ticks(ax)
     fig.suptitle(f"{title} layer responses")
-    return _save(fig, path)
+    return S.save(fig, path)
 
 
 def plot_refinement(records, path: Path, title: str = "") -> Path:
-    return _one_axes(path, f"{title} iterative refinement", "block", "loss of the head on the block output",
-                     lambda ax: ax.plot([r["block"] for r in records], [r["loss"] for r in records], marker="o"))
+    return _one_axes(path, f"{title} iterative refinement", "block (forward order)",
+                     "loss of the head on the block output",
+                     lambda ax: ax.plot([r["block"] for r in records], [r["loss"] for r in records], marker="o"),
+                     integer_x=True)
 
 
 def plot_robustness(records, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["sigma"] for r in records], [r["accuracy"] for r in records], marker="o", label="accuracy (%)")
+    fig, ax = S.figure()
+    sigmas = [r["sigma"] for r in records]
+    ax.plot(sigmas, [r["accuracy"] for r in records], marker="o", label="accuracy (%, left axis)")
     ax2 = ax.twinx()
-    ax2.plot([r["sigma"] for r in records], [r["ece"] for r in records], marker="s", color="tab:orange", label="ECE")
-    ax.set_xlabel("Gaussian noise sigma (pixels in [0, 1])")
-    ax.set_ylabel("accuracy (%)")
-    ax2.set_ylabel("ECE")
-    ax.set_title(f"{title} robustness")
-    return _save(fig, path)
-
+    ax2.plot(sigmas, [r["ece"] for r in records], marker="s", color=S.SECOND, label="ECE (right axis)")
+    ax2.grid(False)
+    S.label(ax, "Gaussian noise sigma (pixels in [0, 1])", "accuracy (%)", f"{title} robustness")
+    ax2.set_ylabel("expected calibration error (ECE)")
+    S.legend_of(ax, ax2)
+    return S.save(fig, path)

@@ -52,6 +52,16 @@ class Study:
     needs_checkpoint: bool = True
     needs_data: bool = True
     description: str = ""
+    applies: Callable[[Any, Mapping[str, Any]], str | None] | None = None
+    cost: Callable[[Any, Mapping[str, Any]], int | None] | None = None
+
+    def skip_reason(self, model, options: Mapping[str, Any]) -> str | None:
+        """Why this study cannot apply to ``model`` with ``options`` (one line), or None: checked before any work."""
+        return self.applies(model, options) if self.applies else None
+
+    def passes(self, model, options: Mapping[str, Any]) -> int | None:
+        """About how many passes over the evaluation data the study makes (its progress bar's total), or None."""
+        return self.cost(model, options) if self.cost else None
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -93,8 +103,13 @@ def get_study(name: str) -> Study:
 def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | PlotFn, *,
                    options: Mapping[str, Option] | None = None, needs_checkpoint: bool = True,
                    needs_data: bool = True, description: str = "", overwrite: bool = False,
-                   _builtin: bool = False) -> Study:
+                   applies: Callable | None = None, cost: Callable | None = None, _builtin: bool = False) -> Study:
     """Validate and register a study; return its :class:`Study`.
+
+    ``applies(model, options)`` (optional) returns why the study cannot apply to a network (one line; ``analyze``
+    then skips it at once) or None; ``cost(model, options)`` (optional) the passes it makes over the evaluation
+    data, for its progress bar's ETA. ``options`` hold the values after :meth:`Study.values` (a null default of an
+    option may be sized to the network by ``compute`` itself).
 
     ``plots`` is ``{table name: plot}`` or one plot function for a study writing the single table ``name``.
     Refused (ValueError): a name or key that is not identifier-like, ``all``, a table another study writes, an
@@ -126,8 +141,11 @@ def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | 
             raise ValueError(f"study {name!r}: table {table!r} is already written by study {owner!r}.")
     options = dict(options or {})
     _check_options(name, options, others)
+    for what, fn in (("applies", applies), ("cost", cost)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"study {name!r}: {what} must be a function (model, options) or None.")
     study = Study(name, compute, MappingProxyType(plots), MappingProxyType(options), bool(needs_checkpoint),
-                  bool(needs_data), str(description))
+                  bool(needs_data), str(description), applies, cost)
     if name in _REGISTRY:
         _remove(name)
     extend("analyze", f"study {name!r}", {key: option.spec for key, option in options.items()})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from .. import __version__
 from ..config import model_kwargs, trainer_kwargs
@@ -20,6 +20,7 @@ from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
 from ..plugins import load_plugins
+from . import console
 from .checkpoint import (
     AtomicCheckpointIO,
     StopAfterEpoch,
@@ -30,6 +31,7 @@ from .checkpoint import (
 from .divergence import DivergedError
 from .loggers import make_loggers
 from .module import ClassifierModule
+from .progress import RunProgress
 
 
 def git_commit() -> str | None:
@@ -121,14 +123,20 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                                  save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)  # rewritten after every epoch
-    callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step")]
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    # our one bar for the whole run (Lightning's own bars are off: per-epoch ETA, no validation accuracy)
+    callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step"),
+                 RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True)))]
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
     trainer_cfg = trainer_kwargs(cfg)
+    trainer_cfg["enable_progress_bar"] = False
+    for lg in loggers[1:]:
+        console.quiet_wandb(lg)
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
+    if trainer.is_global_zero:
+        devices = f" x{trainer.num_devices}" if trainer.num_devices > 1 else ""
+        console.log.info(console.banner(run_config, info, run_dir, f"{trainer.strategy.root_device}{devices}"))
     earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
     base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
             "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
