@@ -84,6 +84,7 @@ FIT = {
     "channels_last": BOOL,
     "resume": Spec("text", nullable=True),
     "stop_after_epoch": OPT_POSITIVE_INT,
+    "weights": Spec("text", nullable=True),
     "scale_controls": BOOL,
     "name": TEXT,
     "paper": FREE,

@@ -18,7 +18,8 @@ from .models.config import MODEL_KEYS, arch_defaults, complete
 
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
                "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
-               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last")
+               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last",
+               "weights")
 
 
 def _get(cfg: dict, dotted: str):

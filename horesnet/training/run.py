@@ -19,6 +19,7 @@ from ..config import model_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
+from ..models.torchvision import load_weights
 from ..plugins import load_plugins
 from .checkpoint import (
     AtomicCheckpointIO,
@@ -107,6 +108,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
                               data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True))
     model = module.model
+    if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
+        load_weights(model, cfg.weights)
     info = model_facts(model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     clean_orphans(run_dir)  # temporary files of a checkpoint write that was killed
