@@ -170,3 +170,28 @@ def test_unknown_key_bad_path_and_pickle_payload_are_refused(tmp_path, weights):
     torch.save({"conv1.weight": _Payload()}, evil)
     with pytest.raises(ConfigError, match="refused.*weights_only"):
         load_torchvision_state_dict(model, evil)
+
+
+def test_fit_weights_starts_a_midpoint_resnet18_from_euler_weights(tmp_path, capsys):
+    """``horesnet.fit weights=PATH``: a midpoint ResNet-18 (entry=scheme) starts from a torchvision-format Euler
+    ResNet-18 (its 1000-class head left out for the data's 10 classes); with lr ~ 0 the weights stay the file's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _training_helpers import CLI_TINY, fit
+
+    source = horesnet.build_model(arch="imagenet", depth=18, num_classes=1000)
+    path = tmp_path / "resnet18.pth"
+    torch.save(to_torchvision_state_dict(source), path)
+    overrides = [o for o in CLI_TINY if not o.startswith(("depth=", "width="))] + [
+        "arch=imagenet", "depth=18", "block=midpoint", "entry=scheme", f"weights={path}", "optim.lr=1e-12",
+        "optim.momentum=0",
+        "data.limit_train=8", "data.limit_val=8", "data.limit_test=8", "data.batch_size=4", "data.eval_batch_size=8"]
+    fit(tmp_path / "run", overrides)
+    assert "classifier starts fresh" in capsys.readouterr().err
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert torch.allclose(state["model.stem.0.weight"], source.stem[0].weight, atol=1e-6)
+    # entry=scheme: each stage is one midpoint block of 2 units, so torchvision's layer4.1 is its second unit
+    assert torch.allclose(state["model.stages.3.0.units.1.convs.1.weight"],
+                          source.stages[3][1].units[0].convs[1].weight, atol=1e-6)

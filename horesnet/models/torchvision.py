@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -166,8 +167,16 @@ def to_torchvision_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def load_weights(model: nn.Module, path) -> nn.Module:
     """``weights=PATH`` of ``horesnet.fit``: :func:`load_torchvision_state_dict` from a file, its ConfigError
-    prefixed with the key and the path."""
+    prefixed with the key and the path. A classifier for another number of classes (ImageNet's 1000 against the
+    data's) is left out: the network keeps its fresh head, as when fine-tuning, and says so."""
     try:
-        return load_torchvision_state_dict(model, read_state_dict(path))
+        given = _unwrap(read_state_dict(path))
+        fc = given.get("fc.weight")
+        head = fc is None or fc.shape[0] == model.num_classes
+        if not head:
+            print(f"horesnet: weights={path}: its classifier has {fc.shape[0]} classes, the network "
+                  f"{model.num_classes}; every other tensor is loaded and the classifier starts fresh.",
+                  file=sys.stderr)
+        return load_torchvision_state_dict(model, given, head=head)
     except ConfigError as err:
         raise ConfigError(f"weights={path}: {err}") from None
