@@ -96,6 +96,7 @@ FIT = {
     "logger.wandb.group": Spec("text", nullable=True),
     "logger.wandb.name": Spec("text", nullable=True),
     "logger.wandb.tags": Spec("texts"),
+    "logger.wandb.log_model": BOOL,
     "logger.wandb.timeout": Spec("real", low=0, high=300, open_low=True),
     "divergence.check_every": POSITIVE_INT,
     "divergence.max_loss": POSITIVE,
