@@ -133,14 +133,14 @@ class _Payload:
 
 
 @pytest.mark.parametrize("kw, words", [
-    (dict(depth=101), ["ResNet-50", "depth=50", "101"]),
-    (dict(depth=34), ["ResNet-50", "depth=50"]),
+    (dict(depth=34), ["ResNet-50", "depth=50", "depth=34"]),  # same units per stage, basic units
+    (dict(depth=18), ["ResNet-50", "[3, 4, 6, 3]", "[2, 2, 2, 2]"]),
     (dict(shortcut="A"), ["shortcut='A'", "'B'"]),
     (dict(stride_in_3x3=False), ["stride_in_3x3=True"]),
     (dict(num_classes=10), ["fc.weight", "(1000, 2048)", "head=False"]),
     (dict(placement="full_preact"), ["placement='full_preact'", "'original'"]),
     (dict(tied=True, block="rk4"), ["tied=True"]),
-], ids=["depth101", "depth34", "shortcutA", "v1", "classes", "preact", "tied"])
+], ids=["depth34", "depth18", "shortcutA", "v1", "classes", "preact", "tied"])
 def test_mismatched_network_is_refused_by_name(kw, words, weights):
     depth = kw.pop("depth", 50)
     model = horesnet.build_model(arch="imagenet", depth=depth, num_classes=kw.pop("num_classes", 1000),
