@@ -69,5 +69,15 @@ def model_kwargs(cfg: DictConfig) -> dict:
     return {k: container[k] for k in MODEL_KEYS if k in container}
 
 
+# keys of the trainer group that horesnet reads itself (not pytorch_lightning.Trainer arguments)
+OWN_TRAINER_KEYS = ("channels_last",)
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    """The ``pytorch_lightning.Trainer`` arguments of ``cfg.trainer`` (null values and horesnet's own keys left out)."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return {k: v for k, v in trainer.items() if v is not None and k not in OWN_TRAINER_KEYS}
+
+
 def model_from_config(cfg: DictConfig):
     return build_model(**model_kwargs(cfg))

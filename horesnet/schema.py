@@ -9,6 +9,7 @@ accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
 from __future__ import annotations
 
 from .errors import PLUGIN_HINT, ConfigError
+from .models.compile import COMPILE_MODES
 from .models.config import model_specs
 from .spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
 
@@ -76,12 +77,17 @@ TRAINER = {
     "trainer.num_sanity_val_steps": COUNT,
     "trainer.num_nodes": POSITIVE_INT,
     "trainer.strategy": TEXT,
+    "trainer.channels_last": BOOL,
+    "trainer.benchmark": Spec("bool", nullable=True),
 }
 
 FIT = {
     **MODEL, **DATA, **OPTIM, **TRAINER,
     "seed": COUNT,
     "channels_last": BOOL,
+    "compile": BOOL,
+    "compile_mode": Spec("choice", choices=COMPILE_MODES),
+    "grad_checkpointing": BOOL,
     "resume": Spec("text", nullable=True),
     "stop_after_epoch": OPT_POSITIVE_INT,
     "weights": Spec("text", nullable=True),

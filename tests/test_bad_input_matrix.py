@@ -51,6 +51,10 @@ CASES = {
     "num_classes": (FIT, ["num_classes=5"], ["num_classes=5", "10"]),
     "in_channels": (FIT, ["in_channels=2"], ["in_channels=2", "3"]),
     "unknown_key": (FIT, ["foo=1"], ["'foo'", "depth"]),
+    # speed options
+    "compile": (FIT, ["compile=sometimes"], ["compile", "'sometimes'", "true or false"]),
+    "compile_mode": (FIT, ["compile=true", "compile_mode=fastest"], ["'fastest'", "'max-autotune'"]),
+    "grad_checkpointing": (FIT, ["grad_checkpointing=2"], ["grad_checkpointing", "true or false"]),
     # data
     "data": (FIT, ["data=nosuch"], ["nosuch", "cifar10"]),
     "data_classes": (FIT, ["data=cifar10", "data.num_classes=7"], ["data.num_classes=7", "10"]),

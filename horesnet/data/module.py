@@ -64,8 +64,14 @@ class IndexedArrays(Dataset):
         return self.x[i], self.y[i]
 
     def __getitems__(self, indices):
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = torch.as_tensor(indices, dtype=torch.long).to(self.y.device, non_blocking=True)
         return self.x[idx], self.y[idx]
+
+    def to(self, device) -> IndexedArrays:
+        return IndexedArrays(self.x.to(device), self.y.to(device))
+
+
+RESIDENT_MAX_BYTES = 2 * 2**30  # datasets up to this size live on a single GPU for the whole run
 
 
 def _as_batch(batch):
@@ -143,6 +149,16 @@ class ArrayDataModule(pl.LightningDataModule):
         train_x = self.splits["train"].x.float().div_(255.0)
         self.mean = train_x.mean(dim=(0, 2, 3))
         self.std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        self._place_on_device()
+
+    def _place_on_device(self) -> None:
+        """On a single CUDA device, keep the whole uint8 dataset there (batches are cut on the GPU: no copy per
+        step); elsewhere the loader pins its batches so that Lightning's non-blocking copy overlaps compute."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else None
+        nbytes = sum(s.x.numel() + 8 * s.y.numel() for s in self.splits.values())
+        if device is not None and device.type == "cuda" and trainer.world_size == 1 and nbytes < RESIDENT_MAX_BYTES:
+            self.splits = {name: split.to(device) for name, split in self.splits.items()}
 
     @property
     def num_channels(self) -> int:
@@ -153,7 +169,8 @@ class ArrayDataModule(pl.LightningDataModule):
         return DataLoader(
             data, batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=EpochRandomSampler(data, self.seed) if train else None, collate_fn=_as_batch,
-            num_workers=self.num_workers, drop_last=False)
+            num_workers=self.num_workers, drop_last=False,
+            pin_memory=torch.cuda.is_available() and data.y.device.type == "cpu")
 
     def train_dataloader(self):
         return self._loader("train", True)

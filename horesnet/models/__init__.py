@@ -1,5 +1,6 @@
 """Networks: the equal-depth layout, the ResNet container and ``build_model``."""
 
+from .compile import COMPILE_MODES, compile_model
 from .complexity import count_macs, count_params
 from .config import MODEL_KEYS, ModelConfig, model_defaults
 from .factory import build_model
@@ -9,7 +10,7 @@ from .torchvision import load_torchvision_state_dict, to_torchvision_state_dict
 
 __all__ = [
     "ARCHS", "ENTRIES", "MODEL_KEYS", "BlockSpec", "Layout", "ModelConfig", "ResNet", "StageLayout", "UnitInfo",
-    "build_model", "model_defaults",
+    "COMPILE_MODES", "build_model", "compile_model", "model_defaults",
     "count_macs", "count_params", "list_blocks", "load_torchvision_state_dict", "plan_layout",
     "to_torchvision_state_dict",
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..schemes import Tableau
+from .combine import Pass, combine
 
 
 class SchemeBlock(nn.Module):
@@ -48,7 +49,9 @@ class SchemeBlock(nn.Module):
         used = {i for i, _ in weights} | {j for row in rows for j, _ in row}
         self.needed = tuple(i in used for i in range(s))  # increments that reach the output
         self._targets = tuple((i, row) for i, row in enumerate(rows) if self.needed[i]) + (("y", weights),)
+        self._uses = tuple(sum(j == i for _, row in self._targets for j, _ in row) for i in range(s))
         self.hook = None
+        self.fused = True  # the stage combination with a fused backward (nn/combine.py); False: plain autograd
 
     @property
     def active(self) -> tuple[bool, ...]:
@@ -60,8 +63,10 @@ class SchemeBlock(nn.Module):
         """The module computing increment ``i`` (0-based)."""
         return self.units[0 if self.tied else i]
 
-    def _combine(self, base, terms, k):
+    def _combine(self, base, terms, k, state):
         """``base + h * sum(a * k_j)`` over the non-zero terms whose k_j exists; ``base=None`` means 0."""
+        if state is not None:
+            return combine(state, base, terms, k, self._uses)
         if self.learn_step:
             acc = self._combine_fixed(None, terms, k)
             if acc is None:
@@ -96,6 +101,8 @@ class SchemeBlock(nn.Module):
     def _step(self, x, sx, y_base):
         """k_1 = F_1(x); k_i = F_i(s_x + h sum_j A[i,j] k_j); return y_base + h sum_i b_i k_i (None: all zero)."""
         k = [None] * self.scheme.increments
+        fused = self.fused and not self.learn_step and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        state = Pass() if fused else None  # compiled graphs fuse the plain adds themselves
         for target, terms in self._targets:
             base = x if target == 0 else (y_base if target == "y" else sx)
             ks = k
@@ -104,10 +111,14 @@ class SchemeBlock(nn.Module):
                 if got is None:  # increment switched off: k_i = 0
                     continue
                 base, ks = got
-            z = self._combine(base, terms, ks)
+            z = self._combine(base, terms, ks, state)
             if target == "y":
+                if state is not None:
+                    state.taps.clear()  # the pass's tensors are not kept alive for backward
                 return z
             k[target] = self.unit(target)(z if z is not None else self._zeros_out(x))
+        if state is not None:
+            state.taps.clear()
         return None
 
     def increment(self, x):
@@ -121,8 +132,8 @@ class SchemeBlock(nn.Module):
         y = self._step(x, sx, sx)
         if y is None:  # plain block with its only increment switched off
             y = self._zeros_out(x)
-        elif sx is not None and y.data_ptr() == sx.data_ptr():  # every increment switched off: never let an
-            y = y.clone()                                           # in-place post-activation touch the input
+        elif y is sx:  # every increment switched off: never let an in-place post-activation touch the input
+            y = y.clone()
         return self.post(y)
 
     def extra_repr(self) -> str:

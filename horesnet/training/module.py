@@ -12,16 +12,16 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from ..errors import ConfigError
-from ..models import build_model
+from ..models import build_model, compile_model
 from .divergence import DEFAULTS, DivergedError, DivergenceGuard
 from .optim import build_optimizer
 
 
 def _metrics(num_classes: int) -> MetricCollection:
     return MetricCollection({
-        "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-        "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-        "ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1"),
+        "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro", validate_args=False),
+        "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro", validate_args=False),
+        "ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1", validate_args=False),
     })
 
 
@@ -35,7 +35,7 @@ class ClassifierModule(pl.LightningModule):
     """
 
     def __init__(self, model: dict, optim: dict, channels_last: bool = False, data: dict | None = None,
-                 divergence: dict | None = None):
+                 divergence: dict | None = None, compile: str | None = None, grad_checkpointing: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.guard = DivergenceGuard(**{**DEFAULTS, **(divergence or {})})
@@ -43,8 +43,13 @@ class ClassifierModule(pl.LightningModule):
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
+        if grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+        if compile:  # the compile mode; in place, so checkpoints keep the plain network's keys
+            compile_model(self.model, compile)
         num_classes = model.get("num_classes", 10)
-        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        # validate_args=False: torchmetrics' input checks read values on the host (a sync on every update)
+        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro", validate_args=False)
         self.val_metrics = _metrics(num_classes).clone(prefix="val/")
         self.test_metrics = _metrics(num_classes).clone(prefix="test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -65,15 +70,16 @@ class ClassifierModule(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.guard.observe(loss)  # no host-device sync: the flag is read every divergence.check_every steps
-        self.train_acc(logits.detach(), y)
+        self.train_acc.update(logits.detach(), y)  # on the device; computed once per epoch
         now = time.perf_counter()
         self.train_time_s += now - self._mark
         self._mark = now
         self._epoch_images += len(y)
         self.images_per_sec = self._epoch_images / max(now - self._epoch_start, 1e-9)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # Lightning turns every progress-bar value into a Python number after each batch (a host-device sync), so
+        # nothing is logged to the bar per step; loggers read the step values only every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
         self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("img/s", self.images_per_sec, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import compose, model_kwargs
+from ..config import compose, model_kwargs, trainer_kwargs
 from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
 from ..models.torchvision import load_weights
@@ -48,7 +48,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     """Everything a run needs, checked before its folder exists (the schema was checked when composing)."""
     model_cfg = model_kwargs(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    trainer_cfg = trainer_kwargs(cfg)
     layout = plan_layout(**{k: model_cfg[k] for k in ("arch", "depth", "block", "unit", "stages", "entry", "strict",
                                                        "inner") if k in model_cfg})
     check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
 from .. import __version__
-from ..config import model_kwargs
+from ..config import model_kwargs, trainer_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
@@ -107,7 +107,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
-                              data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True))
+                              data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True),
+                              compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
+                              grad_checkpointing=bool(cfg.get("grad_checkpointing", False)))
     model = module.model
     if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
         load_weights(model, cfg.weights)
@@ -129,7 +131,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
-    trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    trainer_cfg = trainer_kwargs(cfg)
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
     earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
