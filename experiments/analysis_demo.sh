@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 demonstration on real data (Fashion-MNIST padded to 32x32), resumable: re-running skips finished steps.
+# Analysis demonstration on real data (Fashion-MNIST padded to 32x32), resumable: re-running skips finished steps.
 # Trains ResNet-56 (euler), plain-56 and RK4-56 with the same short recipe, then runs
 #   lesion + lesion_random on ResNet-56 and plain-56, paths + effective on ResNet-56 and RK4-56.
 # Results (CSV/JSON/PNG, summary.json, metrics.csv) land in experiments/results/analysis_demo/<net>/.

@@ -1,4 +1,4 @@
-"""Tables and figures for the studies of README "Results", from the finished runs of one pool (experiments/common.sh).
+"""Tables and figures for the studies of docs/results.md, from the finished runs of one pool (experiments/common.sh).
 
     python experiments/report.py degradation   RUNS OUT   # He et al. 2015 Fig. 1/6: plain vs residual, 20 vs 56
     python experiments/report.py ho_comparison RUNS OUT   # Luo et al.: euler/midpoint/rk4 at equal depth

@@ -210,17 +210,21 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
     import wandb
 
     from .training.loggers import init_run, wandb_mode
+    from .training.wandb_links import training_link, write_offline_files
 
     mode = wandb_mode(cfg.wandb)
     if mode == "disabled":
         return
-    run = init_run(project="horesnet", name=f"analysis-{title}", job_type="analysis", dir=str(out), mode=mode,
-                   group=run_dir.name if run_dir else None, reinit="create_new",
-                   config=OmegaConf.to_container(cfg, resolve=True))
+    link = training_link(run_dir)  # the training run's W&B id and group, from its summary.json
+    run = init_run(project=link.get("project") or "horesnet", name=f"analysis-{title}", job_type="analysis",
+                   dir=str(out), mode=mode, group=link.get("group"), reinit="create_new",
+                   config={**OmegaConf.to_container(cfg, resolve=True), "train_run_id": link.get("id"),
+                           "train_run_dir": str(run_dir) if run_dir else None})
     for name, records in tables.items():
         cols = list(dict.fromkeys(k for r in records for k in r))
         run.log({f"{name}/table": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in records]),
                  f"{name}/plot": wandb.Image(str(out / f"{name}.png"))})
+    write_offline_files(run)
     run.finish()
 
 

@@ -244,7 +244,7 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
                  "fairness_problems": problems}), indent=2, allow_nan=False) + "\n")
     plot(rows, groups, out_dir / "comparison.png")
     if wandb:
-        _log_wandb(rows, pairs, out_dir, wandb_project)
+        _log_wandb(rows, pairs, out_dir, wandb_project, runs)
     return rows, problems, out_dir
 
 
@@ -259,19 +259,28 @@ def json_safe(obj):
     return obj
 
 
-def _log_wandb(rows, pairs, out_dir: Path, project: str) -> None:
+def _log_wandb(rows, pairs, out_dir: Path, project: str, runs: list[dict]) -> None:
+    """The comparison table, its differences, a bar chart of test accuracy and the plot, in the W&B group the
+    compared runs share (docs/wandb.md); the config names every training run it read."""
     import wandb as wb
 
     from .training.loggers import init_run, wandb_mode
+    from .training.wandb_links import training_link, write_offline_files
 
+    links = [training_link(r["_dir"]) for r in runs]
+    groups = {link.get("group") for link in links}
     run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
-                   reinit="create_new")
+                   group=groups.pop() if len(groups) == 1 else None, reinit="create_new",
+                   config={"runs": [r["_dir"] for r in runs], "train_run_ids": [link.get("id") for link in links]})
     cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds", "n_runs")]
-    tables = {"comparison": wb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])}
+    table = wb.Table(columns=cols, data=[[json_safe(r[c]) for c in cols] for r in rows])
+    tables = {"comparison": table}
     if pairs:
         tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
                                                     data=[list(json_safe(d).values()) for d in pairs])
-    run.log(tables | {"comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
+    chart = wb.plot.bar(table, "variant", "test_acc_mean", title="test accuracy (%), mean over seeds")
+    run.log(tables | {"comparison_chart": chart, "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
+    write_offline_files(run)
     run.finish()
 
 

@@ -87,10 +87,11 @@ def model_report(cfg) -> str:
         scheme_line = f"{t.name} ({t.increments} increment(s) per block, computed order {t.order})"
         if cfg.inner:
             scheme_line += f" with inner={cfg.inner} units"
-    head = "ResNet" if cfg.shortcut != "plain" else "plain net"
+    shortcut = model.config["shortcut"]  # null in cfg: the family's default, resolved by build_model
+    head = "ResNet" if shortcut != "plain" else "plain net"
     lines = [
         f"horesnet {__version__}: {layout.arch} {head}-{layout.depth}, block={scheme_line}",
-        f"unit={layout.unit}, placement={cfg.placement}, shortcut={cfg.shortcut}, entry={cfg.entry}, "
+        f"unit={layout.unit}, placement={cfg.placement}, shortcut={shortcut}, entry={cfg.entry}, "
         f"tied={cfg.tied}, step={cfg.step}{' (learnable)' if cfg.learn_step else ''}",
         "",
         layout.describe(),

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .models.config import MODEL_KEYS, complete, model_defaults
+from .models.config import MODEL_KEYS, arch_defaults, complete
 
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
                "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
-               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last")
+               "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last",
+               "weights")
 
 
 def _get(cfg: dict, dotted: str):
@@ -47,7 +48,8 @@ def variant_key(run: dict) -> tuple:
 
 def variant_label(run: dict) -> str:
     """``block-depth`` plus every model option that differs from its default (``euler-56 step=0.25``)."""
-    options, defaults = model_options(run), model_defaults()
+    options = model_options(run)
+    defaults = arch_defaults(options["arch"])
     extras = [f"{k}={_show(v)}" for k, v in options.items()
               if k not in ("block", "depth", *DATA_FOLLOWERS) and v != defaults[k]]
     return " ".join([f"{options['block']}-{options['depth']}"] + extras)
@@ -76,10 +78,10 @@ def labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
 def reference_key(groups: dict[tuple, list[dict]]) -> tuple:
     """The variant others are measured against: the Euler variant (with a skip) with the fewest options changed from
     their defaults -- a standard ResNet when there is one, else e.g. a matched control --, else the first."""
-    defaults = model_defaults()
     options = {key: model_options(runs[0]) for key, runs in groups.items()}
     euler = [key for key, o in options.items() if o["block"] == "euler" and o["shortcut"] != "plain"]
-    changed = lambda key: sum(v != defaults[k] for k, v in options[key].items())  # noqa: E731
+    changed = lambda key: sum(v != arch_defaults(options[key]["arch"])[k]  # noqa: E731
+                              for k, v in options[key].items())
     return min(euler, key=changed) if euler else next(iter(groups))
 
 
@@ -131,7 +133,7 @@ def matched_control(runs: list[dict]) -> tuple[str, str]:
     seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
     given = _recorded_overrides(run)
     if given is None:
-        defaults = model_defaults()
+        defaults = arch_defaults(options["arch"])
         given = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
                  if k not in (*CONTROL_RESET, *DATA_FOLLOWERS) and v != defaults[k]]
         data = (run["config"].get("data") or {}).get("name")

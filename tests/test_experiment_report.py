@@ -1,4 +1,4 @@
-"""Tests of experiments/report.py (the study tables of README "Results") on hand-written run folders.
+"""Tests of experiments/report.py (the study tables of docs/results.md) on hand-written run folders.
 
 Runs are written in the schema ``run_fit`` writes (tests/test_compare.py ``write_run``), with accuracies, curves and
 robustness rows chosen here; expected means and standard deviations come from ``statistics``. The accuracies are

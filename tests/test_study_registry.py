@@ -3,7 +3,8 @@ it listed every study option itself, the built-ins are registered with what they
 refused without changing anything.
 
 ``BEFORE`` is the composed config written down from the analyze.yaml that held the study options (defaults and
-values, independent of the registry). Studies registered here are unregistered at the end of each test.
+values, independent of the registry; ``shortcut: null`` is the family's default, option A for CIFAR). Studies
+registered here are unregistered at the end of each test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from horesnet.errors import ConfigError
 from horesnet.schema import COUNT, Spec, schema_for
 
 BEFORE = {
-    "arch": "cifar", "depth": 56, "block": "euler", "unit": None, "placement": "original", "shortcut": "A",
+    "arch": "cifar", "depth": 56, "block": "euler", "unit": None, "placement": "original", "shortcut": None,
     "num_classes": 10, "in_channels": 3, "width": 1, "stem_stride": 1, "entry": "euler", "stages": None,
     "strict": False, "tied": False, "step": 1.0, "learn_step": False, "inner": None, "norm": "batch",
     "stride_in_3x3": False, "ode_method": "dopri5", "ode_rtol": 0.001, "ode_atol": 0.001, "ode_adjoint": False,

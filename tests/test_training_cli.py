@@ -128,7 +128,8 @@ def test_cli_wandb_offline_without_key(cli):
         assert key in history, f"{key} was not logged to W&B (logged: {sorted(history)})"
         assert history[key] == pytest.approx(expected, rel=1e-6)
     assert logged["summary"].get("final/test/acc1") == pytest.approx(summary["test"]["test/acc1"], rel=1e-6)
-    assert logged["config"].get("block") == "euler" and logged["config"].get("depth") == 8
+    model = logged["config"]["model"]  # the config is stored once, nested (no flat copy of the model options)
+    assert model["block"] == "euler" and model["depth"] == 8 and "block" not in logged["config"]
 
 
 def test_wandb_mode_never_needs_a_person(monkeypatch, tmp_path):
@@ -185,7 +186,7 @@ def test_cli_sweep(cli):
     assert len(runs) == 4, "one W&B run per sweep member"
     assert len({r["run"]["id"] for r in runs}) == 4
     assert {r["run"]["group"] for r in runs} == {"out"}, "sweep members are grouped by the sweep folder name"
-    assert sorted((r["config"]["block"], r["config"]["seed"]) for r in runs) == sorted(members)
+    assert sorted((r["config"]["model"]["block"], r["config"]["seed"]) for r in runs) == sorted(members)
     # the sweep is a fair comparison (same depth, parameters and recipe)
     from horesnet.compare import compare
 

@@ -76,11 +76,9 @@ def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = T
     n = data.size
     with evaluating(model):
         for x, y in data.batches:
-            if reuse_prefix:
-                inputs, h = [], model.forward_stem(x)
-                for _, block, _ in blocks:
-                    inputs.append(h)
-                    h = block(h)
+            if reuse_prefix:  # the input of block i is tap i (tap 0: the stem output)
+                inputs = model.forward_intermediates(x, indices=list(range(len(blocks))), level="block",
+                                                     stop_early=True, intermediates_only=True)
             for t, target in zip(targets, tallies, strict=True):
                 with switched_off(t["switches"]):
                     if reuse_prefix:

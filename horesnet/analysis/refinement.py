@@ -17,9 +17,8 @@ def refinement(model, data) -> list[dict]:
     n = 0
     with evaluating(model):
         for x, y in data.batches:
-            h = model.forward_stem(x)
-            for t, (_, block, _) in zip(tallies, blocks, strict=True):
-                h = block(h)
+            taps = model.forward_intermediates(x, level="block", intermediates_only=True)[1:]  # every block output
+            for t, h in zip(tallies, taps, strict=True):
                 extra = model.num_features - h.shape[1]
                 hp = F.pad(h, (0, 0, 0, 0, 0, extra)) if extra > 0 else h
                 c, l = score(model.forward_head(model.forward_final(hp)), y)

@@ -6,9 +6,11 @@ from .config import MODEL_KEYS, ModelConfig, model_defaults
 from .factory import build_model
 from .layout import ARCHS, ENTRIES, BlockSpec, Layout, StageLayout, list_blocks, plan_layout
 from .resnet import ResNet, UnitInfo
+from .torchvision import load_torchvision_state_dict, to_torchvision_state_dict
 
 __all__ = [
     "ARCHS", "ENTRIES", "MODEL_KEYS", "BlockSpec", "Layout", "ModelConfig", "ResNet", "StageLayout", "UnitInfo",
     "COMPILE_MODES", "build_model", "compile_model", "model_defaults",
-    "count_macs", "count_params", "list_blocks", "plan_layout",
+    "count_macs", "count_params", "list_blocks", "load_torchvision_state_dict", "plan_layout",
+    "to_torchvision_state_dict",
 ]

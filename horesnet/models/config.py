@@ -42,7 +42,8 @@ class ModelConfig:
                               "registered unit (null: basic for cifar, the paper's unit for imagenet)")
     placement: str = option("original", Spec("choice", choices=_choices("placement"), hint=PLUGIN_HINT),
                             "where BN/ReLU sit (python -m horesnet.info list=placements)")
-    shortcut: str = option("A", Spec("choice", choices=("A", "B", "C", "a", "b", "c", "plain")), "A | B | C | plain")
+    shortcut: str | None = option(None, Spec("choice", choices=("A", "B", "C", "a", "b", "c", "plain"), nullable=True),
+                                  "A | B | C | plain (null: A for cifar, B for imagenet, as He et al. 2015)")
     num_classes: int = option(10, Spec("int", low=2), "classes of the linear head (fit: follows the data)")
     in_channels: int = option(3, POSITIVE_INT, "image channels (fit: follows the data)")
     width: float = option(1, POSITIVE, "multiplies the stage widths 16/32/64 (cifar) or 64/128/256/512 (imagenet)")
@@ -93,7 +94,15 @@ def complete(options: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown model option(s) {', '.join(map(repr, unknown))}; valid options: "
                           f"{', '.join(MODEL_KEYS)}.")
-    return {**model_defaults(), **options}
+    out = {**model_defaults(), **options}
+    if out["shortcut"] is None:  # the family's own default (He et al. 2015: A on CIFAR, B on ImageNet)
+        out["shortcut"] = "B" if out["arch"] == "imagenet" else "A"
+    return out
+
+
+def arch_defaults(arch: str) -> dict:
+    """Every model option at its default for ``arch``, the family-dependent ones (``shortcut``) resolved."""
+    return complete({"arch": arch})
 
 
 def store_model_node() -> None:

@@ -1,6 +1,7 @@
 """The network: stem, stages of blocks, head (He et al. 2015, Sec. 4.2 for CIFAR, Table 1 for ImageNet).
 
-Follows timm/torchvision conventions (``forward_features`` / ``forward_head``) and exposes its structure to
+Follows timm's model contract (``forward_features`` / ``forward_head`` / ``forward_intermediates`` ...,
+docs/model_api.md) and exposes its structure to
 analysis tools through ``blocks()`` and ``units()``, which name every unit by a stable address such as
 ``s2.b1.u3`` (stage 2, block 1, increment 3; nested units add ``.u<j>``).
 """
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..nn import NestedUnit, ODEBlock, SchemeBlock
 from ..nn.recompute import checkpointed
+from .contract import TimmContract
 from .layout import BlockSpec, Layout
 
 
@@ -34,8 +36,9 @@ class UnitInfo:
     path: tuple[int, ...] = ()
 
 
-class ResNet(nn.Module):
-    """A residual network whose blocks are steps of explicit Runge-Kutta schemes (or ODE solves)."""
+class ResNet(TimmContract, nn.Module):
+    """A residual network whose blocks are steps of explicit Runge-Kutta schemes (or ODE solves), with timm's
+    model contract (``horesnet.models.contract``, docs/model_api.md)."""
 
     def __init__(self, stem: nn.Module, stages: list[nn.Sequential], final: nn.Module, num_features: int,
                  num_classes: int, layout: Layout, config: dict):
@@ -44,16 +47,13 @@ class ResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.final = final
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = num_features
+        self.num_features = self.head_hidden_size = num_features
+        self.num_classes = num_classes
+        self.global_pool = "avg"
         self.fc = nn.Linear(num_features, num_classes)
         self.layout = layout
         self.config = dict(config)
         self.grad_checkpointing = False
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in backward instead of keeping them (timm's method of this name;
-        gradients and BatchNorm statistics equal the plain model's, docs/speed.md)."""
-        self.grad_checkpointing = bool(enable)
 
     def forward_stages(self, x):
         """Run every stage's blocks in order (each one checkpointed when ``grad_checkpointing`` and training)."""
@@ -75,10 +75,6 @@ class ResNet(nn.Module):
 
     def forward_features(self, x):
         return self.final(self.forward_stages(self.stem(x)))
-
-    def forward_head(self, x, pre_logits: bool = False):
-        x = self.pool(x).flatten(1)
-        return x if pre_logits else self.fc(x)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ..errors import ConfigError
 from ..models.config import complete
+from ..models.torchvision import read_state_dict
 from .divergence import DivergedError, non_finite_tensor
 
 TMP_SUFFIX = ".tmp"
@@ -56,16 +56,7 @@ def clean_orphans(run_dir: Path) -> list[Path]:
 def load_checkpoint(path: Path) -> dict:
     """``torch.load(path, weights_only=True)`` on CPU: tensors and plain containers only, so a crafted file can
     never run code. Any failure (unreadable, truncated, or an object outside that allowlist) is a ConfigError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
-        why = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
-        raise ConfigError(f"{path} was refused: it holds something other than tensors and plain containers "
-                          f"({why.strip()[:200]}). horesnet loads checkpoints with weights_only=True and never "
-                          "runs code from a file; use a checkpoint written by horesnet.fit.") from None
-    except Exception as err:  # noqa: BLE001 -- truncated zips, wrong formats, permissions ...
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}).") from None
+    return read_state_dict(path, "checkpoint")
 
 
 class StopAfterEpoch(pl.Callback):

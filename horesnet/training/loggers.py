@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from ..errors import check_choice
+from .wandb_links import experiment_group
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_TIMEOUT_S = 10.0
@@ -90,8 +91,17 @@ def init_run(timeout: float = DEFAULT_TIMEOUT_S, **kwargs):
         return wandb.init(settings=settings, **{**kwargs, "mode": "offline"})
 
 
+class OnceConfigWandbLogger(WandbLogger):
+    """A WandbLogger whose run config is the one given when the run starts (nested, ``wandb_links.nested_config``):
+    Lightning's dump of the LightningModule's hyperparameters would store the same options a second time."""
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        return None
+
+
 def make_loggers(cfg: dict, run_dir: Path, run_config: dict, group: str | None) -> list:
-    """CSVLogger into ``run_dir`` (``metrics.csv``) and, unless disabled, a WandbLogger."""
+    """CSVLogger into ``run_dir`` (``metrics.csv``) and, unless disabled, a WandbLogger in the experiment's group
+    (``wandb_links.experiment_group``: ``logger.wandb.group``, else ``group`` -- the sweep --, else the run)."""
     loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
     wb = cfg.get("wandb")
     if wb:
@@ -101,9 +111,9 @@ def make_loggers(cfg: dict, run_dir: Path, run_config: dict, group: str | None) 
             os.environ.setdefault("WANDB_SILENT", "true")
 
             def logger(offline: bool) -> WandbLogger:
-                return WandbLogger(
+                return OnceConfigWandbLogger(
                     project=wb.get("project", "horesnet"), entity=wb.get("entity"), name=wb.get("name"),
-                    group=wb.get("group") or group, tags=list(wb.get("tags") or []), save_dir=str(run_dir),
+                    group=experiment_group(wb, group, run_dir), tags=list(wb.get("tags") or []), save_dir=str(run_dir),
                     offline=offline, config=run_config, job_type=wb.get("job_type", "train"),
                     settings=wandb_settings(timeout), reinit="create_new")
 

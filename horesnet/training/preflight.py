@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from ..config import compose, model_kwargs, trainer_kwargs
 from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
+from ..models.torchvision import load_weights
 
 
 def trainer_keys() -> set[str]:
@@ -53,7 +54,10 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit
     with warnings.catch_warnings():  # a flagged scheme warns once, when the run builds its network
         warnings.simplefilter("ignore", UserWarning)
-        build_model(**model_cfg)
+        model = build_model(**model_cfg)
+    if cfg.get("weights"):  # the file fits the network (depth, variant, shapes) before any output exists
+        load_weights(model, cfg.weights)
+    del model
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
     from .checkpoint import check_resume_compatible, resume_checkpoint
 

@@ -19,6 +19,7 @@ from ..config import model_kwargs, trainer_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
+from ..models.torchvision import load_weights
 from ..plugins import load_plugins
 from . import console
 from .checkpoint import (
@@ -32,6 +33,7 @@ from .divergence import DivergedError
 from .loggers import make_loggers
 from .module import ClassifierModule
 from .progress import RunProgress
+from .wandb_links import log_checkpoint, nested_config, run_link, write_offline_files
 
 
 def git_commit() -> str | None:
@@ -111,14 +113,17 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                               compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
                               grad_checkpointing=bool(cfg.get("grad_checkpointing", False)))
     model = module.model
+    if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
+        load_weights(model, cfg.weights)
     info = model_facts(model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     clean_orphans(run_dir)  # temporary files of a checkpoint write that was killed
     ckpt = resume_checkpoint(cfg.resume, run_dir)
     if ckpt:
         check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data_cfg)
-    loggers = make_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_dir,
-                           {**run_config, **{f"model/{k}": v for k, v in info.items()}}, group)
+    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
+    loggers = make_loggers(logger_cfg, run_dir, nested_config(run_config, info), group)
+    wandb_run = loggers[1].experiment if len(loggers) > 1 else None  # started now: its id goes into summary.json
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
                                  save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
@@ -140,7 +145,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
     base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
             "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
-            "device": str(module.device)}
+            "device": str(module.device), "wandb": run_link(wandb_run) if wandb_run is not None else None}
     try:
         try:
             trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
@@ -177,10 +182,15 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
             final = {f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()}
             for lg in loggers[1:]:
                 lg.experiment.summary.update(final)
+            if wandb_run is not None and (logger_cfg.get("wandb") or {}).get("log_model") and \
+                    summary["best_checkpoint"]:
+                log_checkpoint(wandb_run, summary["best_checkpoint"], {**final, "block": cfg.block,
+                                                                       "depth": cfg.depth, "run_dir": str(run_dir)})
         return summary
     finally:
         for lg in loggers[1:]:
             try:
+                write_offline_files(lg.experiment, run_dir / "metrics.csv")
                 lg.experiment.finish()
             except Exception:  # noqa: BLE001 -- never let logging teardown hide the real outcome
                 pass

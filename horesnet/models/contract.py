@@ -1,0 +1,222 @@
+"""The timm model contract of :class:`~horesnet.models.ResNet` (docs/model_api.md).
+
+Researchers who come from timm call ``reset_classifier``, ``get_classifier``, ``forward_intermediates``,
+``prune_intermediate_layers``, ``set_grad_checkpointing``, ``no_weight_decay``, ``group_matcher`` and read
+``num_classes``, ``num_features``, ``feature_info`` and ``pretrained_cfg``; every horesnet network answers them
+with timm's signatures and meanings, whatever its scheme. Feature taps are the stem output (index 0) and the output
+of every stage (``level="stage"``, timm's taps) or of every block (``level="block"``, what the analysis tools use).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..nn.recompute import checkpointed
+
+LEVELS = ("stage", "block")
+# per-channel input statistics (RGB, in [0, 1]) of the training sets the two families are usually trained on
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+GLOBAL_POOLS = ("avg", "")
+
+
+def take_indices(count: int, indices=None) -> tuple[list[int], int]:
+    """timm's rule for which feature taps to return: None = all ``count``, an int n = the last n, a list = those
+    (negative from the end). Returns (sorted absolute indices, the largest). A bad index is a ConfigError."""
+    if indices is None:
+        indices = count
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= count:
+            raise ConfigError(f"indices={indices} (the last n taps) must be in 1..{count}.")
+        taken = list(range(count - indices, count))
+    else:
+        taken = []
+        for i in indices:
+            if not -count <= i < count:
+                raise ConfigError(f"feature index {i} is out of range: this network has {count} taps "
+                                  f"(0..{count - 1}, or -{count}..-1 from the end).")
+            taken.append(i % count)
+        if not taken:
+            raise ConfigError("indices=[] takes no feature tap; give None (all), an int n (the last n) or a list.")
+    return sorted(set(taken)), max(taken)
+
+
+class TimmContract:
+    """Mixed into ``ResNet``: needs ``stem``, ``stages``, ``final``, ``pool``, ``fc``, ``num_features``, ``config``
+    and ``grad_checkpointing``."""
+
+    # ------------------------------------------------------------------ classifier
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh linear head with ``num_classes`` outputs (0: no head, ``forward`` returns the pooled features);
+        ``global_pool`` ``"avg"`` (the default) or ``""`` (no pooling, ``forward_head`` returns the feature map)."""
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ConfigError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}.")
+        if global_pool is not None:
+            if global_pool not in GLOBAL_POOLS:
+                raise ConfigError(f"global_pool={global_pool!r} is not supported; valid: 'avg', '' (none).")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        device = self.fc.weight.device if isinstance(self.fc, nn.Linear) else None
+        self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes else nn.Identity()
+        if num_classes >= 2:
+            self.config["num_classes"] = num_classes  # a checkpoint of this model rebuilds the new head
+
+    def forward_head(self, x, pre_logits: bool = False):
+        if self.global_pool:
+            x = self.pool(x).flatten(1)
+        return x if pre_logits else self.fc(x)
+
+    # ------------------------------------------------------------------ feature taps
+    @property
+    def feature_info(self) -> list[dict]:
+        """timm's per-tap description: ``num_chs``, ``reduction`` (input size / tap size) and ``module`` (the name
+        of the module whose output the tap is) for the stem and every stage (the taps of ``level="stage"``)."""
+        return self._tap_info("stage")
+
+    def _tap_info(self, level: str) -> list[dict]:
+        stride = self.config.get("stem_stride", 1) if self.config.get("arch") == "cifar" else 4
+        info = [dict(num_chs=_channels(self.stem), reduction=stride, module="stem")]
+        for si, stage in enumerate(self.stages):
+            for bi, block in enumerate(stage):
+                stride *= _stride(block)
+                if level == "block" or bi == len(stage) - 1:
+                    name = f"stages.{si}.{bi}" if level == "block" else f"stages.{si}"
+                    info.append(dict(num_chs=_channels(block), reduction=stride, module=name))
+        return info
+
+    def _modules_to(self, level: str, last: int):
+        """The blocks, grouped by tap, that run up to tap ``last`` (tap 0 = stem)."""
+        groups = []
+        for stage in self.stages:
+            if level == "stage":
+                groups.append(list(stage))
+            else:
+                groups.extend([block] for block in stage)
+        return groups[:last]
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False, level: str = "stage"):
+        """timm's feature extraction: the outputs of the taps ``indices`` (None: all; an int n: the last n; a list)
+        and, unless ``intermediates_only``, the final features (``forward_features``). ``stop_early`` stops after
+        the last tap asked for. ``level="block"`` taps every block instead of every stage. ``norm`` is accepted
+        for timm's signature and, as in timm's ResNet, changes nothing (taps are raw block outputs)."""
+        if output_fmt != "NCHW":
+            raise ConfigError(f"output_fmt={output_fmt!r}: horesnet networks give 'NCHW' feature maps only.")
+        if level not in LEVELS:
+            raise ConfigError(f"level={level!r} is not valid; valid levels: {', '.join(LEVELS)}.")
+        count = 1 + (len(self.stages) if level == "stage" else sum(len(s) for s in self.stages))
+        taken, last = take_indices(count, indices)
+        groups = self._modules_to(level, last if (stop_early or intermediates_only) else count - 1)
+        checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
+        x = self.stem(x)
+        out = [x] if 0 in taken else []
+        for tap, group in enumerate(groups, 1):
+            for block in group:
+                x = checkpointed(block, x) if checkpoint else block(x)
+            if tap in taken:
+                out.append(x)
+        if intermediates_only:
+            return out
+        if len(groups) == count - 1:
+            x = self.final(x)
+        return x, out
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True,
+                                  level: str = "stage") -> list[int]:
+        """Drop everything after the last tap in ``indices`` (the stages or blocks become ``nn.Identity``; with
+        ``prune_norm`` the final norm too; with ``prune_head`` the classifier, ``reset_classifier(0, "")``).
+        Returns the absolute indices, as timm."""
+        if level not in LEVELS:
+            raise ConfigError(f"level={level!r} is not valid; valid levels: {', '.join(LEVELS)}.")
+        count = 1 + (len(self.stages) if level == "stage" else sum(len(s) for s in self.stages))
+        taken, last = take_indices(count, indices)
+        tap = 0
+        for si, stage in enumerate(self.stages):
+            if level == "stage":
+                tap += 1
+                if tap > last:
+                    self.stages[si] = nn.Sequential()
+                continue
+            for bi in range(len(stage)):
+                tap += 1
+                if tap > last:
+                    stage[bi] = nn.Identity()
+        if prune_norm:
+            self.final = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return taken
+
+    # ------------------------------------------------------------------ training helpers
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of keeping them (timm's method of this name;
+        gradients and BatchNorm statistics equal the plain model's)."""
+        self.grad_checkpointing = bool(enable)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters horesnet's default recipe trains without weight decay (timm's optimiser
+        factory excludes them): every normalisation parameter and every learnable step h."""
+        from torch.nn.modules.batchnorm import _BatchNorm
+
+        norms = (_BatchNorm, nn.GroupNorm, nn.LayerNorm)
+        names = set()
+        for mname, m in self.named_modules():
+            if isinstance(m, norms):
+                names.update(f"{mname}.{p}" for p, _ in m.named_parameters(recurse=False))
+        names.update(n for n, _ in self.named_parameters() if n.split(".")[-1] == "step")
+        return names
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter groups for layer-wise learning rates: the stem, then one group per stage (``coarse``)
+        or per block."""
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)")
+
+    # ------------------------------------------------------------------ pretrained_cfg
+    @property
+    def pretrained_cfg(self) -> dict:
+        """What a client needs to feed the network: input size, interpolation, crop, mean/std and the names of
+        the first conv and the classifier (timm's keys)."""
+        imagenet = self.config.get("arch") == "imagenet"
+        in_chans = self.stem[0].in_channels
+        size = 224 if imagenet else 32
+        reduction = self.feature_info[-1]["reduction"]
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (CIFAR10_MEAN, CIFAR10_STD)
+        if in_chans != 3:  # grey images (MNIST-like): one statistic per channel
+            mean, std = (0.5,) * in_chans, (0.5,) * in_chans
+        return dict(architecture=self.architecture, num_classes=self.num_classes, input_size=(in_chans, size, size),
+                    pool_size=(size // reduction, size // reduction),
+                    interpolation="bilinear", crop_pct=0.875 if imagenet else 1.0, mean=mean, std=std,
+                    first_conv="stem.0", classifier="fc", tag=self.config.get("block", "euler"))
+
+    @property
+    def default_cfg(self) -> dict:  # timm's older name
+        return self.pretrained_cfg
+
+    @property
+    def architecture(self) -> str:
+        """e.g. ``rk4_cifar56`` or ``euler_imagenet50``."""
+        return f"{self.config.get('block', 'euler')}_{self.config.get('arch', 'cifar')}{self.layout.depth}"
+
+
+def _channels(block: nn.Module) -> int:
+    """Output channels of a stem (its conv) or a block (its first unit's, every unit of a block has the same)."""
+    if isinstance(block, nn.Sequential) and isinstance(block[0], nn.Conv2d):
+        return block[0].out_channels
+    unit = _first_unit(block)
+    return unit.out_channels
+
+
+def _first_unit(block: nn.Module) -> nn.Module:
+    unit = block.unit(0) if hasattr(block, "unit") else block.func.unit  # a scheme block or an ODE block
+    while hasattr(unit, "block"):  # a nested unit: its inner block's first unit
+        unit = unit.block.unit(0)
+    return unit
+
+
+def _stride(block: nn.Module) -> int:
+    return getattr(_first_unit(block), "stride", 1)
