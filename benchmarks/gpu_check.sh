@@ -49,7 +49,7 @@ if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/
     FIT=(block=rk4 depth=56 trainer=gpu trainer.max_epochs=2)
 else
     echo "gpu_check: no CUDA device, CPU fallback with tiny settings"
-    TESTS_S=120; FIT_S=120; BENCH_S=120  # a few seconds each on a quiet machine
+    TESTS_S=300; FIT_S=300; BENCH_S=300  # guards only: seconds each on a quiet machine, minutes on a busy one
     BENCH=(--device cpu --tiny --quick --batch 2 --suite throughput,checkpointing --variants baseline56,euler56
            --precisions fp32 --quiet-wait 0)
     FIT=(block=euler depth=8 width=0.25 trainer=cpu trainer.max_epochs=1 data.limit_train=64 data.limit_val=32
