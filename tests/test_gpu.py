@@ -77,37 +77,41 @@ def test_cuda_matches_cpu():
 
 
 def test_training_steps_do_not_sync():
-    """Steps 3..7 of a bf16, channels_last run of the real ClassifierModule under Lightning, on a dataset resident
-    on the GPU, run with ``torch.cuda.set_sync_debug_mode("error")``: any host-device sync raises."""
+    """A bf16, channels_last run of the real ClassifierModule under Lightning on the GPU-resident ArrayDataModule
+    (synthetic data, augmentation on the GPU) runs from the start of step 3 to the end of step 7 of 8 with
+    ``torch.cuda.set_sync_debug_mode("error")``: any host-device sync there (loop, data, model, logging) raises."""
     import pytorch_lightning as pl
     import yaml
 
+    from horesnet.data import ArrayDataModule
     from horesnet.training.module import ClassifierModule
 
     optim = yaml.safe_load((Path(horesnet.__file__).parent / "configs" / "optim" / "he.yaml").read_text())
     module = ClassifierModule({"block": "rk4", "depth": 32, "width": 0.25, "num_classes": 10}, optim,
                               channels_last=True)
-    batches = [(torch.randn(16, 3, 32, 32, device="cuda"), torch.randint(0, 10, (16,), device="cuda"))
-               for _ in range(8)]
+    data = ArrayDataModule("synthetic", batch_size=32, val_size=32, synthetic={
+        "train_size": 8 * 32 + 32, "test_size": 32, "num_classes": 10, "channels": 3, "image_size": 32})
+    first, last = 2, 6  # batch indices: warm-up before, the epoch's last step and its end after
 
     class SyncGuard(pl.Callback):
-        checked = 0
+        steps = 0
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if 2 <= batch_idx < len(batches) - 1:  # after warm-up; the last batch's epoch-end checks may sync
+            if batch_idx == first:
                 torch.cuda.set_sync_debug_mode("error")
-                self.checked += 1
+            self.steps += torch.cuda.get_sync_debug_mode() == 2
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            torch.cuda.set_sync_debug_mode("default")
+            if batch_idx == last:
+                torch.cuda.set_sync_debug_mode("default")
 
     guard = SyncGuard()
     trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0, benchmark=True, callbacks=[guard])
     try:
-        trainer.fit(module, train_dataloaders=batches)
+        trainer.fit(module, datamodule=data)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert guard.checked == len(batches) - 3
-    assert trainer.global_step == len(batches)
+    assert data.splits["train"].x.device.type == "cuda"  # the resident dataset of trainer=gpu
+    assert trainer.global_step == 8 and guard.steps == last - first + 1
