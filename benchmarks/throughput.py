@@ -236,7 +236,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: batch 16, 2 steps, 1 round, no round warm-up")
     p.add_argument("--tiny", action="store_true", help="smoke-test models (depth 32/92, width 0.25; ResNet-8 baseline)")
     p.add_argument("--batch", type=int, help="batch size (128; --quick 16)")
-    p.add_argument("--steps", type=int, help="timed passes per round (10; --quick 2)")
+    p.add_argument("--steps", type=int, help="timed passes per round (8; --quick 2)")
     p.add_argument("--rounds", type=int, help="interleaved rounds, order rotated (3; --quick 1)")
     p.add_argument("--warmup", type=int, help="untimed passes at the start of each round (1; --quick 0)")
     p.add_argument("--extra-steps", type=int, help="passes allowed to replace disturbed steps (steps // 2)")
@@ -248,7 +248,7 @@ def parse_args(argv=None):
     p.add_argument("--markdown", metavar="PATH", help="also write the Markdown tables to PATH")
     args = p.parse_args(argv)
     defaults = dict(batch=16, steps=2, rounds=1, warmup=0, quiet_wait=3.0) if args.quick else \
-        dict(batch=128, steps=10, rounds=3, warmup=1, quiet_wait=30.0)
+        dict(batch=128, steps=8, rounds=3, warmup=1, quiet_wait=30.0)
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
