@@ -52,8 +52,8 @@ else
     TESTS_S=300; FIT_S=300; BENCH_S=300  # guards only: seconds each on a quiet machine, minutes on a busy one
     BENCH=(--device cpu --tiny --quick --batch 2 --suite throughput,checkpointing --variants baseline56,euler56
            --precisions fp32 --quiet-wait 0)
-    FIT=(block=euler depth=8 width=0.25 trainer=cpu trainer.max_epochs=1 data.limit_train=64 data.limit_val=32
-         data.limit_test=32 data.batch_size=32 data.eval_batch_size=32 data.verify=false)
+    FIT=(block=euler depth=8 width=0.25 trainer=cpu trainer.max_epochs=1 data.val_size=64 data.limit_train=64
+         data.limit_val=32 data.limit_test=32 data.batch_size=32 data.eval_batch_size=32 data.verify=false)
 fi
 
 # (a) the gpu-marked tests (skipped, with the reason, without CUDA)
