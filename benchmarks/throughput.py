@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     device = h.pick_device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    cfg = torch._dynamo.config  # nn.Module.compile caches every model under Module._call_impl: room for them all
+    cfg = torch._dynamo.config  # compiled models of one class share their forward's dynamo cache: room for all
     limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     setattr(cfg, limit, max(getattr(cfg, limit), 4 * len(args.cells)))
     t0 = time.perf_counter()

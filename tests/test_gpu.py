@@ -39,7 +39,7 @@ def forward_backward(model: torch.nn.Module, mode: str, batch: int = 4) -> torch
     if mode == "channels_last":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     if mode == "compiled":
-        torch._dynamo.reset()  # every nn.Module.compile shares Module._call_impl's cache (and its recompile limit)
+        torch._dynamo.reset()  # compiled ResNets share ResNet.forward's dynamo cache (and its recompile limit)
         compile_model(model)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
         logits = model(x)
