@@ -1,88 +1,79 @@
-"""Loader + augmentation throughput vs ResNet-56 training throughput, measured in the same run.
+"""Loader + augmentation throughput vs a ResNet-56 training step, interleaved in the same run.
 
-    python benchmarks/data_pipeline.py [--data synthetic|fashion_mnist|cifar10] [--batches 200]
+    python -m benchmarks.data_pipeline [--data synthetic|fashion_mnist|cifar10] [--batch 128] [--quick]
 
-Target: the data pipeline (index a batch of uint8 tensors, pad-4 random crop + flip, normalise)
-delivers at least 20x the images/s of a ResNet-56 training step (batch 128, fp32) on the same machine.
-Writes benchmarks/results/data_pipeline-<device>.json.
+Both are timed one batch (one step) at a time with the harness (``benchmarks/_harness.py``), alternating, over
+rotated rounds, disturbed steps left out. Target: the pipeline (index a batch of uint8 tensors, pad-4 random crop
++ flip, normalise) delivers at least 20x the images/s of the training step. Writes
+``benchmarks/results/data_pipeline-<device>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from horesnet import build_model
-from horesnet.data import ArrayDataModule, normalise, random_crop_flip
+from ._harness import RESULTS, Stepper, environment, interleave, paired_ratio, pick_device, summarise, write_json
+from .throughput import Bench
 
-
-def pipeline_rate(dm: ArrayDataModule, device: torch.device, batches: int) -> float:
-    loader = dm.train_dataloader()
-    g = torch.Generator(device=device).manual_seed(0)
-    n, start, done = 0, time.perf_counter(), 0
-    while done < batches:
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            x = normalise(random_crop_flip(x, 4, True, g), dm.mean, dm.std)
-            n += len(y)
-            done += 1
-            if done >= batches:
-                break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - start)
+TARGET = 20.0
 
 
-def training_rate(device: torch.device, in_channels: int, steps: int = 5, batch: int = 128) -> float:
-    model = build_model(block="euler", depth=56, in_channels=in_channels).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x = torch.randn(batch, in_channels, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    times = []
-    for i in range(steps + 1):
-        t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:  # first step is warm-up
-            times.append(time.perf_counter() - t)
-    return batch / sorted(times)[len(times) // 2]
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.data_pipeline", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="synthetic", help="a registered dataset (default synthetic, no files)")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="batch 16, 2 steps, 1 round")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="JSON path")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.steps, args.rounds = 16, 2, 1
+    from horesnet.data import ArrayDataModule, list_datasets, normalise, random_crop_flip
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="synthetic")
-    ap.add_argument("--batches", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=5)
-    args = ap.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    synthetic = {"train_size": 50000, "test_size": 1000, "num_classes": 10, "channels": 3, "image_size": 32}
-    dm = ArrayDataModule(args.data, batch_size=128, val_size=5000, synthetic=synthetic)
+    if args.data not in list_datasets():
+        ap.error(f"--data: unknown {args.data}; choose from {', '.join(list_datasets())}")
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    synthetic = {"train_size": 20 * args.batch, "test_size": 64, "num_classes": 10, "channels": 3, "image_size": 32}
+    dm = ArrayDataModule(args.data, batch_size=args.batch, val_size=64, synthetic=synthetic)
     dm.setup()
-    data_ips = pipeline_rate(dm, device, args.batches)
-    train_ips = training_rate(device, dm.num_channels, args.steps)
-    ratio = data_ips / train_ips
-    result = {
-        "benchmark": "data_pipeline", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "data": args.data, "batch_size": 128, "batches": args.batches,
-        "pipeline_images_per_sec": round(data_ips, 1), "resnet56_train_images_per_sec": round(train_ips, 1),
-        "ratio": round(ratio, 1), "target_ratio": 20, "passes": ratio >= 20,
-    }
-    out = Path(__file__).parent / "results" / f"data_pipeline-{device.type}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    g = torch.Generator(device=device).manual_seed(0)
+    batches = iter(())
+
+    def pipeline():
+        nonlocal batches
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(dm.train_dataloader())
+            x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return normalise(random_crop_flip(x, 4, True, g), dm.mean, dm.std)
+
+    bench = Bench(("euler56", "fp32", "eager"), args.batch, device)  # 3-channel ResNet-56, as the CIFAR recipe
+    steppers = {"pipeline": Stepper(pipeline, device, args.threads),
+                "train": Stepper(bench.train, device, args.threads)}
+    rounds = interleave(steppers, args.rounds, args.steps, 1, args.steps // 2, 0.25, 3.0 if args.quick else 30.0)
+    data, train = summarise(rounds["pipeline"]), summarise(rounds["train"])
+    ratio = train["median_s"] / data["median_s"]
+    report = {"benchmark": "data_pipeline", **environment(device), "data": args.data, "batch": args.batch,
+              "steps": args.steps, "rounds": args.rounds, "pipeline": {**data, "rounds": rounds["pipeline"]},
+              "train": {**train, "rounds": rounds["train"]},
+              "pipeline_img_s": args.batch / data["median_s"], "resnet56_train_img_s": args.batch / train["median_s"],
+              "ratio": ratio, "ratio_paired": paired_ratio(rounds["train"], rounds["pipeline"]),
+              "target_ratio_min": TARGET, "passes": ratio >= TARGET}
+    tag = device.type + ("-quick" if args.quick else "")
+    write_json(report, Path(args.out) if args.out else RESULTS / f"data_pipeline-{tag}.json")
+    print(f"pipeline {report['pipeline_img_s']:.0f} img/s, ResNet-56 training {report['resnet56_train_img_s']:.1f} "
+          f"img/s: ratio {ratio:.1f} (target >= {TARGET:g})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,59 +1,73 @@
-"""Single-unit lesion study of ResNet-56: prefix reuse vs one full forward pass per lesion, same run.
+"""Single-unit lesion study: prefix reuse vs one full forward pass per lesion, interleaved in the same run.
 
-    python benchmarks/lesion_speed.py [--images 500] [--block euler] [--depth 56]
+    python -m benchmarks.lesion_speed [--images 500] [--block euler] [--depth 56] [--quick]
 
-Target: the prefix-reusing study costs <= 0.6x the naive one. Both give identical errors (checked here
-too). Writes benchmarks/results/lesion_speed-<device>.json.
+Each whole study is one harness step (``benchmarks/_harness.py``); the two modes alternate over rotated rounds.
+Target: the prefix-reusing study costs <= 0.6x the naive one; both must give identical errors (checked).
+Writes ``benchmarks/results/lesion_speed-<device>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from horesnet import build_model
-from horesnet.analysis import lesion_single
+from ._harness import RESULTS, Stepper, environment, interleave, paired_ratio, pick_device, summarise, write_json
+
+TARGET = 0.6
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.lesion_speed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--block", default="euler")
     ap.add_argument("--depth", type=int, default=56)
-    ap.add_argument("--repeats", type=int, default=2)
-    args = ap.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of one study per mode")
+    ap.add_argument("--quick", action="store_true", help="depth 20, 32 images, 1 round")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="JSON path")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.images, args.batch, args.depth, args.rounds = 32, 32, 20, 1
+    from horesnet import build_model, list_blocks
+    from horesnet.analysis import lesion_single
+
+    if args.block not in list_blocks():
+        ap.error(f"--block: unknown {args.block}; choose from {', '.join(list_blocks())}")
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     torch.manual_seed(0)
     model = build_model(block=args.block, depth=args.depth).to(device).eval()
     x = torch.randn(args.images, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.images,), device=device)
     data = [(x[i:i + args.batch], y[i:i + args.batch]) for i in range(0, args.images, args.batch)]
-    times = {"reuse": [], "naive": []}
     results = {}
-    for _ in range(args.repeats):  # interleaved so drift hits both equally
-        for mode in ("naive", "reuse"):
-            start = time.perf_counter()
-            results[mode] = lesion_single(model, data, reuse_prefix=(mode == "reuse"))
-            times[mode].append(time.perf_counter() - start)
+
+    def study(mode):
+        def run():
+            results[mode] = lesion_single(model, data, reuse_prefix=mode == "reuse")
+        return run
+
+    steppers = {m: Stepper(study(m), device, args.threads) for m in ("naive", "reuse")}
+    rounds = interleave(steppers, args.rounds, 1, 0, 1, 0.25, 3.0 if args.quick else 30.0)
     same = all(abs(a["error"] - b["error"]) < 1e-9 for a, b in zip(results["reuse"], results["naive"], strict=True))
-    t_reuse, t_naive = min(times["reuse"]), min(times["naive"])
-    out = {"benchmark": "lesion_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "model": f"{args.block}-{args.depth}", "lesions": len(results["reuse"]), "images": args.images,
-           "seconds_reuse": round(t_reuse, 2), "seconds_naive": round(t_naive, 2),
-           "ratio": round(t_reuse / t_naive, 3), "target_ratio": 0.6, "passes": t_reuse / t_naive <= 0.6,
-           "identical_errors": same}
-    path = Path(__file__).parent / "results" / f"lesion_speed-{device.type}.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    reuse, naive = summarise(rounds["reuse"]), summarise(rounds["naive"])
+    ratio = reuse["median_s"] / naive["median_s"]
+    report = {"benchmark": "lesion_speed", **environment(device), "model": f"{args.block}-{args.depth}",
+              "lesions": len(results["reuse"]), "images": args.images, "rounds": args.rounds,
+              "reuse": {**reuse, "rounds": rounds["reuse"]}, "naive": {**naive, "rounds": rounds["naive"]},
+              "ratio": ratio, "ratio_paired": paired_ratio(rounds["reuse"], rounds["naive"]),
+              "target_ratio_max": TARGET, "passes": ratio <= TARGET, "identical_errors": same}
+    tag = device.type + ("-quick" if args.quick else "")
+    write_json(report, Path(args.out) if args.out else RESULTS / f"lesion_speed-{tag}.json")
+    print(f"{report['lesions']} lesions: reuse {reuse['median_s']:.2f} s, naive {naive['median_s']:.2f} s, "
+          f"ratio {ratio:.3f} (target <= {TARGET}); identical errors: {same}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

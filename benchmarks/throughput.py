@@ -1,37 +1,14 @@
-"""Training/eval throughput and memory of horesnet variants against a hand-written ResNet-56.
+"""Training/eval throughput and memory of horesnet variants against a hand-written ResNet-56, in ONE interleaved run.
 
-Variants (all CIFAR, 3x32x32 random inputs, 10 classes): ``baseline56`` (benchmarks/baseline_resnet.py, no
-horesnet code) and ``build_model(block=..., depth=...)`` for euler/midpoint/rk4 at depth 56 and euler/rk8 at
-depth 92. Precisions: ``fp32`` (eager, contiguous) and ``bf16cl`` (bf16 autocast + channels_last model and
-input).
+    python -m benchmarks.throughput --quick                       # smoke run: batch 16, 1 round
+    python -m benchmarks.throughput                               # every suite, batch 128
+    python -m benchmarks.throughput --suite compile --compile-variants euler56,rk4_56,rk8_92
 
-Timing: per variant and precision, ``--warmup`` untimed then ``--steps`` timed training steps (forward +
-cross-entropy + backward + SGD step, ``model.train()``) and the same for eval (``torch.no_grad``,
-``model.eval()``). The variants are interleaved so that drift hits all of them alike: ``--rounds`` rounds
-(rotating the order), and within a round one step of each variant in turn (``--interleave step``, default;
-``cell`` runs each variant's steps back to back). A step time is the median of the per-step times of all
-rounds; the JSON also has a paired ratio (median over rounds and steps of neighbouring-step ratios).
-
-CPU interference: on a small machine another process (a test run) makes PyTorch's OpenMP threads wait for
-each other and a step can take 10-50x longer. For every timed step the CPU time used by *other* processes
-(and hypervisor steal) is read from /proc/stat; steps where it exceeds ``--other-cpu-max`` CPUs are marked
-disturbed and left out of the medians (unless too few clean steps remain, which the report says). Before
-each cell, and after a disturbed step, the script waits up to ``--quiet-wait`` seconds for the machine to be
-quiet, and times up to ``--extra-steps`` more steps to replace disturbed ones.
-
-Memory (each variant/precision in fresh child processes, one training step; median of
-``--memory-repeats``): bytes of the unique storages saved for backward during the forward
-(``saved_tensors_hooks``: the activation memory), the child's peak RSS after the step (``VmHWM``;
-``ru_maxrss`` is recorded too, but on Linux it inherits the parent's RSS across fork+exec), and on CUDA
-``torch.cuda.max_memory_allocated`` for the step. On Linux CPU one more child runs with a fixed glibc mmap
-threshold: default glibc keeps freed large blocks in the heap (dynamic threshold), so the default peak RSS
-varies with allocation order and timing; the fixed-threshold peak follows live memory and is reproducible.
-Every child imports horesnet, so that the baseline's RSS carries the same library footprint.
-
-Ratios (same run, same precision) are compared with targets; misses are reported, never raised.
-
-    python benchmarks/throughput.py --quick            # smoke run, batch 16
-    python benchmarks/throughput.py                    # full run -> benchmarks/results/throughput-<device>.json
+Suites (``--suite``, comma list): ``throughput`` (baseline56, euler56, midpoint56, rk4_56, euler92, rk8_92 in fp32
+and bf16+channels_last, plus rk8_92 with ``SchemeBlock.fused=False``), ``compile`` (``--compile-variants``
+compiled and eager, fp32; the first call, i.e. the compile time, reported apart) and ``checkpointing`` (euler56
+and rk8_92 with ``set_grad_checkpointing(True)`` and plain, fp32). Every selected cell takes part in the same
+rotated, step-by-step interleaved rounds. Method and targets: docs/benchmarks_method.md.
 """
 
 from __future__ import annotations
@@ -42,92 +19,310 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-# The implementation lives next to this entry point: _variants.py (variants, precisions, targets, models),
-# _timing.py (CPU-interference watch, step timing, interleaved rounds, profiler), _memory.py (saved-activation and
-# peak-memory children, which re-run this script with --child) and _report.py (ratios, JSON and Markdown).
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+from . import _harness as h
+from .baseline_resnet import RESNET56_PARAMS, CifarResNet, resnet56
 
-from _memory import child_main, measure_cells  # noqa: E402
-from _report import build_report, write_outputs  # noqa: E402
-from _timing import profile_cells, time_cells  # noqa: E402
-from _variants import PRECISIONS, VARIANTS  # noqa: E402
+VARIANTS = {"baseline56": (None, 56), "euler56": ("euler", 56), "midpoint56": ("midpoint", 56),
+            "rk4_56": ("rk4", 56), "euler92": ("euler", 92), "rk8_92": ("rk8", 92)}
+PRECISIONS = {"fp32": (None, False), "bf16cl": (torch.bfloat16, True)}  # autocast dtype, channels_last
+SUITES = ("throughput", "compile", "checkpointing")
+NUM_CLASSES = 10
+STEP_TARGET, CKPT_STEP_TARGET, CKPT_MEMORY_TARGET = 1.03, 1.35, 0.5
+
+
+def suite_cells(suites, compile_variants, variants, precisions) -> list[tuple[str, str, str]]:
+    """(variant, precision, mode) of every selected suite, de-duplicated, kept to ``variants``/``precisions``."""
+    cells = []
+    if "throughput" in suites:
+        cells += [(v, p, "eager") for p in PRECISIONS for v in VARIANTS]
+        cells += [("rk8_92", p, "unfused") for p in PRECISIONS]
+    if "compile" in suites:
+        cells += [(v, "fp32", m) for v in compile_variants for m in ("eager", "compiled")]
+    if "checkpointing" in suites:
+        cells += [(v, "fp32", m) for v in ("euler56", "rk8_92") for m in ("eager", "ckpt")]
+    return [c for c in dict.fromkeys(cells) if c[0] in variants and c[1] in precisions]
+
+
+def cell_name(cell) -> str:
+    return "/".join(cell if cell[2] != "eager" else cell[:2])
+
+
+def ratio_specs(cells) -> list[dict]:
+    """The ratios the selected cells allow: (cell, reference, what is compared, target)."""
+    have, specs = {cell_name(c) for c in cells}, []
+
+    def add(group, a, b, kinds, target=None, memory_target=None):
+        if a in have and b in have:
+            specs.append({"group": group, "cell": a, "reference": b, "kinds": kinds, "target": target,
+                          "memory_target": memory_target})
+
+    for p in PRECISIONS:
+        for v, ref in (("euler56", "baseline56"), ("midpoint56", "euler56"), ("rk4_56", "euler56"),
+                       ("rk8_92", "euler92")):
+            add("scheme", f"{v}/{p}", f"{ref}/{p}", ("train", "eval"), STEP_TARGET)
+        add("fused", f"rk8_92/{p}", f"rk8_92/{p}/unfused", ("train", "eval"))
+    for v in VARIANTS:
+        add("compile", f"{v}/fp32/compiled", f"{v}/fp32", ("train", "eval"))
+        add("checkpointing", f"{v}/fp32/ckpt", f"{v}/fp32", ("train",), CKPT_STEP_TARGET, CKPT_MEMORY_TARGET)
+    return specs
+
+
+# ----------------------------------------------------------------------------------------------- one cell
+
+
+class Bench:
+    """One cell: model (built, converted, compiled or checkpointed as its mode says), SGD and a fixed batch."""
+
+    def __init__(self, cell, batch: int, device: torch.device, tiny: bool = False):
+        from horesnet import build_model, compile_model
+        from horesnet.nn import SchemeBlock
+
+        variant, precision, mode = cell
+        torch.manual_seed(0)
+        block, depth = VARIANTS[variant]
+        self.device, (self.dtype, channels_last) = device, PRECISIONS[precision]
+        if tiny:  # smoke size: depth 56 -> 32 (92 stays: rk8's least) at width 0.25, ResNet-8 baseline
+            model = CifarResNet([1, 1, 1], NUM_CLASSES) if block is None else \
+                build_model(block=block, depth={56: 32, 92: 92}[depth], num_classes=NUM_CLASSES, width=0.25)
+        elif block is None:
+            model = resnet56(NUM_CLASSES)
+            assert sum(p.numel() for p in model.parameters()) == RESNET56_PARAMS
+        else:
+            model = build_model(block=block, depth=depth, num_classes=NUM_CLASSES)
+        self.params = sum(p.numel() for p in model.parameters())
+        model = model.to(device)
+        self.x = torch.randn(batch, 3, 32, 32, device=device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+        if mode == "unfused":
+            for m in model.modules():
+                if isinstance(m, SchemeBlock):
+                    m.fused = False
+        if mode == "ckpt":
+            model.set_grad_checkpointing(True)
+        self.model = compile_model(model) if mode == "compiled" else model
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        self.kinds = ("train",) if mode == "ckpt" else ("train", "eval")  # checkpointing changes only training
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def train(self):
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = F.cross_entropy(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
+    def eval(self):
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            self.model(self.x)
+
+    def first_calls(self) -> dict:
+        """Seconds of the first train and eval call (for a compiled cell: compilation included)."""
+        out = {}
+        for kind in self.kinds:
+            t = time.perf_counter()
+            getattr(self, kind)()
+            h.sync(self.device)
+            out[kind] = time.perf_counter() - t
+        return out
+
+    def memory(self, hooks: bool) -> dict:
+        """One training step: bytes of the unique storages saved for backward (``saved_tensors_hooks``; not for
+        compiled cells) and on CUDA ``max_memory_allocated`` during the step, minus what was allocated before."""
+        saved: dict[int, int] = {}
+
+        def pack(t):
+            st = t.untyped_storage()
+            saved[st.data_ptr()] = st.nbytes()
+            return t
+
+        cuda = self.device.type == "cuda"
+        h.sync(self.device)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+        if hooks:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                self.train()
+        else:
+            self.train()
+        h.sync(self.device)
+        out = {"saved_bytes": sum(saved.values()), "saved_storages": len(saved)} if hooks else {}
+        if cuda:
+            out["cuda_step_peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - before
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+def build_ratios(specs, results) -> list[dict]:
+    rows = []
+    for spec in specs:
+        a, b = results[spec["cell"]], results[spec["reference"]]
+        row = {**spec, "kinds": list(spec["kinds"])}
+        for kind in spec["kinds"]:
+            row[f"{kind}_ratio"] = a[kind]["median_s"] / b[kind]["median_s"]
+            row[f"{kind}_ratio_paired"] = h.paired_ratio(a[kind]["rounds"], b[kind]["rounds"])
+            row[f"{kind}_pass"] = h.verdict(row[f"{kind}_ratio"], spec["target"])
+        sa, sb = a["memory"].get("saved_bytes"), b["memory"].get("saved_bytes")
+        row["saved_activation_ratio"] = sa / sb if sa is not None and sb else None
+        row["saved_activation_pass"] = h.verdict(row["saved_activation_ratio"], spec["memory_target"])
+        ca, cb = a["memory"].get("cuda_step_peak_bytes"), b["memory"].get("cuda_step_peak_bytes")
+        row["cuda_step_peak_ratio"] = ca / cb if ca is not None and cb else None
+        rows.append(row)
+    return rows
+
+
+def _flag(ok) -> str:
+    return "" if ok is None else (" ✓" if ok else " ✗")
+
+
+def markdown(report: dict) -> str:
+    cuda = report["device"].startswith("cuda")
+    lines = [f"Throughput on {report['device_name']} ({report['device']}), torch {report['torch']}, "
+             f"{report['threads']} threads, batch {report['batch']}, {report['steps']} timed steps x "
+             f"{report['rounds']} interleaved rounds (median of clean steps), {report['date']}, commit "
+             f"{(report['git']['commit'] or '?')[:10]}{'+dirty' if report['git']['dirty'] else ''}", "",
+             "| cell | params | train img/s | eval img/s | saved act MB |" + (" CUDA step peak MB |" if cuda else "")
+             + " first train / eval call s |", "|---|---:|---:|---:|---:|" + ("---:|" if cuda else "") + "---|"]
+    for name, r in report["results"].items():
+        mem, first = r["memory"], r["first_call_s"]
+        lines.append(f"| {name} | {r['params']:,} | {r['train']['img_s']:.1f} | "
+                     f"{h.fmt(r.get('eval', {}).get('img_s'), '.1f')} | "
+                     f"{h.fmt(mem.get('saved_bytes') and mem['saved_bytes'] * h.MB, '.1f')} |"
+                     + (f" {h.fmt(mem.get('cuda_step_peak_bytes', 0) * h.MB, '.1f')} |" if cuda else "")
+                     + f" {h.fmt(first.get('train'), '.1f')} / {h.fmt(first.get('eval'), '.1f')} |")
+    lines += ["", "| ratio | vs | train (paired) | eval (paired) | saved act | target |", "|---|---|---|---|---|---|"]
+    for r in report["ratios"]:
+        target = " ".join(x for x in (r["target"] and f"step <= {r['target']}",
+                                      r["memory_target"] and f"act <= {r['memory_target']}") if x)
+        lines.append(f"| {r['cell']} | {r['reference']} | {h.fmt(r['train_ratio'])}{_flag(r['train_pass'])} "
+                     f"({h.fmt(r['train_ratio_paired'])}) | {h.fmt(r.get('eval_ratio'))}{_flag(r.get('eval_pass'))} "
+                     f"({h.fmt(r.get('eval_ratio_paired'))}) | "
+                     f"{h.fmt(r['saved_activation_ratio'])}{_flag(r['saved_activation_pass'])} | {target or '–'} |")
+    i = report["interference"]
+    lines += ["", f"Disturbed steps (other processes > {i['other_cpu_max']} CPU) left out: {i['disturbed']} of "
+              f"{i['timed']}" + (f"; all steps used for {', '.join(i['all_steps_used'])}" if i["all_steps_used"]
+                                 else "") + ". Targets are reported, never fatal."]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def _list(p, name, value, choices):
+    values = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in values if v not in choices]
+    if bad or not values:
+        p.error(f"--{name}: unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(choices)}")
+    return values
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {', '.join(VARIANTS)}")
-    p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"comma list from {', '.join(PRECISIONS)}")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default 128; 16 with --quick)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per round (default 8; 2 with --quick)")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up steps per round (default 2; 1 with --quick)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 with --quick)")
-    p.add_argument("--memory-repeats", type=int, default=None,
-                   help="fresh child processes per memory cell, median (default 3; 1 with --quick)")
-    p.add_argument("--interleave", choices=("step", "cell"), default="step",
-                   help="within a round, alternate the cells every step (default; pairs neighbouring steps of\n"
-                        "all variants) or run each cell's steps back to back")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--quick", action="store_true", help="fast smoke run: batch 16, 2 steps, 1 warm-up, 1 round")
-    p.add_argument("--other-cpu-max", type=float, default=0.25,
-                   help="a timed step is disturbed when other processes used more CPUs than this (default 0.25)")
-    p.add_argument("--quiet-wait", type=float, default=None,
-                   help="seconds to wait for a quiet machine before each cell, 10x that in all (default 30; 3 --quick)")
-    p.add_argument("--extra-steps", type=int, default=None,
-                   help="more timed steps allowed per cell to replace disturbed ones (default steps // 2)")
-    p.add_argument("--no-memory", action="store_true", help="skip the memory children")
-    p.add_argument("--profile", type=int, default=0, metavar="N",
-                   help="also profile N training steps per variant/precision (torch.profiler) into the results dir")
-    p.add_argument("--out", default=None,
-                   help="JSON path (default benchmarks/results/throughput-<device>[-quick].json)")
-    p.add_argument("--markdown", default=None, metavar="PATH", help="also write the Markdown table to PATH")
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--precision-child", default="fp32", help=argparse.SUPPRESS)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", default=",".join(SUITES), help=f"comma list from {', '.join(SUITES)} (default all)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"keep cells of these: {', '.join(VARIANTS)}")
+    p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"keep cells of these: {', '.join(PRECISIONS)}")
+    p.add_argument("--compile-variants", default="euler56,rk4_56", help="variants of the compile suite")
+    p.add_argument("--quick", action="store_true", help="smoke run: batch 16, 2 steps, 1 round, no round warm-up")
+    p.add_argument("--tiny", action="store_true", help="smoke-test models (depth 32/92, width 0.25; ResNet-8 baseline)")
+    p.add_argument("--batch", type=int, help="batch size (128; --quick 16)")
+    p.add_argument("--steps", type=int, help="timed passes per round (8; --quick 2)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds, order rotated (3; --quick 1)")
+    p.add_argument("--warmup", type=int, help="untimed passes at the start of each round (1; --quick 0)")
+    p.add_argument("--extra-steps", type=int, help="passes allowed to replace disturbed steps (steps // 2)")
+    p.add_argument("--other-cpu-max", type=float, default=0.25, help="a step is disturbed above this (CPUs)")
+    p.add_argument("--quiet-wait", type=float, help="s to wait for quiet after a disturbed step (30; --quick 3)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", help="JSON path (default benchmarks/results/throughput-<device>[-quick].json)")
+    p.add_argument("--markdown", metavar="PATH", help="also write the Markdown tables to PATH")
     args = p.parse_args(argv)
-    quick = dict(batch=16, steps=2, warmup=1, rounds=1, memory_repeats=1, quiet_wait=3.0)
-    full = dict(batch=128, steps=8, warmup=2, rounds=3, memory_repeats=3, quiet_wait=30.0)
-    for k, v in (quick if args.quick else full).items():
+    defaults = dict(batch=16, steps=2, rounds=1, warmup=0, quiet_wait=3.0) if args.quick else \
+        dict(batch=128, steps=8, rounds=3, warmup=1, quiet_wait=30.0)
+    for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    if args.extra_steps is None:
-        args.extra_steps = args.steps // 2
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    for name, choices in (("variants", VARIANTS), ("precisions", PRECISIONS)):
-        values = [v.strip() for v in getattr(args, name).split(",") if v.strip()]
-        bad = [v for v in values if v not in choices]
-        if bad or not values:
-            p.error(f"--{name}: unknown {bad or 'empty list'}; choose from {', '.join(choices)}")
-        setattr(args, name, values)
-    for name in ("batch", "steps", "rounds", "memory_repeats", "threads"):
+    args.extra_steps = args.steps // 2 if args.extra_steps is None else args.extra_steps
+    args.suite = _list(p, "suite", args.suite, SUITES)
+    args.variants = _list(p, "variants", args.variants, VARIANTS)
+    args.precisions = _list(p, "precisions", args.precisions, PRECISIONS)
+    args.compile_variants = _list(p, "compile-variants", args.compile_variants, VARIANTS)
+    for name in ("batch", "steps", "rounds", "threads"):
         if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+            p.error(f"--{name} must be >= 1")
+    args.cells = suite_cells(args.suite, args.compile_variants, args.variants, args.precisions)
+    if not args.cells:
+        p.error("no cells left: the selected suites have no cell of these --variants/--precisions")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if args.child:
-        return child_main(args, device)
-
-    dev_tag = device.type + ("-quick" if args.quick else "")
-    out = Path(args.out) if args.out else HERE / "results" / f"throughput-{dev_tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cells = [(v, p) for p in args.precisions for v in args.variants]
-    t_start = time.perf_counter()
-
-    memory = measure_cells(cells, args, device)  # first, while this parent is still small
-    raw, rounds_info, timing_s = time_cells(cells, args, device)
-    profiles = profile_cells(cells, args, device, out.parent, dev_tag)
-    report = build_report(args, device, raw, memory, profiles, rounds_info, timing_s, t_start)
-    write_outputs(report, out, args)
+    device = h.pick_device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    cfg = torch._dynamo.config  # compiled models of one class share their forward's dynamo cache: room for all
+    limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    setattr(cfg, limit, max(getattr(cfg, limit), 4 * len(args.cells)))
+    t0 = time.perf_counter()
+    benches, first, memory, steppers = {}, {}, {}, {}
+    for cell in args.cells:  # build, first call (compile), one memory step and one timed warm-up step per kind
+        name = cell_name(cell)
+        b = benches[name] = Bench(cell, args.batch, device, args.tiny)
+        first[name] = b.first_calls()
+        memory[name] = b.memory(hooks=cell[2] != "compiled")
+        for kind in b.kinds:
+            steppers[f"{name}:{kind}"] = h.Stepper(getattr(b, kind), device, args.threads)
+        warm = {k: steppers[f"{name}:{k}"].step(args.other_cpu_max)["s"] for k in b.kinds}
+        first[name]["warm"] = warm
+        print(f"{name}: first call {', '.join(f'{k} {v:.1f} s' for k, v in first[name].items() if k != 'warm')}; "
+              f"step {', '.join(f'{k} {v * 1e3:.0f} ms' for k, v in warm.items())}; saved "
+              f"{h.fmt(memory[name].get('saved_bytes') and memory[name]['saved_bytes'] * h.MB, '.1f')} MB", flush=True)
+    setup_s = time.perf_counter() - t0
+    per_pass = sum(sum(f["warm"].values()) for f in first.values())
+    estimate = args.rounds * (args.steps + args.warmup) * per_pass
+    print(f"setup {setup_s:.0f} s; estimated timed rounds {estimate / 60:.1f} min (one pass of all "
+          f"{len(steppers)} steps {per_pass:.1f} s, without replaced disturbed steps); estimated total "
+          f"{(setup_s + estimate) / 60:.1f} min", flush=True)
+    rounds = h.interleave(steppers, args.rounds, args.steps, args.warmup, args.extra_steps, args.other_cpu_max,
+                        args.quiet_wait)
+    results, timed, disturbed, all_used = {}, 0, 0, []
+    for cell in args.cells:
+        name, b = cell_name(cell), benches[cell_name(cell)]
+        r = results[name] = {"variant": cell[0], "precision": cell[1], "mode": cell[2], "params": b.params,
+                             "first_call_s": first[name], "memory": memory[name]}
+        for kind in b.kinds:
+            s = h.summarise(rounds[f"{name}:{kind}"])
+            r[kind] = {**s, "img_s": args.batch / s["median_s"], "rounds": rounds[f"{name}:{kind}"]}
+            timed, disturbed = timed + s["steps"], disturbed + s["steps"] - s["clean_steps"]
+            all_used += [f"{name}:{kind}"] if s["all_steps_used"] else []
+    env = h.environment(device)
+    report = {"benchmark": "throughput", **env, "suites": args.suite, "batch": args.batch, "steps": args.steps,
+              "rounds": args.rounds, "warmup": args.warmup, "extra_steps": args.extra_steps,
+              "quick": args.quick, "tiny": args.tiny,
+              "setup_s": setup_s, "estimated_timing_s": estimate, "total_wall_s": time.perf_counter() - t0,
+              "interference": {"other_cpu_max": args.other_cpu_max, "timed": timed, "disturbed": disturbed,
+                               "all_steps_used": all_used},
+              "targets": {"step_ratio_max": STEP_TARGET, "ckpt_step_ratio_max": CKPT_STEP_TARGET,
+                          "ckpt_saved_activation_ratio_max": CKPT_MEMORY_TARGET},
+              "results": results, "ratios": build_ratios(ratio_specs(args.cells), results)}
+    tag = device.type + ("-quick" if args.quick or args.tiny else "")
+    h.write_json(report, Path(args.out) if args.out else h.RESULTS / f"throughput-{tag}.json")
+    table = markdown(report)
+    print("\n" + table)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table)
     return 0
 
 

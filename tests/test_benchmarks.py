@@ -1,0 +1,119 @@
+"""The benchmark harness, through the CPU fallback of ``benchmarks/gpu_check.sh`` (tiny settings, CUDA hidden):
+every JSON file is written and well formed, ratios are the ones the recorded step times and memory give, and bad
+command lines are refused naming the valid choices. Nothing here asserts on a time (docs/benchmarks_method.md)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _data_helpers import IDX_FILES, idx_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict:
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def check(tmp_path_factory) -> Path:
+    """Run the fallback once on a small stand-in Fashion-MNIST (gzipped IDX, 200 + 50 images)."""
+    data = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for name, n in zip(IDX_FILES, (200, 200, 50, 50), strict=True):
+        arr = rng.integers(0, 10, n) if "labels" in name else rng.integers(0, 256, (n, 28, 28))
+        (data / (name + ".gz")).write_bytes(gzip.compress(idx_bytes(arr), compresslevel=1))
+    out = tmp_path_factory.mktemp("gpu_check")
+    proc = subprocess.Popen(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(out), str(data)], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=900)  # seconds on a quiet machine; a hang guard
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the script's children too
+    assert proc.returncode == 0, stdout
+    assert "CPU fallback" in stdout
+    return out
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_fallback_writes_every_file(check):
+    overview = _json(check / "gpu_check.json")
+    assert set(overview["parts"]) == {"gpu_tests", "fit", "throughput"}
+    logs = {k: (check / f"{k}.log").read_text()[-3000:] for k in overview["parts"]}
+    assert all(p["rc"] == 0 for p in overview["parts"].values()), logs
+    assert overview["ok"] is True
+    assert {"gpu_tests.json", "fit.json", "throughput.json"} <= set(overview["files"])
+    rows = [line.split(" | ")[0] for line in (check / "throughput.md").read_text().splitlines()]
+    assert {"| baseline56/fp32", "| euler56/fp32", "| euler56/fp32/ckpt"} <= set(rows)
+
+
+def test_gpu_tests_skip_with_reason(check):
+    tests = _json(check / "gpu_tests.json")
+    assert tests["status"] == "skipped" and tests["counts"]["skipped"] == len(tests["tests"]) > 10
+    assert all("CUDA" in t["message"] for t in tests["tests"])
+    assert any("test_training_steps_do_not_sync" in t["name"] for t in tests["tests"])
+
+
+def test_fit_summary(check):
+    fit = _json(check / "fit.json")
+    assert fit["status"] == "finished" and fit["data"] == "fashion_mnist" and fit["epochs_done"] == 1
+    assert 0.0 <= fit["test_acc1"] <= 1.0
+    assert fit["train_time_per_epoch_s"] == pytest.approx(fit["train_time_s"] / fit["epochs_done"])
+
+
+def _median_clean(rounds):
+    clean = [s["s"] for r in rounds for s in r if not s["disturbed"]]
+    every = [s["s"] for r in rounds for s in r]
+    return statistics.median(clean if len(clean) >= max(3, len(every) // 4) or len(clean) == len(every) else every)
+
+
+def test_throughput_report(check):
+    rep = _json(check / "throughput.json")
+    assert re.fullmatch(r"[0-9a-f]{40}", rep["git"]["commit"]) and rep["device"] == "cpu" and rep["torch"]
+    assert set(rep["results"]) == {"baseline56/fp32", "euler56/fp32", "euler56/fp32/ckpt"}
+    for r in rep["results"].values():
+        for kind in ("train", "eval") if r["mode"] != "ckpt" else ("train",):
+            steps = [s for rnd in r[kind]["rounds"] for s in rnd]
+            assert len(steps) == r[kind]["steps"] >= rep["steps"] and all(s["s"] > 0 for s in steps)
+            assert r[kind]["median_s"] == pytest.approx(_median_clean(r[kind]["rounds"]))
+            assert r[kind]["img_s"] == pytest.approx(rep["batch"] / r[kind]["median_s"])
+        assert r["memory"]["saved_bytes"] > 0
+    assert "eval" not in rep["results"]["euler56/fp32/ckpt"]
+    ratios = {(x["cell"], x["reference"]): x for x in rep["ratios"]}
+    assert set(ratios) == {("euler56/fp32", "baseline56/fp32"), ("euler56/fp32/ckpt", "euler56/fp32")}
+    for (a, b), x in ratios.items():
+        ra, rb = rep["results"][a], rep["results"][b]
+        for kind in x["kinds"]:
+            assert x[f"{kind}_ratio"] == pytest.approx(ra[kind]["median_s"] / rb[kind]["median_s"])
+            assert x[f"{kind}_pass"] == (x[f"{kind}_ratio"] <= x["target"])
+        assert x["saved_activation_ratio"] == pytest.approx(ra["memory"]["saved_bytes"] / rb["memory"]["saved_bytes"])
+    ckpt = ratios[("euler56/fp32/ckpt", "euler56/fp32")]
+    assert ckpt["target"] == 1.35 and ckpt["memory_target"] == 0.5 and ckpt["kinds"] == ["train"]
+    assert ckpt["saved_activation_ratio"] < 1  # checkpointing keeps fewer activations (deterministic bytes)
+
+
+def test_bad_command_lines_name_the_choices():
+    code = ("import sys\nfrom benchmarks import throughput as t\n"
+            "for argv in (['--suite', 'speed'], ['--variants', 'rk5_56'], ['--precisions', 'fp16']):\n"
+            "    try:\n        t.parse_args(argv)\n    except SystemExit as e:\n        print('exit', e.code)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.split() == ["exit", "2"] * 3, proc.stderr
+    assert "unknown speed; choose from throughput, compile, checkpointing" in proc.stderr
+    assert "unknown rk5_56; choose from baseline56, euler56" in proc.stderr
+    assert "unknown fp16; choose from fp32, bf16cl" in proc.stderr
