@@ -123,6 +123,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data_cfg)
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     loggers = make_loggers(logger_cfg, run_dir, nested_config(run_config, info), group)
+    for lg in loggers[1:]:
+        console.quiet_wandb(lg)  # before the W&B run starts
     wandb_run = loggers[1].experiment if len(loggers) > 1 else None  # started now: its id goes into summary.json
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
                                  save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
@@ -135,8 +137,6 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
     trainer_cfg = trainer_kwargs(cfg)
     trainer_cfg["enable_progress_bar"] = False
-    for lg in loggers[1:]:
-        console.quiet_wandb(lg)
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
     if trainer.is_global_zero:
