@@ -53,6 +53,14 @@ def environment(device: torch.device) -> dict:
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "git": git_commit()}
 
 
+def add_common_args(ap) -> None:
+    """``--quick``, ``--device``, ``--threads`` and ``--out``: the options every benchmark entry point has."""
+    ap.add_argument("--quick", action="store_true", help="a smoke run (small sizes, 1 round)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="JSON path")
+
+
 def pick_device(name: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 

@@ -15,7 +15,17 @@ from pathlib import Path
 
 import torch
 
-from ._harness import RESULTS, Stepper, environment, interleave, paired_ratio, pick_device, summarise, write_json
+from ._harness import (
+    RESULTS,
+    Stepper,
+    add_common_args,
+    environment,
+    interleave,
+    paired_ratio,
+    pick_device,
+    summarise,
+    write_json,
+)
 from .throughput import Bench
 
 TARGET = 20.0
@@ -27,10 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="batch 16, 2 steps, 1 round")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", help="JSON path")
+    add_common_args(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.rounds = 16, 2, 1

@@ -14,7 +14,17 @@ from pathlib import Path
 
 import torch
 
-from ._harness import RESULTS, Stepper, environment, interleave, paired_ratio, pick_device, summarise, write_json
+from ._harness import (
+    RESULTS,
+    Stepper,
+    add_common_args,
+    environment,
+    interleave,
+    paired_ratio,
+    pick_device,
+    summarise,
+    write_json,
+)
 
 TARGET = 0.6
 
@@ -26,10 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--block", default="euler")
     ap.add_argument("--depth", type=int, default=56)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of one study per mode")
-    ap.add_argument("--quick", action="store_true", help="depth 20, 32 images, 1 round")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", help="JSON path")
+    add_common_args(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.batch, args.depth, args.rounds = 32, 32, 20, 1
