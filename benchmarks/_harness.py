@@ -70,6 +70,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cpu_peak_bytes(fn: Callable[[], object]) -> int | None:
+    """Peak of the bytes allocated on the CPU while ``fn()`` runs, above what was allocated when it started: the
+    running sum of the profiler's memory events (every allocation and free of the CPU allocator, in time order).
+    Counts everything a step holds at its worst moment, including what a checkpoint keeps out of autograd's sight
+    and the activations a recomputation rebuilds. None if this torch's profiler gives no memory events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    except AttributeError:
+        return None
+    if not events:
+        return None
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
 def write_json(report: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -7,8 +7,8 @@
 Suites (``--suite``, comma list): ``throughput`` (baseline56, euler56, midpoint56, rk4_56, euler92, rk8_92 in fp32
 and bf16+channels_last, plus rk8_92 with ``SchemeBlock.fused=False``), ``compile`` (``--compile-variants``
 compiled and eager, fp32; the first call, i.e. the compile time, reported apart) and ``checkpointing`` (euler56
-and rk8_92 with ``set_grad_checkpointing(True)`` and plain, fp32). Every selected cell takes part in the same
-rotated, step-by-step interleaved rounds. Method and targets: docs/benchmarks_method.md.
+and rk8_92 plain, with ``set_grad_checkpointing(True)`` and with stages 1-2 only, fp32). Every selected cell takes
+part in the same rotated, step-by-step interleaved rounds. Method and targets: docs/benchmarks_method.md.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def suite_cells(suites, compile_variants, variants, precisions) -> list[tuple[st
     if "compile" in suites:
         cells += [(v, "fp32", m) for v in compile_variants for m in ("eager", "compiled")]
     if "checkpointing" in suites:
-        cells += [(v, "fp32", m) for v in ("euler56", "rk8_92") for m in ("eager", "ckpt")]
+        cells += [(v, "fp32", m) for v in ("euler56", "rk8_92") for m in ("eager", "ckpt", "ckpt12")]
     return [c for c in dict.fromkeys(cells) if c[0] in variants and c[1] in precisions]
 
 
@@ -65,7 +65,8 @@ def ratio_specs(cells) -> list[dict]:
         add("fused", f"rk8_92/{p}", f"rk8_92/{p}/unfused", ("train", "eval"))
     for v in VARIANTS:
         add("compile", f"{v}/fp32/compiled", f"{v}/fp32", ("train", "eval"))
-        add("checkpointing", f"{v}/fp32/ckpt", f"{v}/fp32", ("train",), CKPT_STEP_TARGET, CKPT_MEMORY_TARGET)
+        for m in ("ckpt", "ckpt12"):
+            add("checkpointing", f"{v}/fp32/{m}", f"{v}/fp32", ("train",), CKPT_STEP_TARGET, CKPT_MEMORY_TARGET)
     return specs
 
 
@@ -102,11 +103,11 @@ class Bench:
             for m in model.modules():
                 if isinstance(m, SchemeBlock):
                     m.fused = False
-        if mode == "ckpt":
-            model.set_grad_checkpointing(True)
+        if mode in ("ckpt", "ckpt12"):  # every stage / stages 1 and 2 (the largest activations)
+            model.set_grad_checkpointing(True, stages=None if mode == "ckpt" else [1, 2])
         self.model = compile_model(model) if mode == "compiled" else model
         self.opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-        self.kinds = ("train",) if mode == "ckpt" else ("train", "eval")  # checkpointing changes only training
+        self.kinds = ("train",) if mode.startswith("ckpt") else ("train", "eval")  # checkpointing changes only training
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
@@ -136,7 +137,8 @@ class Bench:
 
     def memory(self, hooks: bool) -> dict:
         """One training step: bytes of the unique storages saved for backward (``saved_tensors_hooks``; not for
-        compiled cells) and on CUDA ``max_memory_allocated`` during the step, minus what was allocated before."""
+        compiled cells) and the step's peak allocation above what was allocated before it (CUDA:
+        ``max_memory_allocated``; CPU: the profiler's memory events, ``_harness.cpu_peak_bytes``)."""
         saved: dict[int, int] = {}
 
         def pack(t):
@@ -156,6 +158,8 @@ class Bench:
             self.train()
         h.sync(self.device)
         out = {"saved_bytes": sum(saved.values()), "saved_storages": len(saved)} if hooks else {}
+        if not cuda:  # the whole step's worst moment, recomputed activations included (profiler memory events)
+            out["cpu_step_peak_bytes"] = h.cpu_peak_bytes(self.train)
         if cuda:
             out["cuda_step_peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - before
         return out
@@ -176,10 +180,16 @@ def build_ratios(specs, results) -> list[dict]:
         sa, sb = a["memory"].get("saved_bytes"), b["memory"].get("saved_bytes")
         row["saved_activation_ratio"] = sa / sb if sa is not None and sb else None
         row["saved_activation_pass"] = h.verdict(row["saved_activation_ratio"], spec["memory_target"])
-        ca, cb = a["memory"].get("cuda_step_peak_bytes"), b["memory"].get("cuda_step_peak_bytes")
-        row["cuda_step_peak_ratio"] = ca / cb if ca is not None and cb else None
+        ca, cb = _peak(a["memory"]), _peak(b["memory"])
+        row["step_peak_ratio"] = ca / cb if ca is not None and cb else None
+        row["step_peak_pass"] = h.verdict(row["step_peak_ratio"], spec["memory_target"])
         rows.append(row)
     return rows
+
+
+def _peak(memory: dict) -> int | None:
+    """The step's peak allocation: CUDA's max_memory_allocated, else the CPU profiler's."""
+    return memory.get("cuda_step_peak_bytes", memory.get("cpu_step_peak_bytes"))
 
 
 def _flag(ok) -> str:
@@ -192,23 +202,26 @@ def markdown(report: dict) -> str:
              f"{report['threads']} threads, batch {report['batch']}, {report['steps']} timed steps x "
              f"{report['rounds']} interleaved rounds (median of clean steps), {report['date']}, commit "
              f"{(report['git']['commit'] or '?')[:10]}{'+dirty' if report['git']['dirty'] else ''}", "",
-             "| cell | params | train img/s | eval img/s | saved act MB |" + (" CUDA step peak MB |" if cuda else "")
-             + " first train / eval call s |", "|---|---:|---:|---:|---:|" + ("---:|" if cuda else "") + "---|"]
+             "| cell | params | train img/s | eval img/s | saved act MB | "
+             f"{'CUDA' if cuda else 'CPU'} step peak MB | first train / eval call s |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for name, r in report["results"].items():
         mem, first = r["memory"], r["first_call_s"]
         lines.append(f"| {name} | {r['params']:,} | {r['train']['img_s']:.1f} | "
                      f"{h.fmt(r.get('eval', {}).get('img_s'), '.1f')} | "
                      f"{h.fmt(mem.get('saved_bytes') and mem['saved_bytes'] * h.MB, '.1f')} |"
-                     + (f" {h.fmt(mem.get('cuda_step_peak_bytes', 0) * h.MB, '.1f')} |" if cuda else "")
+                     + f" {h.fmt(_peak(mem) and _peak(mem) * h.MB, '.1f')} |"
                      + f" {h.fmt(first.get('train'), '.1f')} / {h.fmt(first.get('eval'), '.1f')} |")
-    lines += ["", "| ratio | vs | train (paired) | eval (paired) | saved act | target |", "|---|---|---|---|---|---|"]
+    lines += ["", "| ratio | vs | train (paired) | eval (paired) | saved act | step peak | target |",
+              "|---|---|---|---|---|---|---|"]
     for r in report["ratios"]:
         target = " ".join(x for x in (r["target"] and f"step <= {r['target']}",
                                       r["memory_target"] and f"act <= {r['memory_target']}") if x)
         lines.append(f"| {r['cell']} | {r['reference']} | {h.fmt(r['train_ratio'])}{_flag(r['train_pass'])} "
                      f"({h.fmt(r['train_ratio_paired'])}) | {h.fmt(r.get('eval_ratio'))}{_flag(r.get('eval_pass'))} "
                      f"({h.fmt(r.get('eval_ratio_paired'))}) | "
-                     f"{h.fmt(r['saved_activation_ratio'])}{_flag(r['saved_activation_pass'])} | {target or '–'} |")
+                     f"{h.fmt(r['saved_activation_ratio'])}{_flag(r['saved_activation_pass'])} | "
+                     f"{h.fmt(r.get('step_peak_ratio'))}{_flag(r.get('step_peak_pass'))} | {target or '–'} |")
     i = report["interference"]
     lines += ["", f"Disturbed steps (other processes > {i['other_cpu_max']} CPU) left out: {i['disturbed']} of "
               f"{i['timed']}" + (f"; all steps used for {', '.join(i['all_steps_used'])}" if i["all_steps_used"]

@@ -88,6 +88,7 @@ FIT = {
     "compile": BOOL,
     "compile_mode": Spec("choice", choices=COMPILE_MODES),
     "grad_checkpointing": BOOL,
+    "grad_checkpointing_stages": Spec("ints", low=1, nullable=True),
     "resume": Spec("text", nullable=True),
     "stop_after_epoch": OPT_POSITIVE_INT,
     "weights": Spec("text", nullable=True),

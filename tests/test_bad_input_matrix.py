@@ -55,6 +55,9 @@ CASES = {
     "compile": (FIT, ["compile=sometimes"], ["compile", "'sometimes'", "true or false"]),
     "compile_mode": (FIT, ["compile=true", "compile_mode=fastest"], ["'fastest'", "'max-autotune'"]),
     "grad_checkpointing": (FIT, ["grad_checkpointing=2"], ["grad_checkpointing", "true or false"]),
+    "checkpoint_stages": (FIT, ["grad_checkpointing=true", "grad_checkpointing_stages=[1,4]"],
+                          ["stages=[1, 4]", "from 1 to 3"]),
+    "checkpoint_stages_type": (FIT, ["grad_checkpointing_stages=[one]"], ["grad_checkpointing_stages", "'one'"]),
     # data
     "data": (FIT, ["data=nosuch"], ["nosuch", "cifar10"]),
     "data_classes": (FIT, ["data=cifar10", "data.num_classes=7"], ["data.num_classes=7", "10"]),

@@ -9,11 +9,9 @@ of every stage (``level="stage"``, timm's taps) or of every block (``level="bloc
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..nn.recompute import checkpointed
 
 LEVELS = ("stage", "block")
 # per-channel input statistics (RGB, in [0, 1]) of the training sets the two families are usually trained on
@@ -41,6 +39,21 @@ def take_indices(count: int, indices=None) -> tuple[list[int], int]:
         if not taken:
             raise ConfigError("indices=[] takes no feature tap; give None (all), an int n (the last n) or a list.")
     return sorted(set(taken)), max(taken)
+
+
+def checkpoint_stages(stages, count: int) -> tuple[int, ...]:
+    """The 1-based stage numbers ``stages`` names (None: all ``count``), checked."""
+    if stages is None:
+        return tuple(range(1, count + 1))
+    items = [stages] if isinstance(stages, int) else stages
+    try:
+        items = list(items)
+    except TypeError:
+        items = None
+    if not items or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= count for s in items):
+        raise ConfigError(f"grad_checkpointing stages={stages!r} is not valid: give 1-based stage numbers from 1 to "
+                          f"{count} (this network has {count} stages), e.g. [1, 2], or None for all.")
+    return tuple(sorted(set(items)))
 
 
 class TimmContract:
@@ -112,12 +125,11 @@ class TimmContract:
         count = 1 + (len(self.stages) if level == "stage" else sum(len(s) for s in self.stages))
         taken, last = take_indices(count, indices)
         groups = self._modules_to(level, last if (stop_early or intermediates_only) else count - 1)
-        checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
         x = self.stem(x)
         out = [x] if 0 in taken else []
         for tap, group in enumerate(groups, 1):
             for block in group:
-                x = checkpointed(block, x) if checkpoint else block(x)
+                x = self.forward_block(block, x)
             if tap in taken:
                 out.append(x)
         if intermediates_only:
@@ -153,10 +165,22 @@ class TimmContract:
         return taken
 
     # ------------------------------------------------------------------ training helpers
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in backward instead of keeping them (timm's method of this name;
-        gradients and BatchNorm statistics equal the plain model's)."""
-        self.grad_checkpointing = bool(enable)
+    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
+        """Recompute activations in backward instead of keeping them (timm's method of this name; gradients and
+        BatchNorm statistics equal the plain model's; docs/speed.md). A scheme block keeps only the input of each
+        unit call, an ODE block only its input. ``stages``: the 1-based stages to checkpoint (None: all)."""
+        chosen = checkpoint_stages(stages, len(self.stages)) if enable else ()
+        for si, stage in enumerate(self.stages, 1):
+            for block in stage:
+                for module in block.modules():
+                    if hasattr(module, "recompute_units"):
+                        module.recompute_units = False
+                unit_level = hasattr(block, "recompute_units")
+                if unit_level:
+                    block.recompute_units = si in chosen
+                block.recompute_block = si in chosen and not unit_level
+        self.grad_checkpointing = bool(chosen)
+        self.grad_checkpointing_stages = tuple(chosen)
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters horesnet's default recipe trains without weight decay (timm's optimiser

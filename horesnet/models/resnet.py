@@ -56,15 +56,19 @@ class ResNet(TimmContract, nn.Module):
         self.grad_checkpointing = False
 
     def forward_stages(self, x):
-        """Run every stage's blocks in order (each one checkpointed when ``grad_checkpointing`` and training)."""
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            for stage in self.stages:
-                for block in stage:
-                    x = checkpointed(block, x)
-            return x
+        """Run every stage's blocks in order (with activation checkpointing where ``set_grad_checkpointing`` put
+        it)."""
         for stage in self.stages:
-            x = stage(x)
+            for block in stage:
+                x = self.forward_block(block, x)
         return x
+
+    def forward_block(self, block: nn.Module, x):
+        """``block(x)``; a block that cannot checkpoint its units itself (an ODE block) is checkpointed whole when
+        ``set_grad_checkpointing`` marked it."""
+        if getattr(block, "recompute_block", False) and torch.is_grad_enabled():
+            return checkpointed(block, x)
+        return block(x)
 
     def forward_stem(self, x):
         return self.stem(x)

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..schemes import Tableau
 from .combine import Pass, combine
+from .recompute import checkpointed
 
 
 class SchemeBlock(nn.Module):
@@ -53,6 +54,7 @@ class SchemeBlock(nn.Module):
         self._shared = any(u > 1 for u in self._uses)  # without a shared increment autograd's adds are as cheap
         self.hook = None
         self.fused = True  # the stage combination with a fused backward (nn/combine.py); False: plain autograd
+        self.recompute_units = False  # activation checkpointing, one checkpoint per unit call (nn/recompute.py)
 
     @property
     def active(self) -> tuple[bool, ...]:
@@ -101,10 +103,17 @@ class SchemeBlock(nn.Module):
 
     def _step(self, x, sx, y_base):
         """k_1 = F_1(x); k_i = F_i(s_x + h sum_j A[i,j] k_j); return y_base + h sum_i b_i k_i (None: all zero)."""
-        k = [None] * self.scheme.increments
         fused = (self.fused and self._shared and not self.learn_step and torch.is_grad_enabled()
                  and not torch.compiler.is_compiling())
         state = Pass() if fused else None  # compiled graphs fuse the plain adds themselves
+        try:
+            return self._stages(x, sx, y_base, state)
+        finally:
+            if state is not None:
+                state.taps.clear()  # the pass's tensors are not kept alive for backward
+
+    def _stages(self, x, sx, y_base, state):
+        k = [None] * self.scheme.increments
         for target, terms in self._targets:
             base = x if target == 0 else (y_base if target == "y" else sx)
             ks = k
@@ -115,13 +124,14 @@ class SchemeBlock(nn.Module):
                 base, ks = got
             z = self._combine(base, terms, ks, state)
             if target == "y":
-                if state is not None:
-                    state.taps.clear()  # the pass's tensors are not kept alive for backward
                 return z
-            k[target] = self.unit(target)(z if z is not None else self._zeros_out(x))
-        if state is not None:
-            state.taps.clear()
+            k[target] = self._unit_out(target, z if z is not None else self._zeros_out(x))
         return None
+
+    def _unit_out(self, i: int, z):
+        """``F_i(z)``; with ``recompute_units`` while training, only ``z`` is kept for backward."""
+        unit = self.unit(i)
+        return checkpointed(unit, z) if self.recompute_units and torch.is_grad_enabled() else unit(z)
 
     def increment(self, x):
         """``h * sum_i b_i k_i`` without the skip (used when the block is a unit of an outer scheme)."""

@@ -35,7 +35,8 @@ class ClassifierModule(pl.LightningModule):
     """
 
     def __init__(self, model: dict, optim: dict, channels_last: bool = False, data: dict | None = None,
-                 divergence: dict | None = None, compile: str | None = None, grad_checkpointing: bool = False):
+                 divergence: dict | None = None, compile: str | None = None, grad_checkpointing: bool = False,
+                 grad_checkpointing_stages: list[int] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.guard = DivergenceGuard(**{**DEFAULTS, **(divergence or {})})
@@ -44,7 +45,7 @@ class ClassifierModule(pl.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
         if grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
+            self.model.set_grad_checkpointing(True, stages=grad_checkpointing_stages)
         if compile:  # the compile mode; in place, so checkpoints keep the plain network's keys
             compile_model(self.model, compile)
         num_classes = model.get("num_classes", 10)

@@ -57,6 +57,8 @@ def check_config(cfg, run_dir: str | None = None) -> None:
         model = build_model(**model_cfg)
     if cfg.get("weights"):  # the file fits the network (depth, variant, shapes) before any output exists
         load_weights(model, cfg.weights)
+    if cfg.get("grad_checkpointing"):  # the stages exist in this network
+        model.set_grad_checkpointing(True, stages=cfg.get("grad_checkpointing_stages"))
     del model
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
     from .checkpoint import check_resume_compatible, resume_checkpoint

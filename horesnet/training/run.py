@@ -100,6 +100,11 @@ def model_facts(model) -> dict:
             "residual_scale": residual_scale(model)}
 
 
+def _plain(value):
+    """An OmegaConf list as a Python list (None and scalars unchanged)."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     """Train, validate each epoch, test the final-epoch model once; return the summary written to disk.
     A diverged run writes a summary with status ``diverged`` and raises DivergedError."""
@@ -111,7 +116,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
                               data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True),
                               compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
-                              grad_checkpointing=bool(cfg.get("grad_checkpointing", False)))
+                              grad_checkpointing=bool(cfg.get("grad_checkpointing", False)),
+                              grad_checkpointing_stages=_plain(cfg.get("grad_checkpointing_stages")))
     model = module.model
     if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
         load_weights(model, cfg.weights)
