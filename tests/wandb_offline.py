@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,12 +64,27 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_run(path: str | Path) -> dict:
+def read_run(path: str | Path, wait_s: float = 30.0) -> dict:
     """``{"history": [row dicts], "summary": {...}, "config": {...}, "run": {id, project, group, name, job_type},
     "kinds": set of record kinds}``.
 
-    ``path`` is a ``.wandb`` file or an ``offline-run-*`` folder holding one.
+    ``path`` is a ``.wandb`` file or an ``offline-run-*`` folder holding one. W&B's service process may still be
+    writing the file after ``finish()`` returned (seen on a loaded machine): the file is read again, for up to
+    ``wait_s`` seconds, until it holds its ``run`` and ``exit`` records.
     """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            out = _read_run(path)
+            if {"run", "exit"} <= out["kinds"] or time.monotonic() > deadline:
+                return out
+        except ValueError:  # a record still being written
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def _read_run(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.wandb"))
