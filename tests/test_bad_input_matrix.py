@@ -58,6 +58,8 @@ CASES = {
     "checkpoint_stages": (FIT, ["grad_checkpointing=true", "grad_checkpointing_stages=[1,4]"],
                           ["stages=[1, 4]", "from 1 to 3"]),
     "checkpoint_stages_type": (FIT, ["grad_checkpointing_stages=[one]"], ["grad_checkpointing_stages", "'one'"]),
+    "checkpoint_stages_alone": (FIT, ["grad_checkpointing_stages=[1,2]"],
+                                ["grad_checkpointing_stages=[1, 2]", "grad_checkpointing=true"]),
     # data
     "data": (FIT, ["data=nosuch"], ["nosuch", "cifar10"]),
     "data_classes": (FIT, ["data=cifar10", "data.num_classes=7"], ["data.num_classes=7", "10"]),

@@ -196,8 +196,10 @@ def test_checkpointing_some_stages_equals_plain(variant, stages):
     assert set(marked) == set(stages)
     x, y = batch()
     assert_same(loss_and_grads(other, x, y), loss_and_grads(model, x, y), 1e-12)
+    assert other.grad_checkpointing
     other.set_grad_checkpointing(False)
     assert not any(getattr(m, "recompute_units", False) for m in other.modules())
+    assert not other.grad_checkpointing
 
 
 @pytest.mark.parametrize("stages", [[0], [4], [], [1, 9], "1", [True], 2.5])
@@ -258,6 +260,22 @@ def test_compiled_equals_eager_in_one_graph(scheme, variant):
     eager = loss_and_grads(model, x, y)
     try:
         assert_same(loss_and_grads(compiled, x, y), eager, 1e-5)
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("stages", [None, [2]])
+def test_compiled_checkpointing_equals_eager(stages):
+    """Activation checkpointing inside a compiled model (dynamo traces the recomputation): the same loss, gradients
+    and BatchNorm statistics as the eager network without checkpointing."""
+    model = network("rk4", dtype=torch.float32, drop_path_rate=0.2)
+    other = copy.deepcopy(model)
+    other.set_grad_checkpointing(True, stages=stages)
+    assert other.grad_checkpointing and not model.grad_checkpointing
+    x, y = batch(torch.float32)
+    compiled = compile_model(other, backend="aot_eager")
+    try:
+        assert_same(loss_and_grads(compiled, x, y), loss_and_grads(model, x, y), 1e-5)
     finally:
         torch._dynamo.reset()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
+from ..nn.block import SchemeBlock
 
 LEVELS = ("stage", "block")
 # per-channel input statistics (RGB, in [0, 1]) of the training sets the two families are usually trained on
@@ -57,8 +58,8 @@ def checkpoint_stages(stages, count: int) -> tuple[int, ...]:
 
 
 class TimmContract:
-    """Mixed into ``ResNet``: needs ``stem``, ``stages``, ``final``, ``pool``, ``fc``, ``num_features``, ``config``
-    and ``grad_checkpointing``."""
+    """Mixed into ``ResNet``: needs ``stem``, ``stages``, ``final``, ``pool``, ``fc``, ``num_features`` and
+    ``config``."""
 
     # ------------------------------------------------------------------ classifier
     def get_classifier(self) -> nn.Module:
@@ -172,15 +173,19 @@ class TimmContract:
         chosen = checkpoint_stages(stages, len(self.stages)) if enable else ()
         for si, stage in enumerate(self.stages, 1):
             for block in stage:
-                for module in block.modules():
-                    if hasattr(module, "recompute_units"):
+                for module in block.modules():  # nested blocks inside units: their outer block does the work
+                    if isinstance(module, SchemeBlock):
                         module.recompute_units = False
-                unit_level = hasattr(block, "recompute_units")
+                unit_level = isinstance(block, SchemeBlock)
                 if unit_level:
                     block.recompute_units = si in chosen
                 block.recompute_block = si in chosen and not unit_level
-        self.grad_checkpointing = bool(chosen)
-        self.grad_checkpointing_stages = tuple(chosen)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """Whether any block recomputes its activations in backward (timm's attribute of this name)."""
+        return any(getattr(block, "recompute_units", False) or getattr(block, "recompute_block", False)
+                   for stage in self.stages for block in stage)
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters horesnet's default recipe trains without weight decay (timm's optimiser

@@ -53,7 +53,6 @@ class ResNet(TimmContract, nn.Module):
         self.fc = nn.Linear(num_features, num_classes)
         self.layout = layout
         self.config = dict(config)
-        self.grad_checkpointing = False
 
     def forward_stages(self, x):
         """Run every stage's blocks in order (with activation checkpointing where ``set_grad_checkpointing`` put

@@ -34,6 +34,12 @@ def _buffers_restored(module: nn.Module):
 
 
 def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` keeping only ``x`` for backward (non-reentrant checkpoint; buffers not updated twice)."""
+    """``block(x)`` keeping only ``x`` for backward (non-reentrant checkpoint; buffers not updated twice).
+
+    Inside ``torch.compile`` the checkpoint is a region of the traced graph: AOT autograd recomputes only the
+    activations backward needs and applies buffer updates once, so nothing needs restoring (dynamo cannot trace a
+    custom ``context_fn``)."""
+    if torch.compiler.is_compiling():
+        return checkpoint(block, x, use_reentrant=False)
     return checkpoint(block, x, use_reentrant=False,
                       context_fn=lambda: (nullcontext(), _buffers_restored(block)))

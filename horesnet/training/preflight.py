@@ -59,6 +59,11 @@ def check_config(cfg, run_dir: str | None = None) -> None:
         load_weights(model, cfg.weights)
     if cfg.get("grad_checkpointing"):  # the stages exist in this network
         model.set_grad_checkpointing(True, stages=cfg.get("grad_checkpointing_stages"))
+    elif cfg.get("grad_checkpointing_stages") is not None:  # an option that would silently do nothing
+        stages = cfg.grad_checkpointing_stages
+        stages = OmegaConf.to_container(stages) if OmegaConf.is_config(stages) else stages
+        raise ConfigError(f"grad_checkpointing_stages={stages} needs "
+                          "grad_checkpointing=true (valid: add grad_checkpointing=true, or drop the stages).")
     del model
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
     from .checkpoint import check_resume_compatible, resume_checkpoint
