@@ -58,11 +58,13 @@ def ratio_specs(cells) -> list[dict]:
             specs.append({"group": group, "cell": a, "reference": b, "kinds": kinds, "target": target,
                           "memory_target": memory_target})
 
+    pairs = (("euler56", "baseline56"), ("midpoint56", "euler56"), ("rk4_56", "euler56"), ("rk8_92", "euler92"))
     for p in PRECISIONS:
-        for v, ref in (("euler56", "baseline56"), ("midpoint56", "euler56"), ("rk4_56", "euler56"),
-                       ("rk8_92", "euler92")):
+        for v, ref in pairs:
             add("scheme", f"{v}/{p}", f"{ref}/{p}", ("train", "eval"), STEP_TARGET)
         add("fused", f"rk8_92/{p}", f"rk8_92/{p}/unfused", ("train", "eval"))
+    for v, ref in pairs:  # both compiled: what the elementwise work costs once inductor fuses it
+        add("compiled scheme", f"{v}/fp32/compiled", f"{ref}/fp32/compiled", ("train", "eval"), STEP_TARGET)
     for v in VARIANTS:
         add("compile", f"{v}/fp32/compiled", f"{v}/fp32", ("train", "eval"))
         for m in ("ckpt", "ckpt12"):
