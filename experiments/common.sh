@@ -11,7 +11,8 @@ EPOCHS=${EPOCHS:-4}
 LIMIT=${LIMIT:-10000}
 PRECISION=${PRECISION:-bf16-mixed}
 if [ "$PRECISION" = bf16-mixed ]; then LAYOUT=true; else LAYOUT=false; fi
-RECIPE=(data=fashion_mnist "data.limit_train=$LIMIT" "trainer.max_epochs=$EPOCHS" "trainer.precision=$PRECISION"
+# TRAINER=gpu selects horesnet's trainer=gpu group (unset: the default CPU trainer).
+RECIPE=(${TRAINER:+"trainer=$TRAINER"} data=fashion_mnist "data.limit_train=$LIMIT" "trainer.max_epochs=$EPOCHS" "trainer.precision=$PRECISION"
         "channels_last=$LAYOUT" logger.wandb.mode=offline trainer.enable_progress_bar=false)
 
 train() {  # run name, fit options... (the name must say everything the options change)

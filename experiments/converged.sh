@@ -63,7 +63,7 @@ print(control_step(residual_scale(build_model(block=sys.argv[1], depth=int(sys.a
   done
   [ "$STOP_AFTER" -le 3 ] && return 0
   (  # the full training split: the same recipe without the 10k limit
-    RECIPE=(data=fashion_mnist data.limit_train=null "trainer.max_epochs=$EPOCHS" "trainer.precision=$PRECISION"
+    RECIPE=(${TRAINER:+"trainer=$TRAINER"} data=fashion_mnist data.limit_train=null "trainer.max_epochs=$EPOCHS" "trainer.precision=$PRECISION"
             "channels_last=$LAYOUT" logger.wandb.mode=offline trainer.enable_progress_bar=false)
     train "euler-full-d20-s0" block=euler depth=20 seed=0
   )
