@@ -2,9 +2,11 @@
 
 A TorchDispatchMode sums the sizes of every tensor (inputs and outputs, tensors of more than 10k elements) of each
 add/mul/sub/div/sum/copy/clone/zero op over a forward + backward of ``build_model(block, depth)`` at batch
-``--batch``: a count that does not depend on the machine or on other processes, unlike a timing.
+``--batch``: a count that does not depend on the machine or on other processes, unlike a timing. ``non-GEMM MB``
+counts every op but the convolutions and matrix products (BatchNorm, ReLU, padding, ... included), so the
+hand-written baseline (``baseline-56``, no horesnet code) can be compared with ``euler-56`` op for op.
 
-    python -m benchmarks.elementwise_traffic                    # euler-92, rk8-92, euler-56, rk4-56, batch 32
+    python -m benchmarks.elementwise_traffic     # baseline-56, euler-56, rk4-56, euler-92, rk8-92, batch 32
 """
 
 from __future__ import annotations
@@ -23,25 +25,37 @@ ELEMENTWISE = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "sum"
                "fill_", "zeros_like"}
 
 
+GEMM = {"convolution", "convolution_backward", "mm", "addmm", "bmm", "mkldnn_convolution"}
+
+
 class ElementwiseBytes(TorchDispatchMode):
     def __init__(self, min_numel: int = 10_000):
         super().__init__()
-        self.min_numel, self.bytes, self.calls = min_numel, 0, 0
+        self.min_numel, self.bytes, self.calls, self.non_gemm = min_numel, 0, 0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func.__name__.split(".")[0] in ELEMENTWISE:
-            outs = out if isinstance(out, tuple | list) else [out]
-            big = [t for t in (*args, *outs) if isinstance(t, torch.Tensor) and t.numel() > self.min_numel]
-            if big:
-                self.bytes += sum(t.numel() * t.element_size() for t in big)
-                self.calls += 1
+        name = func.__name__.split(".")[0]
+        if name in GEMM:
+            return out
+        outs = out if isinstance(out, tuple | list) else [out]
+        big = [t for t in (*args, *outs) if isinstance(t, torch.Tensor) and t.numel() > self.min_numel]
+        moved = sum(t.numel() * t.element_size() for t in big)
+        self.non_gemm += moved
+        if name in ELEMENTWISE and big:
+            self.bytes += moved
+            self.calls += 1
         return out
 
 
 def measure(block: str, depth: int, fused: bool, batch: int) -> dict:
     torch.manual_seed(0)
-    model = build_model(block=block, depth=depth, num_classes=10)
+    if block == "baseline":
+        from .baseline_resnet import CifarResNet
+
+        model = CifarResNet([(depth - 2) // 6] * 3, num_classes=10)
+    else:
+        model = build_model(block=block, depth=depth, num_classes=10)
     for m in model.modules():
         if isinstance(m, SchemeBlock):
             m.fused = fused
@@ -49,22 +63,24 @@ def measure(block: str, depth: int, fused: bool, batch: int) -> dict:
     with ElementwiseBytes() as count:
         F.cross_entropy(model(x), y).backward()
     return {"variant": f"{block}-{depth}", "fused": fused, "batch": batch, "MB": round(count.bytes / 2**20, 1),
-            "ops": count.calls}
+            "ops": count.calls, "non_gemm_MB": round(count.non_gemm / 2**20, 1)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", default="euler-92,rk8-92,euler-56,rk4-56", help="comma list of block-depth")
+    p.add_argument("--variants", default="baseline-56,euler-56,rk4-56,euler-92,rk8-92",
+                   help="comma list of block-depth (block: a registered block or baseline)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     rows = []
     for variant in args.variants.split(","):
         block, depth = variant.rsplit("-", 1)
-        for fused in (False, True):
+        for fused in (False, True) if block != "baseline" else (False,):
             rows.append(measure(block, int(depth), fused, args.batch))
             r = rows[-1]
-            print(f"{r['variant']:>10} {'fused' if fused else 'plain':>5}: {r['MB']:8.1f} MB in {r['ops']} ops")
+            print(f"{r['variant']:>11} {'fused' if fused else 'plain':>5}: {r['MB']:8.1f} MB in {r['ops']} ops; "
+                  f"non-GEMM {r['non_gemm_MB']:8.1f} MB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -123,3 +123,16 @@ def test_bad_command_lines_name_the_choices():
     assert "unknown speed; choose from throughput, compile, checkpointing" in proc.stderr
     assert "unknown rk5_56; choose from baseline56, euler56" in proc.stderr
     assert "unknown fp16; choose from fp32, bf16cl" in proc.stderr
+
+
+def test_euler_moves_no_more_bytes_than_the_hand_written_resnet():
+    """Besides its convolutions, horesnet's Euler network does what the hand-written ResNet does: the bytes its
+    other ops move in a training step (BatchNorm, ReLU, shortcut, adds) are no more than the baseline's, and the RK4
+    network's fused combination moves fewer bytes than its plain autograd one."""
+    from benchmarks.elementwise_traffic import measure
+
+    base = measure("baseline", 20, False, 4)
+    euler = measure("euler", 20, True, 4)
+    assert 0 < euler["non_gemm_MB"] <= base["non_gemm_MB"]
+    assert euler["MB"] <= base["MB"]
+    assert measure("rk4", 32, True, 4)["MB"] < measure("rk4", 32, False, 4)["MB"]
