@@ -26,6 +26,7 @@ ELEMENTWISE = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "sum"
 
 
 GEMM = {"convolution", "convolution_backward", "mm", "addmm", "bmm", "mkldnn_convolution"}
+NO_TRAFFIC = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias"}
 
 
 class ElementwiseBytes(TorchDispatchMode):
@@ -36,7 +37,7 @@ class ElementwiseBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = func.__name__.split(".")[0]
-        if name in GEMM:
+        if name in GEMM or name in NO_TRAFFIC or func.is_view:  # views and allocations move no bytes
             return out
         outs = out if isinstance(out, tuple | list) else [out]
         big = [t for t in (*args, *outs) if isinstance(t, torch.Tensor) and t.numel() > self.min_numel]
