@@ -175,6 +175,42 @@ def test_resume_keeps_metrics_history(resumed):
     assert [v for _, v in b_loss] == pytest.approx([v for _, v in a_loss])
 
 
+def test_a_killed_resume_loses_no_metrics(tmp_path):
+    """A resumed run that is killed (no chance to put the earlier rows back) loses nothing: the next resume finds
+    every epoch logged so far, drops only the killed segment's unfinished epoch, and the final file has each epoch
+    once."""
+    import csv
+
+    from horesnet.training.run import _earlier_metrics, _prepend_metrics
+
+    def write(rows):
+        with open(tmp_path / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["epoch", "step", "lr", "val/acc1"])
+            w.writeheader()
+            w.writerows(rows)
+
+    def epoch(e, acc):  # an lr row (no epoch) at the epoch's first step, a validation row at its end
+        return [{"epoch": "", "step": 10 * e, "lr": 0.1, "val/acc1": ""},
+                {"epoch": e, "step": 10 * e + 9, "lr": "", "val/acc1": acc}]
+
+    write(epoch(0, 0.5) + epoch(1, 0.6))  # first slice: epochs 0-1, then stopped
+    assert [r["epoch"] for r in _earlier_metrics(tmp_path) if r["epoch"]] == ["0", "1"]
+    write(epoch(2, 0.7) + epoch(3, 0.8)[:1])  # resumed: the logger starts afresh; killed during epoch 3
+    earlier = _earlier_metrics(tmp_path)  # the next resume (from the end of epoch 2)
+    assert [r["val/acc1"] for r in earlier if r["epoch"]] == ["0.5", "0.6", "0.7"]
+    write(epoch(3, 0.85) + epoch(4, 0.9))  # epoch 3 trained again, then the run finishes
+
+    class Trainer:
+        is_global_zero, loggers = True, []
+
+    _prepend_metrics(tmp_path / "metrics.csv", earlier, Trainer())
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["val/acc1"] for r in rows if r["epoch"]] == ["0.5", "0.6", "0.7", "0.85", "0.9"]
+    assert [r["step"] for r in rows if not r["epoch"]] == ["0", "10", "20", "30", "40"]  # lr rows: each epoch once
+    assert not (tmp_path / "metrics.earlier.csv").exists()
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Non-finite loss
 # --------------------------------------------------------------------------------------------------------------

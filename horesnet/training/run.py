@@ -59,15 +59,21 @@ def _read_metrics(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
-    """Put the rows logged before a resume back in front of the resumed run's ``metrics.csv``."""
-    if not earlier or not trainer.is_global_zero:
-        return
-    for lg in trainer.loggers:
-        lg.save()
-    now = _read_metrics(path)
-    first = min((int(r["epoch"]) for r in now if r.get("epoch")), default=None)
-    rows = [r for r in earlier if first is None or (r.get("epoch") and int(r["epoch"]) < first)] + now
+def _merge_metrics(earlier: list[dict], now: list[dict]) -> list[dict]:
+    """``earlier``'s rows from before the first epoch (and, for rows without one, the first step) of ``now``,
+    then ``now``: the rows of a killed segment's unfinished epoch are dropped, the epoch is trained again."""
+    first_epoch = min((int(r["epoch"]) for r in now if r.get("epoch")), default=None)
+    first_step = min((int(r["step"]) for r in now if r.get("step")), default=None)
+
+    def before(r):
+        if r.get("epoch"):
+            return first_epoch is None or int(r["epoch"]) < first_epoch
+        return first_step is None or (r.get("step") and int(r["step"]) < first_step)
+
+    return [r for r in earlier if before(r)] + now
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(k for r in rows for k in r))
     fd, tmp = tempfile.mkstemp(prefix="metrics.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w", newline="") as f:
@@ -75,6 +81,26 @@ def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def _earlier_metrics(run_dir: Path) -> list[dict]:
+    """The rows logged before this resume. The CSV logger starts ``metrics.csv`` afresh, so they are also kept in
+    ``metrics.earlier.csv`` until the resumed run has put them back: a resumed run that is killed loses nothing."""
+    kept = run_dir / "metrics.earlier.csv"
+    earlier = _merge_metrics(_read_metrics(kept), _read_metrics(run_dir / "metrics.csv"))
+    if earlier:
+        _write_metrics(kept, earlier)
+    return earlier
+
+
+def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
+    """Put the rows logged before a resume back in front of the resumed run's ``metrics.csv``."""
+    if not earlier or not trainer.is_global_zero:
+        return
+    for lg in trainer.loggers:
+        lg.save()
+    _write_metrics(path, _merge_metrics(earlier, _read_metrics(path)))
+    (path.parent / "metrics.earlier.csv").unlink(missing_ok=True)
 
 
 def _val_metrics(metrics) -> dict[str, float]:
@@ -148,7 +174,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     if trainer.is_global_zero:
         devices = f" x{trainer.num_devices}" if trainer.num_devices > 1 else ""
         console.log.info(console.banner(run_config, info, run_dir, f"{trainer.strategy.root_device}{devices}"))
-    earlier = _read_metrics(run_dir / "metrics.csv") if ckpt else []  # the CSV logger starts a new file
+    earlier = _earlier_metrics(run_dir) if ckpt and trainer.is_global_zero else []
     base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
             "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "device": str(module.device), "wandb": run_link(wandb_run) if wandb_run is not None else None}
@@ -160,6 +186,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                        "train_time_s": module.train_time_s, "wall_time_s": module.wall_time_s,
                        "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt")
                        if (run_dir / "checkpoints" / "last.ckpt").is_file() else None}
+            _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
             if trainer.is_global_zero:
                 write_json_atomic(run_dir / "summary.json", summary)
                 for lg in loggers[1:]:
