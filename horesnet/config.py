@@ -81,3 +81,8 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 
 def model_from_config(cfg: DictConfig):
     return build_model(**model_kwargs(cfg))
+
+
+def plain(value):
+    """An OmegaConf list or dict as a plain Python one (None and scalars unchanged)."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import compose, model_kwargs, trainer_kwargs
+from ..config import compose, model_kwargs, plain, trainer_kwargs
 from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
 from ..models.torchvision import load_weights
@@ -60,9 +60,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     if cfg.get("grad_checkpointing"):  # the stages exist in this network
         model.set_grad_checkpointing(True, stages=cfg.get("grad_checkpointing_stages"))
     elif cfg.get("grad_checkpointing_stages") is not None:  # an option that would silently do nothing
-        stages = cfg.grad_checkpointing_stages
-        stages = OmegaConf.to_container(stages) if OmegaConf.is_config(stages) else stages
-        raise ConfigError(f"grad_checkpointing_stages={stages} needs "
+        raise ConfigError(f"grad_checkpointing_stages={plain(cfg.grad_checkpointing_stages)} needs "
                           "grad_checkpointing=true (valid: add grad_checkpointing=true, or drop the stages).")
     del model
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed

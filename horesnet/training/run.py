@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from .. import __version__
-from ..config import model_kwargs, trainer_kwargs
+from ..config import model_kwargs, plain, trainer_kwargs
 from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
@@ -126,11 +126,6 @@ def model_facts(model) -> dict:
             "residual_scale": residual_scale(model)}
 
 
-def _plain(value):
-    """An OmegaConf list as a Python list (None and scalars unchanged)."""
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-
-
 def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     """Train, validate each epoch, test the final-epoch model once; return the summary written to disk.
     A diverged run writes a summary with status ``diverged`` and raises DivergedError."""
@@ -143,7 +138,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                               data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True),
                               compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
                               grad_checkpointing=bool(cfg.get("grad_checkpointing", False)),
-                              grad_checkpointing_stages=_plain(cfg.get("grad_checkpointing_stages")))
+                              grad_checkpointing_stages=plain(cfg.get("grad_checkpointing_stages")))
     model = module.model
     if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
         load_weights(model, cfg.weights)
