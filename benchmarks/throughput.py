@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _harness as h
+from . import _processes as procs
 from .baseline_resnet import RESNET56_PARAMS, CifarResNet, resnet56
 
 VARIANTS = {"baseline56": (None, 56), "euler56": ("euler", 56), "midpoint56": ("midpoint", 56),
@@ -194,6 +195,21 @@ def _peak(memory: dict) -> int | None:
     return memory.get("cuda_step_peak_bytes", memory.get("cpu_step_peak_bytes"))
 
 
+def _processes_text(report: dict) -> str:
+    k = report.get("processes", 1)
+    return "" if k == 1 else f" in each of {k} fresh processes (cells built in alternating order)"
+
+
+def _between(row: dict, kind: str) -> str:
+    b = row.get("between", {}).get(kind)
+    if b is None or b["geometric_mean"] is None:
+        return "–"
+    if b["ci_low"] is None:
+        return f"{b['geometric_mean']:.3f} (n={b['n']}, not tested)"
+    return (f"{b['geometric_mean']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}] (n={b['n']})"
+            + (f" {b['vs_target']}" if b["vs_target"] else ""))
+
+
 def _flag(ok) -> str:
     return "" if ok is None else (" ✓" if ok else " ✗")
 
@@ -202,7 +218,8 @@ def markdown(report: dict) -> str:
     cuda = report["device"].startswith("cuda")
     lines = [f"Throughput on {report['device_name']} ({report['device']}), torch {report['torch']}, "
              f"{report['threads']} threads, batch {report['batch']}, {report['steps']} timed steps x "
-             f"{report['rounds']} interleaved rounds (median of clean steps), {report['date']}, commit "
+             f"{report['rounds']} interleaved rounds{_processes_text(report)} (median of clean steps), "
+             f"{report['date']}, commit "
              f"{(report['git']['commit'] or '?')[:10]}{'+dirty' if report['git']['dirty'] else ''}", "",
              "| cell | params | train img/s | eval img/s | saved act MB | "
              f"{'CUDA' if cuda else 'CPU'} step peak MB | first train / eval call s |",
@@ -214,8 +231,10 @@ def markdown(report: dict) -> str:
                      f"{h.fmt(mem.get('saved_bytes') and mem['saved_bytes'] * h.MB, '.1f')} |"
                      + f" {h.fmt(_peak(mem) and _peak(mem) * h.MB, '.1f')} |"
                      + f" {h.fmt(first.get('train'), '.1f')} / {h.fmt(first.get('eval'), '.1f')} |")
-    lines += ["", "| ratio | vs | train (paired) | eval (paired) | saved act | step peak | target |",
-              "|---|---|---|---|---|---|---|"]
+    many = report.get("processes", 1) > 1
+    lines += ["", "| ratio | vs | train (paired) | eval (paired) | saved act | step peak | target |"
+              + (" train between processes | eval between processes |" if many else ""),
+              "|---|---|---|---|---|---|---|" + ("---|---|" if many else "")]
     for r in report["ratios"]:
         target = " ".join(x for x in (r["target"] and f"step <= {r['target']}",
                                       r["memory_target"] and f"act <= {r['memory_target']}") if x)
@@ -223,7 +242,11 @@ def markdown(report: dict) -> str:
                      f"({h.fmt(r['train_ratio_paired'])}) | {h.fmt(r.get('eval_ratio'))}{_flag(r.get('eval_pass'))} "
                      f"({h.fmt(r.get('eval_ratio_paired'))}) | "
                      f"{h.fmt(r['saved_activation_ratio'])}{_flag(r['saved_activation_pass'])} | "
-                     f"{h.fmt(r.get('step_peak_ratio'))}{_flag(r.get('step_peak_pass'))} | {target or '–'} |")
+                     f"{h.fmt(r.get('step_peak_ratio'))}{_flag(r.get('step_peak_pass'))} | {target or '–'} |"
+                     + ("".join(f" {_between(r, k)} |" for k in ("train", "eval")) if many else ""))
+    if many:
+        lines += ["", "Between processes: geometric mean of the per-process paired ratios [95% Student-t interval on "
+                  "their logs] (processes); below/above/undecided: the whole interval under/over the target, or not."]
     i = report["interference"]
     lines += ["", f"Disturbed steps (other processes > {i['other_cpu_max']} CPU) left out: {i['disturbed']} of "
               f"{i['timed']}" + (f"; all steps used for {', '.join(i['all_steps_used'])}" if i["all_steps_used"]
@@ -261,6 +284,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", help="JSON path (default benchmarks/results/throughput-<device>[-quick].json)")
     p.add_argument("--markdown", metavar="PATH", help="also write the Markdown tables to PATH")
+    p.add_argument("--processes", type=int, default=1,
+                   help="repeat the whole run in this many fresh processes and pool them (default 1)")
+    p.add_argument("--build-order", choices=procs.BUILD_ORDERS, default="forward",
+                   help="build the cells in listed or reversed order (--processes alternates it)")
     args = p.parse_args(argv)
     defaults = dict(batch=16, steps=2, rounds=1, warmup=0, quiet_wait=3.0) if args.quick else \
         dict(batch=128, steps=8, rounds=3, warmup=1, quiet_wait=30.0)
@@ -272,7 +299,7 @@ def parse_args(argv=None):
     args.variants = _list(p, "variants", args.variants, VARIANTS)
     args.precisions = _list(p, "precisions", args.precisions, PRECISIONS)
     args.compile_variants = _list(p, "compile-variants", args.compile_variants, VARIANTS)
-    for name in ("batch", "steps", "rounds", "threads"):
+    for name in ("batch", "steps", "rounds", "threads", "processes"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
     args.cells = suite_cells(args.suite, args.compile_variants, args.variants, args.precisions)
@@ -289,9 +316,12 @@ def main(argv=None) -> int:
     cfg = torch._dynamo.config  # compiled models of one class share their forward's dynamo cache: room for all
     limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     setattr(cfg, limit, max(getattr(cfg, limit), 4 * len(args.cells)))
+    if args.processes > 1:
+        return pooled_main(args, sys.argv[1:] if argv is None else list(argv))
     t0 = time.perf_counter()
     benches, first, memory, steppers = {}, {}, {}, {}
-    for cell in args.cells:  # build, first call (compile), one memory step and one timed warm-up step per kind
+    build = args.cells if args.build_order == "forward" else args.cells[::-1]
+    for cell in build:  # build, first call (compile), one memory step and one timed warm-up step per kind
         name = cell_name(cell)
         b = benches[name] = Bench(cell, args.batch, device, args.tiny)
         first[name] = b.first_calls()
@@ -323,15 +353,46 @@ def main(argv=None) -> int:
             all_used += [f"{name}:{kind}"] if s["all_steps_used"] else []
     env = h.environment(device)
     report = {"benchmark": "throughput", **env, "suites": args.suite, "batch": args.batch, "steps": args.steps,
-              "rounds": args.rounds, "warmup": args.warmup, "extra_steps": args.extra_steps,
-              "quick": args.quick, "tiny": args.tiny,
+              "rounds": args.rounds, "build_order": args.build_order, "warmup": args.warmup,
+              "extra_steps": args.extra_steps, "quick": args.quick, "tiny": args.tiny,
               "setup_s": setup_s, "estimated_timing_s": estimate, "total_wall_s": time.perf_counter() - t0,
               "interference": {"other_cpu_max": args.other_cpu_max, "timed": timed, "disturbed": disturbed,
                                "all_steps_used": all_used},
               "targets": {"step_ratio_max": STEP_TARGET, "ckpt_step_ratio_max": CKPT_STEP_TARGET,
                           "ckpt_saved_activation_ratio_max": CKPT_MEMORY_TARGET},
               "results": results, "ratios": build_ratios(ratio_specs(args.cells), results)}
-    tag = device.type + ("-quick" if args.quick or args.tiny else "")
+    return write_outputs(report, args)
+
+
+def pooled_main(args, argv: list[str]) -> int:
+    """``--processes K``: the same run in K fresh processes (build order alternating), pooled into one report."""
+    child_argv = _strip(argv, ("--processes", "--out", "--markdown", "--build-order"))
+    try:
+        reports = procs.run_children("benchmarks.throughput", child_argv, args.processes)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    report = procs.pool_reports(reports, h.summarise)
+    report["ratios"] = build_ratios(ratio_specs(args.cells), report["results"])
+    procs.between_processes(report["ratios"], reports)
+    return write_outputs(report, args)
+
+
+def _strip(argv: list[str], options) -> list[str]:
+    """``argv`` without ``options`` and their values (``--opt v`` and ``--opt=v``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        elif not a.startswith(tuple(o + "=" for o in options)):
+            out.append(a)
+    return out
+
+
+def write_outputs(report: dict, args) -> int:
+    tag = report["device"].split(":")[0] + ("-quick" if args.quick or args.tiny else "")
     h.write_json(report, Path(args.out) if args.out else h.RESULTS / f"throughput-{tag}.json")
     table = markdown(report)
     print("\n" + table)
