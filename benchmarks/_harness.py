@@ -1,5 +1,6 @@
-"""The one way every benchmark measures: ``torch.utils.benchmark.Timer`` steps, a CPU-interference filter,
-interleaved rotated rounds, paired ratios and a JSON report with the environment (docs/benchmarks_method.md).
+"""The one way every benchmark measures: single timed steps (device-synchronised ``perf_counter``), a
+CPU-interference filter, interleaved rotated rounds, paired ratios and a JSON report with the environment
+(docs/benchmarks_method.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils.benchmark import Timer
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -151,15 +151,23 @@ def wait_for_quiet(max_wait: float, threshold: float) -> float:
 
 
 class Stepper:
-    """One callable timed one call at a time with a ``Timer``; each step also records the interference."""
+    """One callable timed one call at a time: the device synchronised, ``time.perf_counter`` around the call and a
+    second synchronisation (on CUDA the time includes all the work the call queued). ``settle`` untimed calls of the
+    same callable come right before each timed one, so a timed training step follows a step of the same model, as
+    in training. Each step also records the interference. Threads: the caller's ``torch.set_num_threads``."""
 
-    def __init__(self, fn: Callable[[], object], device: torch.device, threads: int):
-        self.device = device
-        self.timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)  # syncs CUDA around the stmt
+    def __init__(self, fn: Callable[[], object], device: torch.device, settle: int = 1):
+        self.fn, self.device, self.settle = fn, device, settle
 
     def step(self, other_cpu_max: float) -> dict:
+        for _ in range(self.settle):
+            self.fn()
+        sync(self.device)
         with CpuWatch() as w:
-            s = self.timer.timeit(1).times[0]
+            start = time.perf_counter()
+            self.fn()
+            sync(self.device)
+            s = time.perf_counter() - start
         return {"s": s, "other_cpus": w.load, "disturbed": w.load is not None and w.load > other_cpu_max}
 
 
@@ -182,7 +190,7 @@ def interleave(steppers: dict[str, Stepper], rounds: int, steps: int, warmup: in
         recs = {n: [] for n in order}
         for _ in range(warmup):
             for n in order:
-                steppers[n].timer.timeit(1)
+                steppers[n].fn()
         for k in range(steps + extra):
             todo = [n for n in order if k < steps or sum(not r["disturbed"] for r in recs[n]) < steps]
             if not todo:

@@ -9,6 +9,7 @@ interval on the log ratios.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -39,14 +40,16 @@ def run_children(module: str, argv: list[str], k: int, log=print) -> list[dict]:
             cmd = [sys.executable, "-m", module, *argv, "--processes", "1", "--build-order", build_order(i),
                    "--out", str(out)]
             log(f"process {i + 1}/{k} (build order {build_order(i)})", flush=True)
-            proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+            with subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()) as proc:
+                tail = collections.deque(maxlen=200)
+                for line in proc.stdout:  # progress as it comes: the rounds and the setup estimate
+                    tail.append(line)
+                    if line.startswith(("round ", "setup ")):
+                        log(f"  {line.rstrip()}", flush=True)
             if proc.returncode != 0 or not out.is_file():
                 raise RuntimeError(f"benchmark process {i + 1}/{k} failed (exit {proc.returncode}):\n"
-                                   + proc.stdout[-4000:])
-            for line in proc.stdout.splitlines():
-                if line.startswith("round "):
-                    log(f"  {line}", flush=True)
+                                   + "".join(tail)[-4000:])
             reports.append(json.loads(out.read_text()))
     return reports
 

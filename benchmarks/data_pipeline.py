@@ -64,8 +64,8 @@ def main(argv=None) -> int:
         return normalise(random_crop_flip(x, 4, True, g), dm.mean, dm.std)
 
     bench = Bench(("euler56", "fp32", "eager"), args.batch, device)  # 3-channel ResNet-56, as the CIFAR recipe
-    steppers = {"pipeline": Stepper(pipeline, device, args.threads),
-                "train": Stepper(bench.train, device, args.threads)}
+    steppers = {"pipeline": Stepper(pipeline, device),
+                "train": Stepper(bench.train, device)}
     rounds = interleave(steppers, args.rounds, args.steps, 1, args.steps // 2, 0.25, 3.0 if args.quick else 30.0)
     data, train = summarise(rounds["pipeline"]), summarise(rounds["train"])
     ratio = train["median_s"] / data["median_s"]

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
             results[mode] = lesion_single(model, data, reuse_prefix=mode == "reuse")
         return run
 
-    steppers = {m: Stepper(study(m), device, args.threads) for m in ("naive", "reuse")}
+    steppers = {m: Stepper(study(m), device, settle=0) for m in ("naive", "reuse")}
     rounds = interleave(steppers, args.rounds, 1, 0, 1, 0.25, 3.0 if args.quick else 30.0)
     same = all(abs(a["error"] - b["error"]) < 1e-9 for a, b in zip(results["reuse"], results["naive"], strict=True))
     reuse, naive = summarise(rounds["reuse"]), summarise(rounds["naive"])

@@ -277,6 +277,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, help="timed passes per round (8; --quick 2)")
     p.add_argument("--rounds", type=int, help="interleaved rounds, order rotated (3; --quick 1)")
     p.add_argument("--warmup", type=int, help="untimed passes at the start of each round (1; --quick 0)")
+    p.add_argument("--settle", type=int, default=1,
+                   help="untimed steps of the same cell right before each timed one (default 1)")
     p.add_argument("--extra-steps", type=int, help="passes allowed to replace disturbed steps (steps // 2)")
     p.add_argument("--other-cpu-max", type=float, default=0.25, help="a step is disturbed above this (CPUs)")
     p.add_argument("--quiet-wait", type=float, help="s to wait for quiet after a disturbed step (30; --quick 3)")
@@ -299,6 +301,8 @@ def parse_args(argv=None):
     args.variants = _list(p, "variants", args.variants, VARIANTS)
     args.precisions = _list(p, "precisions", args.precisions, PRECISIONS)
     args.compile_variants = _list(p, "compile-variants", args.compile_variants, VARIANTS)
+    if args.settle < 0:
+        p.error(f"--settle must be >= 0, got {args.settle}")
     for name in ("batch", "steps", "rounds", "threads", "processes"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
@@ -327,7 +331,7 @@ def main(argv=None) -> int:
         first[name] = b.first_calls()
         memory[name] = b.memory(hooks=cell[2] != "compiled")
         for kind in b.kinds:
-            steppers[f"{name}:{kind}"] = h.Stepper(getattr(b, kind), device, args.threads)
+            steppers[f"{name}:{kind}"] = h.Stepper(getattr(b, kind), device, args.settle)
         warm = {k: steppers[f"{name}:{k}"].step(args.other_cpu_max)["s"] for k in b.kinds}
         first[name]["warm"] = warm
         print(f"{name}: first call {', '.join(f'{k} {v:.1f} s' for k, v in first[name].items() if k != 'warm')}; "
@@ -353,7 +357,7 @@ def main(argv=None) -> int:
             all_used += [f"{name}:{kind}"] if s["all_steps_used"] else []
     env = h.environment(device)
     report = {"benchmark": "throughput", **env, "suites": args.suite, "batch": args.batch, "steps": args.steps,
-              "rounds": args.rounds, "build_order": args.build_order, "warmup": args.warmup,
+              "rounds": args.rounds, "build_order": args.build_order, "warmup": args.warmup, "settle": args.settle,
               "extra_steps": args.extra_steps, "quick": args.quick, "tiny": args.tiny,
               "setup_s": setup_s, "estimated_timing_s": estimate, "total_wall_s": time.perf_counter() - t0,
               "interference": {"other_cpu_max": args.other_cpu_max, "timed": timed, "disturbed": disturbed,

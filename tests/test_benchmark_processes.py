@@ -105,3 +105,25 @@ def test_a_failing_process_leaves_no_report(tmp_path):
     assert proc.returncode == 1
     assert "benchmark process 1/2 failed" in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("settle", [0, 1, 3])
+def test_a_step_calls_the_function_settle_plus_one_times(settle):
+    """No hidden calls: a round of ``warmup`` passes and ``steps`` timed steps calls each function exactly
+    ``warmup + steps * (settle + 1)`` times (torch.utils.benchmark's ``timeit(1)`` made it 3 calls per step)."""
+    import torch
+
+    from benchmarks import _harness as h
+
+    calls = {"a": 0, "b": 0}
+
+    def counter(name):
+        def fn():
+            calls[name] += 1
+        return fn
+
+    steppers = {n: h.Stepper(counter(n), torch.device("cpu"), settle=settle) for n in calls}
+    rounds = h.interleave(steppers, rounds=2, steps=3, warmup=1, extra=0, other_cpu_max=float("inf"), quiet_wait=0.0,
+                          log=lambda *a, **k: None)
+    assert calls == {"a": 2 * (1 + 3 * (settle + 1)), "b": 2 * (1 + 3 * (settle + 1))}
+    assert all(len(rnd) == 3 and all(r["s"] >= 0 for r in rnd) for n in calls for rnd in rounds[n])
