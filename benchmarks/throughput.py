@@ -276,7 +276,7 @@ def main(argv=None) -> int:
               f"{h.fmt(memory[name].get('saved_bytes') and memory[name]['saved_bytes'] * h.MB, '.1f')} MB", flush=True)
     setup_s = time.perf_counter() - t0
     per_pass = sum(sum(f["warm"].values()) for f in first.values())
-    estimate = args.rounds * (args.steps + args.warmup) * per_pass
+    estimate = args.rounds * (args.steps * (1 + args.settle) + args.warmup) * per_pass  # settle calls too
     print(f"setup {setup_s:.0f} s; estimated timed rounds {estimate / 60:.1f} min (one pass of all "
           f"{len(steppers)} steps {per_pass:.1f} s, without replaced disturbed steps); estimated total "
           f"{(setup_s + estimate) / 60:.1f} min", flush=True)
