@@ -1,10 +1,13 @@
-"""Forward stage combinations of one RK8 block: an in-place add chain vs stacked increments and one matrix product.
+"""Forward stage combinations of one RK8 block: an in-place add chain, stacked increments, one kernel per stage.
 
 The chain (what ``SchemeBlock`` does in eager mode) computes each stage input ``base + sum_j a_ij k_j`` as one add
-and one in-place add per further non-zero term. The stacked form copies each increment once into a buffer ``K``
-and computes each stage input as ``addmv(base, K[:i]^T, A[i, :i])`` (the zeros of the tableau's row included, as a
-prefix of ``K`` is the only slice that needs no gather). Both compute the same numbers; this measures which is
-faster on the machine it runs on (a design decision recorded in docs/speed.md).
+and one in-place add per further non-zero term: each term costs three passes over memory (read ``out`` and
+``k_j``, write ``out``). The stacked form copies each increment once into a buffer ``K`` and computes each stage
+input as ``addmv(base, K[:i]^T, A[i, :i])`` (the zeros of the tableau's row included, as a prefix of ``K`` is the
+only slice that needs no gather). The one-pass form is one generated kernel per stage (``torch.compile`` of the
+row's sum, its coefficients as constants) that reads every term once and writes the result once: ``n + 2``
+passes instead of ``3 n``, the least any kernel can move. All three compute the same numbers; this measures which
+is fastest on the machine it runs on (a design decision recorded in docs/speed.md).
 
     python -m benchmarks.stacked_combination            # batch 128, stage-1 size of a CIFAR network (16x32x32)
 """
@@ -12,6 +15,7 @@ faster on the machine it runs on (a design decision recorded in docs/speed.md).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -56,11 +60,42 @@ def stacked(base, ks, a, b):
     return outs
 
 
+def passes(a, b) -> dict[str, int]:
+    """Passes over one increment-sized tensor each form must make for the block (reads + writes)."""
+    terms, s = [int((row != 0).sum()) for row in [*a[1:], b]], a.shape[0]
+    prefix = sum(i + 2 for i in range(1, s)) + s + 2  # addmv reads the whole prefix K[:i], zeros included
+    return {"chain": sum(3 * n for n in terms), "stacked": prefix + 2 * s, "one_pass": sum(n + 2 for n in terms)}
+
+
+def one_pass_kernels(a, b, s: int) -> list:
+    """Per row of ``[A[1:], b]``: its non-zero columns and a compiled ``base + sum_j a_j k_j`` (one kernel)."""
+    kernels = []
+    for row in [*a[1:], b]:
+        cols = [j for j, v in enumerate(row.tolist()) if v != 0.0 and j < s]
+        coeffs = [row[j].item() for j in cols]
+
+        def row_sum(base, *terms, coeffs=tuple(coeffs)):
+            out = base
+            for c, t in zip(coeffs, terms, strict=True):
+                out = out + c * t
+            return out
+
+        kernels.append((cols, torch.compile(row_sum, fullgraph=True, dynamic=False)))
+    return kernels
+
+
+def one_pass(base, ks, kernels):
+    # the kernels share one code object, which dynamo compiles once per row (its coefficients are constants)
+    with torch._dynamo.config.patch(recompile_limit=max(8, 4 * len(kernels))):
+        return [kernel(base, *(ks[j] for j in cols)) for cols, kernel in kernels]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scheme", default="rk8")
     p.add_argument("--numel", type=int, default=128 * 16 * 32 * 32, help="elements per increment")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--out", help="also write the medians to this JSON file")
     args = p.parse_args(argv)
     a, b = tableau(args.scheme)
     torch.manual_seed(0)
@@ -70,17 +105,32 @@ def main(argv=None) -> int:
     for want, got in zip(chain(small[0], small[1:], a.double(), b.double()),
                          stacked(small[0], small[1:], a.double(), b.double()), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    times = {"chain": [], "stacked": []}
-    for r in range(args.repeats):  # interleaved, order alternated
-        for name in ("chain", "stacked") if r % 2 == 0 else ("stacked", "chain"):
-            fn = chain if name == "chain" else stacked
+    kernels = one_pass_kernels(a.double(), b.double(), a.shape[0])
+    for want, got in zip(chain(small[0], small[1:], a.double(), b.double()), one_pass(small[0], small[1:], kernels),
+                         strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    kernels = one_pass_kernels(a, b, a.shape[0])
+    forms = {"chain": lambda: chain(base, ks, a, b), "stacked": lambda: stacked(base, ks, a, b),
+             "one_pass": lambda: one_pass(base, ks, kernels)}
+    forms["one_pass"]()  # compiles the kernels
+    times = {name: [] for name in forms}
+    for r in range(args.repeats):  # interleaved, order rotated
+        names = list(forms)[r % 3:] + list(forms)[:r % 3]
+        for name in names:
             t = time.perf_counter()
-            fn(base, ks, a, b)
+            forms[name]()
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v[1:]) for k, v in times.items()}  # first call of each left out
+    gbps = {k: passes(a, b)[k] * args.numel * base.element_size() / med[k] / 1e9 for k in med}
     print(f"{args.scheme}, {args.numel:,} elements per increment, median of {args.repeats - 1}: "
-          f"chain {med['chain'] * 1e3:.1f} ms, stacked {med['stacked'] * 1e3:.1f} ms, "
-          f"stacked/chain {med['stacked'] / med['chain']:.2f}")
+          + ", ".join(f"{k} {v * 1e3:.1f} ms ({gbps[k]:.1f} GB/s)" for k, v in med.items())
+          + f"; stacked/chain {med['stacked'] / med['chain']:.2f}, one_pass/chain {med['one_pass'] / med['chain']:.2f}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"scheme": args.scheme, "numel": args.numel, "threads": torch.get_num_threads(),
+                       "median_ms": {k: v * 1e3 for k, v in med.items()}, "passes": passes(a, b),
+                       "effective_GB_per_s": gbps,
+                       "ratio_to_chain": {k: v / med["chain"] for k, v in med.items()}}, f, indent=1)
     return 0
 
 

@@ -136,3 +136,33 @@ def test_euler_moves_no_more_bytes_than_the_hand_written_resnet():
     assert 0 < euler["non_gemm_MB"] <= base["non_gemm_MB"]
     assert euler["MB"] <= base["MB"]
     assert measure("rk4", 32, True, 4)["MB"] < measure("rk4", 32, False, 4)["MB"]
+
+
+def test_stage_combination_forms_agree_with_an_independent_sum(tmp_path):
+    """The three forward combinations of ``benchmarks.stacked_combination`` (add chain, stacked matrix-vector
+    product, one compiled kernel per stage) give each stage input as an explicit float64 sum over the tableau's
+    rows; the script's own run writes its medians for every form (no time is asserted)."""
+    from benchmarks.stacked_combination import chain, one_pass, one_pass_kernels, passes, stacked, tableau
+
+    a, b = tableau("rk4")
+    # RK4: stage rows with 1, 1, 1 terms and b with 4; the stacked prefixes read 1, 2, 3, 4 increments
+    assert passes(a, b) == {"chain": 3 * 7, "one_pass": 3 + 3 + 3 + 6, "stacked": 3 + 4 + 5 + 6 + 2 * 4}
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(1)
+    base, *ks = (torch.randn(300, generator=gen, dtype=torch.float64) for _ in range(1 + a.shape[0]))
+    want = [base + sum(float(row[j]) * ks[j] for j in range(len(ks))) for row in [*a[1:], b]]
+    a, b = a.double(), b.double()
+    for got in (chain(base, ks, a, b), stacked(base, ks, a, b), one_pass(base, ks, one_pass_kernels(a, b, len(ks)))):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    out = tmp_path / "combination.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.stacked_combination", "--scheme", "midpoint",
+                           "--numel", "4096", "--repeats", "3", "--out", str(out)],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rep = _json(out)
+    assert set(rep["median_ms"]) == {"chain", "stacked", "one_pass"} and rep["scheme"] == "midpoint"
+    assert rep["ratio_to_chain"]["chain"] == 1.0
+    assert all(v > 0 for v in rep["median_ms"].values())
+    assert rep["passes"] == {"chain": 3 * 2, "one_pass": 3 + 3, "stacked": 3 + 4 + 2 * 2}  # 1-term rows: a21, b2
