@@ -100,6 +100,12 @@ def write_json(report: dict, path: Path) -> Path:
     return path
 
 
+def save_report(report: dict, out: str | None, quick: bool) -> Path:
+    """``out``, or ``benchmarks/results/<benchmark>-<device type>[-quick].json``."""
+    tag = report["device"].split(":")[0] + ("-quick" if quick else "")
+    return write_json(report, Path(out) if out else RESULTS / f"{report['benchmark']}-{tag}.json")
+
+
 # ----------------------------------------------------------------------------------------------- interference
 
 
@@ -204,6 +210,12 @@ def interleave(steppers: dict[str, Stepper], rounds: int, steps: int, warmup: in
         log(f"round {rnd + 1}/{rounds}: " + ", ".join(
             f"{n} {statistics.median(r['s'] for r in recs[n]) * 1e3:.0f} ms" for n in order), flush=True)
     return out
+
+
+def compare(steppers: dict[str, Stepper], rounds: int, steps: int, warmup: int, quick: bool) -> dict[str, dict]:
+    """Interleave a few steppers with the default filter; per stepper its summary and its rounds (for the JSON)."""
+    timed = interleave(steppers, rounds, steps, warmup, max(1, steps // 2), 0.25, 3.0 if quick else 30.0)
+    return {name: {**summarise(r), "rounds": r} for name, r in timed.items()}
 
 
 def summarise(rounds: list[list[dict]]) -> dict:

@@ -11,21 +11,10 @@ rotated rounds, disturbed steps left out. Target: the pipeline (index a batch of
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
-from ._harness import (
-    RESULTS,
-    Stepper,
-    add_common_args,
-    environment,
-    interleave,
-    paired_ratio,
-    pick_device,
-    summarise,
-    write_json,
-)
+from . import _harness as h
 from .throughput import Bench
 
 TARGET = 20.0
@@ -37,7 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=3)
-    add_common_args(ap)
+    h.add_common_args(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.rounds = 16, 2, 1
@@ -46,7 +35,7 @@ def main(argv=None) -> int:
     if args.data not in list_datasets():
         ap.error(f"--data: unknown {args.data}; choose from {', '.join(list_datasets())}")
     torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = h.pick_device(args.device)
     synthetic = {"train_size": 20 * args.batch, "test_size": 64, "num_classes": 10, "channels": 3, "image_size": 32}
     dm = ArrayDataModule(args.data, batch_size=args.batch, val_size=64, synthetic=synthetic)
     dm.setup()
@@ -64,19 +53,16 @@ def main(argv=None) -> int:
         return normalise(random_crop_flip(x, 4, True, g), dm.mean, dm.std)
 
     bench = Bench(("euler56", "fp32", "eager"), args.batch, device)  # 3-channel ResNet-56, as the CIFAR recipe
-    steppers = {"pipeline": Stepper(pipeline, device),
-                "train": Stepper(bench.train, device)}
-    rounds = interleave(steppers, args.rounds, args.steps, 1, args.steps // 2, 0.25, 3.0 if args.quick else 30.0)
-    data, train = summarise(rounds["pipeline"]), summarise(rounds["train"])
+    steppers = {"pipeline": h.Stepper(pipeline, device), "train": h.Stepper(bench.train, device)}
+    res = h.compare(steppers, args.rounds, args.steps, 1, args.quick)
+    data, train = res["pipeline"], res["train"]
     ratio = train["median_s"] / data["median_s"]
-    report = {"benchmark": "data_pipeline", **environment(device), "data": args.data, "batch": args.batch,
-              "steps": args.steps, "rounds": args.rounds, "pipeline": {**data, "rounds": rounds["pipeline"]},
-              "train": {**train, "rounds": rounds["train"]},
+    report = {"benchmark": "data_pipeline", **h.environment(device), "data": args.data, "batch": args.batch,
+              "steps": args.steps, "rounds": args.rounds, "pipeline": data, "train": train,
               "pipeline_img_s": args.batch / data["median_s"], "resnet56_train_img_s": args.batch / train["median_s"],
-              "ratio": ratio, "ratio_paired": paired_ratio(rounds["train"], rounds["pipeline"]),
+              "ratio": ratio, "ratio_paired": h.paired_ratio(train["rounds"], data["rounds"]),
               "target_ratio_min": TARGET, "passes": ratio >= TARGET}
-    tag = device.type + ("-quick" if args.quick else "")
-    write_json(report, Path(args.out) if args.out else RESULTS / f"data_pipeline-{tag}.json")
+    h.save_report(report, args.out, args.quick)
     print(f"pipeline {report['pipeline_img_s']:.0f} img/s, ResNet-56 training {report['resnet56_train_img_s']:.1f} "
           f"img/s: ratio {ratio:.1f} (target >= {TARGET:g})")
     return 0

@@ -10,21 +10,10 @@ Writes ``benchmarks/results/lesion_speed-<device>.json``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
-from ._harness import (
-    RESULTS,
-    Stepper,
-    add_common_args,
-    environment,
-    interleave,
-    paired_ratio,
-    pick_device,
-    summarise,
-    write_json,
-)
+from . import _harness as h
 
 TARGET = 0.6
 
@@ -36,7 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--block", default="euler")
     ap.add_argument("--depth", type=int, default=56)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of one study per mode")
-    add_common_args(ap)
+    h.add_common_args(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.batch, args.depth, args.rounds = 32, 32, 20, 1
@@ -46,7 +35,7 @@ def main(argv=None) -> int:
     if args.block not in list_blocks():
         ap.error(f"--block: unknown {args.block}; choose from {', '.join(list_blocks())}")
     torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = h.pick_device(args.device)
     torch.manual_seed(0)
     model = build_model(block=args.block, depth=args.depth).to(device).eval()
     x = torch.randn(args.images, 3, 32, 32, device=device)
@@ -59,18 +48,17 @@ def main(argv=None) -> int:
             results[mode] = lesion_single(model, data, reuse_prefix=mode == "reuse")
         return run
 
-    steppers = {m: Stepper(study(m), device, settle=0) for m in ("naive", "reuse")}
-    rounds = interleave(steppers, args.rounds, 1, 0, 1, 0.25, 3.0 if args.quick else 30.0)
+    steppers = {m: h.Stepper(study(m), device, settle=0) for m in ("naive", "reuse")}
+    res = h.compare(steppers, args.rounds, 1, 0, args.quick)
     same = all(abs(a["error"] - b["error"]) < 1e-9 for a, b in zip(results["reuse"], results["naive"], strict=True))
-    reuse, naive = summarise(rounds["reuse"]), summarise(rounds["naive"])
+    reuse, naive = res["reuse"], res["naive"]
     ratio = reuse["median_s"] / naive["median_s"]
-    report = {"benchmark": "lesion_speed", **environment(device), "model": f"{args.block}-{args.depth}",
+    report = {"benchmark": "lesion_speed", **h.environment(device), "model": f"{args.block}-{args.depth}",
               "lesions": len(results["reuse"]), "images": args.images, "rounds": args.rounds,
-              "reuse": {**reuse, "rounds": rounds["reuse"]}, "naive": {**naive, "rounds": rounds["naive"]},
-              "ratio": ratio, "ratio_paired": paired_ratio(rounds["reuse"], rounds["naive"]),
+              "reuse": reuse, "naive": naive,
+              "ratio": ratio, "ratio_paired": h.paired_ratio(reuse["rounds"], naive["rounds"]),
               "target_ratio_max": TARGET, "passes": ratio <= TARGET, "identical_errors": same}
-    tag = device.type + ("-quick" if args.quick else "")
-    write_json(report, Path(args.out) if args.out else RESULTS / f"lesion_speed-{tag}.json")
+    h.save_report(report, args.out, args.quick)
     print(f"{report['lesions']} lesions: reuse {reuse['median_s']:.2f} s, naive {naive['median_s']:.2f} s, "
           f"ratio {ratio:.3f} (target <= {TARGET}); identical errors: {same}")
     return 0

@@ -333,8 +333,7 @@ def _strip(argv: list[str], options) -> list[str]:
 
 
 def write_outputs(report: dict, args) -> int:
-    tag = report["device"].split(":")[0] + ("-quick" if args.quick or args.tiny else "")
-    h.write_json(report, Path(args.out) if args.out else h.RESULTS / f"throughput-{tag}.json")
+    h.save_report(report, args.out, args.quick or args.tiny)
     table = markdown(report)
     print("\n" + table)
     if args.markdown:

@@ -166,3 +166,24 @@ def test_stage_combination_forms_agree_with_an_independent_sum(tmp_path):
     assert rep["ratio_to_chain"]["chain"] == 1.0
     assert all(v > 0 for v in rep["median_ms"].values())
     assert rep["passes"] == {"chain": 3 * 2, "one_pass": 3 + 3, "stacked": 3 + 4 + 2 * 2}  # 1-term rows: a21, b2
+
+
+@pytest.mark.parametrize("module", ["data_pipeline", "lesion_speed"])
+def test_two_way_benchmarks_write_their_report(tmp_path, module):
+    """The data-pipeline and lesion-speed benchmarks (``--quick``, CPU) write a report whose ratio is the one its
+    recorded medians give, with every timed step kept; the lesion study's two modes give identical errors."""
+    out = tmp_path / f"{module}.json"
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--quick", "--out", str(out)], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rep = _json(out)
+    assert rep["benchmark"] == module and rep["device"] == "cpu" and rep["git"]["commit"]
+    a, b = ("train", "pipeline") if module == "data_pipeline" else ("reuse", "naive")
+    for side in (a, b):
+        steps = [r["s"] for rnd in rep[side]["rounds"] for r in rnd]
+        assert rep[side]["steps"] == len(steps) >= 1
+        clean = [r["s"] for rnd in rep[side]["rounds"] for r in rnd if not r["disturbed"]]
+        assert rep[side]["median_s"] == pytest.approx(statistics.median(clean or steps))
+    assert rep["ratio"] == pytest.approx(rep[a]["median_s"] / rep[b]["median_s"])
+    if module == "lesion_speed":
+        assert rep["identical_errors"] is True and rep["lesions"] == 9  # ResNet-20: 9 blocks, one lesion each
