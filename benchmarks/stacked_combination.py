@@ -10,6 +10,7 @@ passes instead of ``3 n``, the least any kernel can move. All three compute the 
 is fastest on the machine it runs on (a design decision recorded in docs/speed.md).
 
     python -m benchmarks.stacked_combination            # batch 128, stage-1 size of a CIFAR network (16x32x32)
+    python -m benchmarks.stacked_combination --dtype bfloat16   # the increments' dtype under bf16 autocast
 """
 
 from __future__ import annotations
@@ -95,12 +96,14 @@ def main(argv=None) -> int:
     p.add_argument("--scheme", default="rk8")
     p.add_argument("--numel", type=int, default=128 * 16 * 32 * 32, help="elements per increment")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="dtype of the increments")
     p.add_argument("--out", help="also write the medians to this JSON file")
     args = p.parse_args(argv)
     a, b = tableau(args.scheme)
     torch.manual_seed(0)
-    base = torch.randn(args.numel)
-    ks = [torch.randn(args.numel) for _ in range(a.shape[0])]
+    dtype = getattr(torch, args.dtype)
+    base = torch.randn(args.numel, dtype=dtype)
+    ks = [torch.randn(args.numel, dtype=dtype) for _ in range(a.shape[0])]
     small = [t[:4096].double() for t in (base, *ks)]  # same numbers, checked in float64 (fp32 sums differ in order)
     for want, got in zip(chain(small[0], small[1:], a.double(), b.double()),
                          stacked(small[0], small[1:], a.double(), b.double()), strict=True):
@@ -109,6 +112,7 @@ def main(argv=None) -> int:
     for want, got in zip(chain(small[0], small[1:], a.double(), b.double()), one_pass(small[0], small[1:], kernels),
                          strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    a, b = a.to(dtype), b.to(dtype)
     kernels = one_pass_kernels(a, b, a.shape[0])
     forms = {"chain": lambda: chain(base, ks, a, b), "stacked": lambda: stacked(base, ks, a, b),
              "one_pass": lambda: one_pass(base, ks, kernels)}
@@ -122,12 +126,12 @@ def main(argv=None) -> int:
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v[1:]) for k, v in times.items()}  # first call of each left out
     gbps = {k: passes(a, b)[k] * args.numel * base.element_size() / med[k] / 1e9 for k in med}
-    print(f"{args.scheme}, {args.numel:,} elements per increment, median of {args.repeats - 1}: "
+    print(f"{args.scheme}, {args.dtype}, {args.numel:,} elements per increment, median of {args.repeats - 1}: "
           + ", ".join(f"{k} {v * 1e3:.1f} ms ({gbps[k]:.1f} GB/s)" for k, v in med.items())
           + f"; stacked/chain {med['stacked'] / med['chain']:.2f}, one_pass/chain {med['one_pass'] / med['chain']:.2f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"scheme": args.scheme, "numel": args.numel, "threads": torch.get_num_threads(),
+            json.dump({"scheme": args.scheme, "dtype": args.dtype, "numel": args.numel, "threads": torch.get_num_threads(),
                        "median_ms": {k: v * 1e3 for k, v in med.items()}, "passes": passes(a, b),
                        "effective_GB_per_s": gbps,
                        "ratio_to_chain": {k: v / med["chain"] for k, v in med.items()}}, f, indent=1)
