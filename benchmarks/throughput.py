@@ -7,7 +7,7 @@
 Suites (``--suite``, comma list): ``throughput`` (baseline56, euler56, midpoint56, rk4_56, euler92, rk8_92 in fp32
 and bf16+channels_last, plus rk8_92 with ``SchemeBlock.fused=False``), ``compile`` (``--compile-variants``
 compiled and eager, in each precision; the first call, i.e. the compile time, reported apart) and ``checkpointing`` (euler56
-and rk8_92 plain, with ``set_grad_checkpointing(True)`` and with stages 1-2 only, fp32). Every selected cell takes
+and rk8_92 plain, with ``set_grad_checkpointing(True)`` and with stages 1-2 only, in each precision). Every selected cell takes
 part in the same rotated, step-by-step interleaved rounds. Method and targets: docs/benchmarks_method.md.
 """
 
@@ -43,7 +43,7 @@ def suite_cells(suites, compile_variants, variants, precisions) -> list[tuple[st
     if "compile" in suites:
         cells += [(v, p, m) for p in PRECISIONS for v in compile_variants for m in ("eager", "compiled")]
     if "checkpointing" in suites:
-        cells += [(v, "fp32", m) for v in ("euler56", "rk8_92") for m in ("eager", "ckpt", "ckpt12")]
+        cells += [(v, p, m) for p in PRECISIONS for v in ("euler56", "rk8_92") for m in ("eager", "ckpt", "ckpt12")]
     return [c for c in dict.fromkeys(cells) if c[0] in variants and c[1] in precisions]
 
 
@@ -70,9 +70,8 @@ def ratio_specs(cells) -> list[dict]:
             add("compiled scheme", f"{v}/{p}/compiled", f"{ref}/{p}/compiled", ("train", "eval"), STEP_TARGET)
         for v in VARIANTS:
             add("compile", f"{v}/{p}/compiled", f"{v}/{p}", ("train", "eval"))
-    for v in VARIANTS:
-        for m in ("ckpt", "ckpt12"):
-            add("checkpointing", f"{v}/fp32/{m}", f"{v}/fp32", ("train",), CKPT_STEP_TARGET, CKPT_MEMORY_TARGET)
+            for m in ("ckpt", "ckpt12"):
+                add("checkpointing", f"{v}/{p}/{m}", f"{v}/{p}", ("train",), CKPT_STEP_TARGET, CKPT_MEMORY_TARGET)
     return specs
 
 
