@@ -2,7 +2,8 @@
 # One prepared GPU check, under 8 minutes on one GPU (docs/benchmarks_method.md):
 #   (a) the pytest tests marked gpu (tests/test_gpu.py)         -> RESULTS_DIR/gpu_tests.json
 #   (b) the throughput benchmark on CUDA: eager suites          -> RESULTS_DIR/throughput.json (+ .md)
-#       and, in a second run so that a slow compilation costs only its own part, compiled vs eager -> compile.json
+#       and, in a second run so that a slow compilation costs only its own part, compiled vs eager in
+#       bf16 + channels_last (what trainer=gpu trains in)      -> RESULTS_DIR/compile.json
 #   (c) a short Fashion-MNIST fit (rk4, depth 56, trainer=gpu)  -> RESULTS_DIR/fit.json
 #   and RESULTS_DIR/gpu_check.json: every part's exit status and seconds.
 # Without CUDA the same script runs a CPU fallback with tiny settings (< 2 min).
@@ -71,7 +72,8 @@ part throughput "$BENCH_S" "$PY" -m benchmarks.throughput "${BENCH[@]}" --out "$
     --markdown "$RESULTS/throughput.md"
 if [ -n "${COMPILE:-}" ]; then
     part compile "$COMPILE_S" "$PY" -m benchmarks.throughput --device cuda --suite compile --compile-variants \
-        "$COMPILE" --batch 128 --steps 10 --rounds 2 --warmup 2 --threads "$(nproc)" --quiet-wait 0 \
+        "$COMPILE" --precisions bf16cl --batch 128 --steps 10 --rounds 2 --warmup 2 --threads "$(nproc)" \
+        --quiet-wait 0 \
         --out "$RESULTS/compile.json" --markdown "$RESULTS/compile.md"
 fi
 

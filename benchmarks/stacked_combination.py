@@ -131,7 +131,8 @@ def main(argv=None) -> int:
           + f"; stacked/chain {med['stacked'] / med['chain']:.2f}, one_pass/chain {med['one_pass'] / med['chain']:.2f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"scheme": args.scheme, "dtype": args.dtype, "numel": args.numel, "threads": torch.get_num_threads(),
+            json.dump({"scheme": args.scheme, "dtype": args.dtype, "numel": args.numel,
+                       "threads": torch.get_num_threads(),
                        "median_ms": {k: v * 1e3 for k, v in med.items()}, "passes": passes(a, b),
                        "effective_GB_per_s": gbps,
                        "ratio_to_chain": {k: v / med["chain"] for k, v in med.items()}}, f, indent=1)

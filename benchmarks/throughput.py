@@ -6,9 +6,10 @@
 
 Suites (``--suite``, comma list): ``throughput`` (baseline56, euler56, midpoint56, rk4_56, euler92, rk8_92 in fp32
 and bf16+channels_last, plus rk8_92 with ``SchemeBlock.fused=False``), ``compile`` (``--compile-variants``
-compiled and eager, in each precision; the first call, i.e. the compile time, reported apart) and ``checkpointing`` (euler56
-and rk8_92 plain, with ``set_grad_checkpointing(True)`` and with stages 1-2 only, in each precision). Every selected cell takes
-part in the same rotated, step-by-step interleaved rounds. Method and targets: docs/benchmarks_method.md.
+compiled and eager; the first call, i.e. the compile time, reported apart) and ``checkpointing`` (euler56 and
+rk8_92 plain, with ``set_grad_checkpointing(True)`` and with stages 1-2 only), each in every selected precision.
+Every selected cell takes part in the same rotated, step-by-step interleaved rounds. Method and targets:
+docs/benchmarks_method.md.
 """
 
 from __future__ import annotations

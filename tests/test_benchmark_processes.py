@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import _processes as procs  # noqa: E402
-from benchmarks.throughput import _strip  # noqa: E402
+from benchmarks.throughput import PRECISIONS, _strip, ratio_specs, suite_cells  # noqa: E402
 
 TINY = ["--tiny", "--quick", "--suite", "throughput", "--precisions", "fp32", "--variants", "baseline56,euler56"]
 
@@ -62,6 +62,18 @@ def test_children_get_the_command_line_without_the_parents_own_options():
     assert _strip(argv, ("--processes", "--out", "--markdown", "--build-order")) == ["--suite", "throughput",
                                                                                       "--rounds", "2"]
     assert [procs.build_order(i) for i in range(4)] == ["forward", "reversed", "forward", "reversed"]
+
+
+@pytest.mark.parametrize("suite, mode, group", [("compile", "compiled", "compile"),
+                                               ("checkpointing", "ckpt", "checkpointing")])
+def test_compile_and_checkpointing_suites_run_in_every_selected_precision(suite, mode, group):
+    """Each precision gets its own compiled / checkpointed cells, compared with the eager cell of that precision."""
+    for precisions in (list(PRECISIONS), ["bf16cl"]):
+        cells = suite_cells([suite], ["euler56", "rk8_92"], ["euler56", "rk8_92"], precisions)
+        assert {c[1] for c in cells} == set(precisions)
+        specs = [s for s in ratio_specs(cells) if s["group"] == group and s["cell"].endswith(f"/{mode}")]
+        assert sorted((s["cell"], s["reference"]) for s in specs) == sorted(
+            (f"{v}/{p}/{mode}", f"{v}/{p}") for v in ("euler56", "rk8_92") for p in precisions)
 
 
 def test_pooled_report_holds_every_process(tmp_path):
