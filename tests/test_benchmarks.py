@@ -187,3 +187,21 @@ def test_two_way_benchmarks_write_their_report(tmp_path, module):
     assert rep["ratio"] == pytest.approx(rep[a]["median_s"] / rep[b]["median_s"])
     if module == "lesion_speed":
         assert rep["identical_errors"] is True and rep["lesions"] == 9  # ResNet-20: 9 blocks, one lesion each
+
+
+def test_python_overhead_counts_modules_and_compares_with_the_baseline(tmp_path):
+    """The overhead benchmark counts each network's modules (checked against a fresh build) and states every time
+    as a ratio to the hand-written net's, measured in the same rounds."""
+    from horesnet import build_model
+
+    out = tmp_path / "overhead.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.python_overhead", "--rounds", "2", "--calls", "1",
+                           "--out", str(out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    nets = _json(out)["networks"]
+    assert nets["euler56"]["modules"] == sum(1 for _ in build_model(block="euler", depth=56).modules())
+    assert nets["rk4_56"]["modules"] < nets["euler56"]["modules"]  # 27 units either way, fewer blocks
+    for r in nets.values():
+        for k in ("mode_switch", "forward"):
+            assert r[f"{k}_ms"] > 0
+            assert r["vs_baseline"][k] == pytest.approx(r[f"{k}_ms"] / nets["baseline56"][f"{k}_ms"])
