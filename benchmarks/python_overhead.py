@@ -48,8 +48,8 @@ def measure(rounds: int, calls: int) -> dict:
     for n, b in benches.items():
         out[n] = {"modules": sum(1 for _ in b.model.modules()),
                   **{f"{k}_ms": statistics.median(v) * 1e3 for k, v in times[n].items()}}
+    base = out["baseline56"]
     for n in NETWORKS:
-        base = out["baseline56"]
         out[n]["vs_baseline"] = {k: out[n][f"{k}_ms"] / base[f"{k}_ms"] for k in ("mode_switch", "forward")}
     return out
 
@@ -61,6 +61,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    for name in ("rounds", "calls", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     res = measure(args.rounds, args.calls)

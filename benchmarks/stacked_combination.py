@@ -99,7 +99,13 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="dtype of the increments")
     p.add_argument("--out", help="also write the medians to this JSON file")
     args = p.parse_args(argv)
-    a, b = tableau(args.scheme)
+    if args.numel < 1 or args.repeats < 2:
+        p.error(f"--numel must be >= 1 and --repeats >= 2 (the first repeat is left out), got {args.numel}, "
+                f"{args.repeats}")
+    try:
+        a, b = tableau(args.scheme)
+    except (KeyError, ValueError) as e:
+        p.error(f"--scheme: {e}")
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     base = torch.randn(args.numel, dtype=dtype)

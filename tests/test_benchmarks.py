@@ -204,3 +204,16 @@ def test_python_overhead_counts_modules_and_compares_with_the_baseline(tmp_path)
         for k in ("mode_switch", "forward"):
             assert r[f"{k}_ms"] > 0
             assert r["vs_baseline"][k] == pytest.approx(r[f"{k}_ms"] / nets["baseline56"][f"{k}_ms"])
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("stacked_combination", ["--scheme", "nosuch"], "unknown scheme 'nosuch'; valid schemes: euler"),
+    ("stacked_combination", ["--repeats", "1"], "--repeats >= 2"),
+    ("python_overhead", ["--calls", "0"], "--calls must be >= 1, got 0"),
+])
+def test_design_benchmarks_reject_bad_options(module, args, message, tmp_path):
+    out = tmp_path / "never.json"
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--out", str(out)], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
