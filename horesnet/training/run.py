@@ -31,6 +31,7 @@ from .checkpoint import (
 )
 from .divergence import DivergedError
 from .loggers import make_loggers
+from .machine import record_cpu
 from .module import ClassifierModule
 from .progress import RunProgress
 from .wandb_links import log_checkpoint, nested_config, run_link, write_offline_files
@@ -172,7 +173,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     earlier = _earlier_metrics(run_dir) if ckpt and trainer.is_global_zero else []
     base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
             "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
-            "device": str(module.device), "wandb": run_link(wandb_run) if wandb_run is not None else None}
+            "device": str(module.device), "wandb": run_link(wandb_run) if wandb_run is not None else None,
+            **(record_cpu(run_dir) if trainer.is_global_zero else {})}
     try:
         try:
             trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)

@@ -1,0 +1,49 @@
+"""The machine a run trains on: its CPU model and the bf16 instructions it has, recorded per run folder so that a
+run resumed on another CPU says so in its ``summary.json`` (speeds differ several-fold between CPU kinds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+CPUS_FILE = "cpus.json"  # one record per start of the run (fresh or resumed), kept next to summary.json
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), with its bf16 instruction sets."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown"
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(bf16) if bf16 else 'no bf16 instructions'})" if flags else name
+
+
+def record_cpu(run_dir: Path) -> dict:
+    """Append this start's CPU to ``run_dir/cpus.json``; return ``{cpu, cpus, cpu_changed}`` for the summary:
+    the CPU now, every distinct CPU the run trained on (in order), and whether there was more than one."""
+    path = Path(run_dir) / CPUS_FILE
+    try:
+        starts = json.loads(path.read_text()) if path.is_file() else []
+        starts = starts if isinstance(starts, list) else []
+    except (OSError, ValueError):
+        starts = []
+    now = cpu_model()
+    starts.append({"cpu": now, "started": datetime.now().isoformat(timespec="seconds")})
+    fd, tmp = tempfile.mkstemp(prefix=CPUS_FILE + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(starts, f, indent=1)
+    os.replace(tmp, path)
+    cpus = list(dict.fromkeys(s.get("cpu") for s in starts if isinstance(s, dict) and s.get("cpu")))
+    return {"cpu": now, "cpus": cpus, "cpu_changed": len(cpus) > 1}
