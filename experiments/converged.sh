@@ -65,12 +65,14 @@ for b, d in zip(a[::2], a[1::2])))" "$@"
   }
   commit_run() {  # with COMMIT=1: the finished run's small files and the report, in a commit of their own
     [ "${COMMIT:-0}" = 1 ] || return 0
-    local i
+    local i f paths=("$(realpath "$RUNS/$1")")
+    for f in converged.md converged.json d56 d32 degradation; do
+      [ -e "$OUT/$f" ] && paths+=("$(realpath "$OUT/$f")")
+    done
     for i in $(seq 30); do  # another git command may hold the index for a moment
       # git -C the results folder: the study's code may run from another checkout than the one it writes into
-      if git -C "$OUT" add -- "$(realpath "$RUNS/$1")" "$(realpath "$OUT")" 2>/dev/null \
-          && git -C "$OUT" commit -q -m "Converged study: $1 finished" -- "$(realpath "$RUNS/$1")" \
-             "$(realpath "$OUT")" > /dev/null 2>&1; then
+      if git -C "$OUT" add -- "${paths[@]}" 2>/dev/null \
+          && git -C "$OUT" commit -q -m "Converged study: $1 finished" -- "${paths[@]}" > /dev/null 2>&1; then
         echo "  committed $1"; return 0
       fi
       sleep 10
