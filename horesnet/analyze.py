@@ -187,7 +187,7 @@ def analyze(cfg, given: dict | None = None) -> Path:
             done[name] = f"{name} ({len(records)} rows, {round(seconds, 2)}s)"
         print(f"  done {s.name} in {seconds:.1f}s: {', '.join(f'{n}.csv/.json/.png' for n in results)}", flush=True)
     if logged:
-        _log_wandb(cfg, logged, out, run_dir, title)
+        _log_wandb(cfg, logged, out, run_dir, title, model, saved if cfg.ckpt else model_kwargs(cfg))
     print(f"horesnet.analyze: {title}: " + (", ".join(done.values()) or "nothing new")
           + (f"; skipped {', '.join(skipped)}" if skipped else ""))
     print(f"  wrote {out}/<study>.csv, .json, .png")
@@ -204,13 +204,17 @@ def _fingerprint(ckpt) -> dict | None:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
 
 
-def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
+def _log_wandb(cfg, tables, out: Path, run_dir, title: str, model, model_cfg: dict) -> None:
+    """One W&B analysis run in the training run's group. Its config describes the network analysed (the
+    checkpoint's own model options and the network's facts, nested under ``model`` as in the training run), not the
+    command line's model defaults."""
     if cfg.wandb == "disabled":
         return
     import wandb
 
     from .training.loggers import init_run, wandb_mode
-    from .training.wandb_links import training_link, write_offline_files
+    from .training.run import model_facts
+    from .training.wandb_links import nested_config, training_link, write_offline_files
 
     mode = wandb_mode(cfg.wandb)
     if mode == "disabled":
@@ -218,8 +222,10 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str) -> None:
     link = training_link(run_dir)  # the training run's W&B id and group, from its summary.json
     run = init_run(project=link.get("project") or "horesnet", name=f"analysis-{title}", job_type="analysis",
                    dir=str(out), mode=mode, group=link.get("group"), reinit="create_new",
-                   config={**OmegaConf.to_container(cfg, resolve=True), "train_run_id": link.get("id"),
-                           "train_run_dir": str(run_dir) if run_dir else None})
+                   config={**nested_config({**OmegaConf.to_container(cfg, resolve=True), **model_cfg},
+                                           model_facts(model)),
+                           "train_run_id": link.get("id"),
+                           "train_run_dir": str(Path(run_dir).resolve()) if run_dir else None})
     for name, records in tables.items():
         cols = list(dict.fromkeys(k for r in records for k in r))
         run.log({f"{name}/table": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in records]),

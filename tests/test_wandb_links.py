@@ -79,6 +79,19 @@ def test_best_checkpoint_is_a_model_artifact(linked):
     assert [f.path for f in artifacts[0].manifest.contents] == ["best.ckpt"]
 
 
+def test_analysis_config_describes_the_checkpoints_network(linked):
+    """The analysis run's config is the analysed checkpoint's model (euler-d8, width 0.25), not the command line's
+    defaults (depth 56, width 1), nested under ``model`` as in the training run; the training folder is absolute."""
+    train = wandb_offline.read_run(linked["train"])["config"]["model"]
+    analysis = wandb_offline.read_run(linked["analysis"])["config"]
+    assert not set(analysis) & set(MODEL_KEYS), "model options stored flat"
+    assert {k: analysis["model"][k] for k in MODEL_KEYS} == {k: train[k] for k in MODEL_KEYS}
+    assert (analysis["model"]["depth"], analysis["model"]["width"]) == (8, 0.25)
+    assert analysis["model"]["facts"]["params"] == train["facts"]["params"]
+    assert Path(analysis["train_run_dir"]).is_absolute()
+    assert Path(analysis["train_run_dir"]) == linked["run_dir"].resolve()
+
+
 def test_analysis_and_compare_log_tables_images_and_a_chart(linked):
     history = {k: v for row in wandb_offline.read_run(linked["analysis"])["history"] for k, v in row.items()}
     assert history["paths/table/_type"] == "table-file" and history["paths/plot/_type"] == "image-file"
