@@ -144,6 +144,50 @@ def test_rk8_satisfies_all_200_conditions_up_to_order_8_and_fails_order_9():
     assert any(not r.satisfied and abs(r.residual) > 1e-7 for r in ninth)
 
 
+def test_no_order_9_condition_of_rk8_is_reported_satisfied():
+    # Verner's RK8 has order exactly 8: every one of its 286 order-9 conditions misses 1/γ by at least 6e-4 of
+    # its value. The former absolute criterion (1e-12 · Φ computed with |A|, |b|) reported all 149 of them satisfied.
+    ninth = [r for r in order_conditions("rk8", max_order=9) if r.order == 9]
+    assert len(ninth) == 286
+    assert [r.tree for r in ninth if r.satisfied] == []
+    assert min(abs(r.phi * tree_density(r.tree) - 1) for r in ninth) > 1e-4
+
+
+def test_order_tolerance_is_relative_to_the_condition():
+    # Σ b = 1 but Σ b c = 1e12 - 1e12 = 0, not 1/2: order 1. The former criterion scaled its tolerance with
+    # Φ(|A|, |b|) = 2e12 and reported order 2.
+    big = Tableau("big", [[0, 0, 0], [1e12, 0, 0], [1e12, 0, 0]], [1, 1, -1])
+    assert big.consistent and big.order == 1
+    cond = order_conditions(big, max_order=2)[1]
+    assert cond.phi == 0.0 and not cond.satisfied and cond.relative_residual == -1.0
+    # a condition missed by 1e-8 of its value fails; the RK8 order-8 conditions hold to rounding (< 1e-13)
+    shifted = Tableau("rk4_shifted", get_scheme("rk4").A, (1 / 6, 1 / 3 + 1e-8, 1 / 3 - 1e-8, 1 / 6))
+    assert shifted.order == 2
+    upto8 = order_conditions("rk8", max_order=8)
+    assert all(r.satisfied and abs(r.phi * tree_density(r.tree) - 1) < 1e-13 for r in upto8)
+    assert all(r.relative_residual == pytest.approx(r.phi * tree_density(r.tree) - 1, abs=1e-15)
+               for r in upto8)
+
+
+def test_rounding_rk8_coefficients_by_an_ulp_keeps_order_8():
+    # the tolerance must absorb what float64 rounding of the coefficients can do: move every coefficient of rk8
+    # by one unit in the last place, in random directions
+    tab, rng = get_scheme("rk8"), np.random.default_rng(1)
+    for _ in range(3):
+        A = [[float(np.nextafter(a, np.inf * rng.choice([-1, 1]))) if a else 0.0 for a in row] for row in tab.A]
+        b = [float(np.nextafter(w, np.inf * rng.choice([-1, 1]))) if w else 0.0 for w in tab.b]
+        assert Tableau("rk8_ulp", A, b).order == 8
+
+
+@pytest.mark.parametrize("name", sorted(PROMISED))
+def test_every_builtin_keeps_its_order_under_the_relative_criterion(name):
+    records = order_conditions(name, max_order=PROMISED[name][1] + 1)
+    order = PROMISED[name][1]
+    assert all(r.satisfied for r in records if r.order <= order)
+    assert not all(r.satisfied for r in records if r.order == order + 1)
+    assert get_scheme(name).order == order
+
+
 def test_corrupted_rk8_loses_order():
     tab = get_scheme("rk8")
     a_12_7 = tab.A[11][6]

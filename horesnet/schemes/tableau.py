@@ -14,9 +14,7 @@ from functools import cached_property
 from numbers import Real
 
 from .errors import SchemeError
-from .order import computed_order
-
-_ONE_TOLERANCE = 1e-10
+from .order import RELATIVE_TOLERANCE, computed_order
 
 
 def _entry(value, where: str) -> float:
@@ -138,9 +136,9 @@ class Tableau:
 
     @property
     def consistent(self) -> bool:
-        """Whether Σ b_i = 1 (the order-1 condition) within 1e-10 relative to Σ |b_i|."""
-        total = math.fsum(self.b)
-        return abs(total - 1.0) <= _ONE_TOLERANCE * max(1.0, math.fsum(abs(w) for w in self.b))
+        """Whether Σ b_i = 1, the order-1 condition, with the order conditions' criterion: |Σ b_i − 1| <= 1e-10
+        (:mod:`horesnet.schemes.order`). ``consistent`` is the same as ``order >= 1``."""
+        return abs(math.fsum([*self.b, -1.0])) <= RELATIVE_TOLERANCE
 
     def nonzero_A(self) -> tuple[tuple[tuple[int, float], ...], ...]:
         """Per row i (0-based): the pairs (j, a_ij) with a_ij != 0, j ascending."""
