@@ -20,6 +20,7 @@ from horesnet.compare import compare, mean_std
 from horesnet.stats import Difference, format_difference, welch
 
 DEPTHS = (56, 32)
+PLANNED_SEEDS = 3  # seeds 0-2 of every arm (phase 5 adds seeds 3 and 4 to some)
 EXTRA_SEEDS = (3, 4)
 P_EXTRA = (0.01, 0.2)  # a key difference with p in this range gets seeds 3 and 4
 # what each variant name means: the fit options that make it (the scale-matched Euler steps are in the run name)
@@ -57,6 +58,23 @@ def finals(seeds: dict[int, Path]) -> list[dict]:
     return [final(r) for _, r in sorted(seeds.items())]
 
 
+def cpus(run: Path) -> list[str]:
+    """The CPU model(s) a run trained on (``summary.json``'s ``cpus``, several when it was resumed on another CPU);
+    ``["not recorded"]`` for runs finished before the CPU was recorded."""
+    s = json.loads((run / "summary.json").read_text())
+    return list(s.get("cpus") or ([s["cpu"]] if s.get("cpu") else ["not recorded"]))
+
+
+def run_rows(seeds: dict[int, Path]) -> list[dict]:
+    """One row per finished run of an arm: seed, CPU(s), training throughput, wall time."""
+    rows = []
+    for seed, run in sorted(seeds.items()):
+        s = json.loads((run / "summary.json").read_text())
+        rows.append({"run": run.name, "seed": seed, "cpus": cpus(run), "images_per_sec": s.get("images_per_sec"),
+                     "wall_time_s": s.get("wall_time_s")})
+    return rows
+
+
 def difference(runs, a, b, depth, key) -> Difference:
     return welch([f[key] for f in finals(runs[(a, depth)])], [f[key] for f in finals(runs[(b, depth)])])
 
@@ -68,16 +86,20 @@ def plateau(curve: list[float], last: int = 3) -> float:
 
 def depth_report(runs: dict, depth: int, out: Path) -> dict:
     present = {v: seeds for (v, d), seeds in runs.items() if d == depth and not v.startswith(("plain", "euler-full"))}
-    if len(present) < 2:
+    if not present:
         return {}
     dout = out / f"d{depth}"
-    compare([str(p) for seeds in present.values() for p in seeds.values()], out=str(dout))
+    if len(present) >= 2:  # the comparison table needs two arms; the progress table below does not
+        compare([str(p) for seeds in present.values() for p in seeds.values()], out=str(dout))
+    dout.mkdir(parents=True, exist_ok=True)
     convergence_plot(present, dout / "convergence.png", depth)
     table = {}
     for v, seeds in sorted(present.items()):
         fs = finals(seeds)
         curves = [epoch_curves(r)["train_error"] for _, r in sorted(seeds.items())]
-        row = {"seeds": sorted(seeds)}
+        kinds = sorted({c for r in seeds.values() for c in cpus(r)})
+        row = {"seeds": sorted(seeds), "finished": len(seeds), "planned": max(PLANNED_SEEDS, len(seeds)),
+               "cpu_kinds": kinds, "runs": run_rows(seeds)}
         for key in ("train_error", "val_error", "test_error", "wall_time_s"):
             row[key] = dict(zip(("mean", "std"), mean_std([f[key] for f in fs]), strict=True))
         row["train_error_change_last3"] = dict(zip(("mean", "std"), mean_std([plateau(c) for c in curves]),
@@ -91,19 +113,33 @@ def depth_report(runs: dict, depth: int, out: Path) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    lines = []
+    lines = [f"{summary.get('finished_runs', 0)} run(s) finished"
+             + "".join(f"; in progress: {r['run']} ({r['epochs_done']} epoch(s) done)"
+                       for r in summary.get("in_progress", [])) + ".", ""]
     for depth, rep in summary.get("depths", {}).items():
         lines += [f"## Depth {depth}", "",
-                  "| variant | final train error % | Δ train error, last 3 epochs | val error % | test error % | "
-                  "wall time s | seeds |", "|---|---|---|---|---|---|---|"]
+                  "| variant | runs finished | final train error % | Δ train error, last 3 epochs | val error % | "
+                  "test error % | wall time s | CPU kinds |", "|---|---|---|---|---|---|---|---|"]
         for v, r in rep["variants"].items():
-            f = lambda k, r=r: f"{r[k]['mean']:.2f} ± {r[k]['std']:.2f}"  # noqa: E731
-            lines.append(f"| {v} | {f('train_error')} | {f('train_error_change_last3')} | {f('val_error')} | "
-                         f"{f('test_error')} | {r['wall_time_s']['mean']:.0f} | {len(r['seeds'])} |")
+            f = lambda k, r=r: (f"{r[k]['mean']:.2f} ± {r[k]['std']:.2f}" if r["finished"] > 1  # noqa: E731
+                                else f"{r[k]['mean']:.2f} (one seed)")
+            lines.append(f"| {v} | {r['finished']} of {r['planned']} | {f('train_error')} | "
+                         f"{f('train_error_change_last3')} | {f('val_error')} | {f('test_error')} | "
+                         f"{r['wall_time_s']['mean']:.0f} | {len(r['cpu_kinds'])} |")
+        lines += ["", "± is the standard deviation over seeds (undefined for one seed). Wall time depends on the CPU "
+                  "and on the machine's load; it is not a property of the scheme.", "",
+                  "Runs and the CPU each trained on:", "", "| run | CPU | img/s | wall time s |", "|---|---|---|---|"]
+        lines += [f"| {x['run']} | {' → '.join(x['cpus'])} | {x['images_per_sec'] or float('nan'):.1f} | "
+                  f"{x['wall_time_s'] or float('nan'):.0f} |" for r in rep["variants"].values() for x in r["runs"]]
+        one_kind = [v for v, r in rep["variants"].items() if len(r["cpu_kinds"]) == 1 and r["finished"] > 1]
+        lines += ["", "CPU kinds: " + (f"every run of {', '.join(one_kind)} came from one CPU kind (each arm's "
+                                       "spread holds no between-CPU variation)."
+                                       if one_kind else "no arm with two or more runs came from a single CPU kind.")]
         for key, what in (("test_error", "test error"), ("train_error", "final training error")):
             lines += ["", f"Differences in {what} (points, a − b, 95% CI, Welch p):", ""]
             lines += [f"- {q} ({d['a']} − {d['b']}): {format_difference(Difference(**d[key]), 2, verdict=True)}"
-                      for q, d in rep["differences"].items()]
+                      for q, d in rep["differences"].items()] or ["- none yet: no pair of the study's arms has a "
+                                                                  "finished run each"]
         lines.append("")
     if "full_split" in summary:
         r = summary["full_split"]
@@ -114,12 +150,25 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_progress(pool: Path) -> list[dict]:
+    """Runs with a checkpoint and no finished summary: name and epochs done so far."""
+    rows = []
+    for ckpt in sorted(pool.glob("*/checkpoints/last.ckpt")):
+        run = ckpt.parent.parent
+        if (run / "summary.json").is_file() and '"finished"' in (run / "summary.json").read_text():
+            continue
+        rows.append({"run": run.name, "epochs_done": len(epoch_curves(run)["train_error"])
+                     if (run / "metrics.csv").is_file() else 0})
+    return rows
+
+
 def report(pool: Path, out: Path) -> None:
     runs = finished_runs(pool)
     if not runs:
         sys.exit(f"report_converged.py: no finished runs under {pool}")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"depths": {d: rep for d in DEPTHS if (rep := depth_report(runs, d, out))}}
+    summary = {"depths": {d: rep for d in DEPTHS if (rep := depth_report(runs, d, out))},
+               "finished_runs": sum(len(seeds) for seeds in runs.values()), "in_progress": in_progress(pool)}
     if any(v == "plain" for v, _ in runs):
         degradation(pool, out / "degradation")
     if ("euler-full", 20) in runs:

@@ -67,3 +67,32 @@ def test_report_differences_are_welch_in_error_points(tmp_path):
     assert "| rk4 |" in md and "RK4 vs Euler (raw) (rk4 − euler): -2.00" in md
     for name in ("comparison.md", "convergence.png"):
         assert (out / "d56" / name).is_file()
+
+
+def test_partial_report_says_runs_finished_per_arm_cpu_and_not_tested(tmp_path):
+    """Two seeds of rk4 and one with a recorded CPU change: each arm reports "n of 3", every run its CPU(s), and a
+    difference with fewer than 3 seeds in an arm is "not tested" (docs/design.md "Statistics")."""
+    pool = _pool(tmp_path)
+    for seed in (1, 2):
+        run = pool / f"rk4-d56-s{seed}"
+        if seed == 2:
+            import shutil
+
+            shutil.rmtree(run)
+            continue
+        summary = json.loads((run / "summary.json").read_text())
+        summary["cpus"] = ["AMD EPYC (no bf16 instructions)", "Intel Xeon (avx512_bf16, amx_bf16)"]
+        (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    out = tmp_path / "out"
+    proc = _run("report", pool, out)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((out / "converged.json").read_text())["depths"]["56"]
+    assert (rep["variants"]["rk4"]["finished"], rep["variants"]["rk4"]["planned"]) == (2, 3)
+    assert (rep["variants"]["euler"]["finished"], rep["variants"]["euler"]["planned"]) == (3, 3)
+    assert rep["variants"]["rk4"]["cpu_kinds"] == ["AMD EPYC (no bf16 instructions)",
+                                                   "Intel Xeon (avx512_bf16, amx_bf16)", "not recorded"]
+    assert rep["differences"]["RK4 vs Euler (raw)"]["test_error"]["verdict"] == "not tested"
+    md = (out / "converged.md").read_text()
+    assert "| rk4 | 2 of 3 |" in md and "| euler | 3 of 3 |" in md
+    assert "| rk4-d56-s1 | AMD EPYC (no bf16 instructions) → Intel Xeon (avx512_bf16, amx_bf16) |" in md
+    assert "RK4 vs Euler (raw) (rk4 − euler):" in md and "not tested (n=2/3)" in md
