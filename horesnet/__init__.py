@@ -11,12 +11,12 @@ from .models import (
     plan_layout,
     to_torchvision_state_dict,
 )
-from .schemes import Tableau, get_scheme, list_schemes, register_scheme
+from .schemes import Multistep, Tableau, get_scheme, list_schemes, register_scheme
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "Tableau", "__version__", "build_model", "compile_model", "count_macs", "count_params",
+    "ConfigError", "Multistep", "Tableau", "__version__", "build_model", "compile_model", "count_macs", "count_params",
     "get_scheme", "list_blocks", "list_schemes", "load_torchvision_state_dict", "plan_layout", "register_scheme",
     "to_torchvision_state_dict",
 ]

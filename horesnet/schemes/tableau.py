@@ -12,9 +12,11 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from numbers import Real
+from typing import ClassVar
 
 from .errors import SchemeError
 from .order import RELATIVE_TOLERANCE, computed_order
+from .stage import FLOAT32_EPS, check_units, safe_depth, summary
 
 
 def _entry(value, where: str) -> float:
@@ -97,6 +99,12 @@ class Tableau:
     reproduces published code): building a network of it issues that text as a ``UserWarning``.
     """
 
+    kind: ClassVar[str] = "rk"
+    steps: ClassVar[int] = 1  # a one-step method: each step uses only the newest state
+    zero_stable: ClassVar[bool] = True  # ρ(ζ) = ζ − 1
+    invertible: ClassVar[bool] = False  # a block cannot be solved for its input without solving for F's argument
+    inversion_growth: ClassVar[float] = math.inf
+
     name: str
     A: tuple[tuple[float, ...], ...]
     b: tuple[float, ...]
@@ -139,6 +147,34 @@ class Tableau:
         """Whether Σ b_i = 1, the order-1 condition, with the order conditions' criterion: |Σ b_i − 1| <= 1e-10
         (:mod:`horesnet.schemes.order`). ``consistent`` is the same as ``order >= 1``."""
         return abs(math.fsum([*self.b, -1.0])) <= RELATIVE_TOLERANCE
+
+    @property
+    def units_per_step(self) -> int:
+        """Units per block (the common name, :mod:`horesnet.schemes.stage`): the increments s."""
+        return self.increments
+
+    @property
+    def effective_step(self) -> float:
+        """σ(1)/ρ'(1) of the method viewed as a general linear method: Σ b_i (1 for every consistent tableau)."""
+        return math.fsum(self.b)
+
+    def safe_inversion_depth(self, tolerance: float, eps: float = FLOAT32_EPS) -> float:
+        """0: a Runge–Kutta block is not algebraically invertible (see :mod:`horesnet.schemes.stage`)."""
+        return safe_depth(self.inversion_growth, tolerance, eps)
+
+    def residual_weights(self, units: int, step: float = 1.0) -> tuple[float, ...]:
+        """First-order weight of each unit's increment on the output of a stage of ``units`` units that form blocks
+        of this scheme: h·b_i for increment i of each block (horesnet.models.scale); ``units`` must be a multiple
+        of the increments."""
+        check_units(units)
+        if units % self.increments:
+            raise SchemeError(f"a stage of {units} units is not a whole number of {self.name!r} blocks of "
+                              f"{self.increments} units; the layout makes the rest Euler blocks (docs/design.md).")
+        return tuple(step * w for w in self.b) * (units // self.increments)
+
+    def summary(self, units: int = 8) -> dict:
+        """The common properties as one dict (:func:`horesnet.schemes.stage.summary`)."""
+        return summary(self, units)
 
     def nonzero_A(self) -> tuple[tuple[tuple[int, float], ...], ...]:
         """Per row i (0-based): the pairs (j, a_ij) with a_ij != 0, j ascending."""
