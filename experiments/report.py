@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from horesnet.compare import compare, differences, json_safe, mean_std  # noqa: E402
-from horesnet.stats import Difference, format_difference, welch  # noqa: E402
+from horesnet.stats import Difference, format_difference, format_mean_std, welch  # noqa: E402
 
 RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
 
@@ -122,9 +122,9 @@ def degradation(pool: Path, out: Path) -> None:
     lines = ["| net | params | final train error % | val error % | test error % | wall s | seeds |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['net']} | {r['params']:,} | {r['train_error_mean']:.2f} ± {r['train_error_std']:.2f} | "
-                     f"{r['val_error_mean']:.2f} ± {r['val_error_std']:.2f} | {r['test_error_mean']:.2f} ± "
-                     f"{r['test_error_std']:.2f} | {r['wall_time_s_mean']:.0f} | {len(r['seeds'])} |")
+        f = lambda k, r=r: format_mean_std(r[f"{k}_mean"], r[f"{k}_std"])  # noqa: E731
+        lines.append(f"| {r['net']} | {r['params']:,} | {f('train_error')} | {f('val_error')} | {f('test_error')} | "
+                     f"{r['wall_time_s_mean']:.0f} | {len(r['seeds'])} |")
     diffs = degradation_differences(per_net)
     for key, what in (("train_error_epoch1", "training error after epoch 1"), ("train_error", "final training error"),
                       ("test_error", "test error")):

@@ -17,7 +17,7 @@ from pathlib import Path
 from report import convergence_plot, degradation, epoch_curves, final, finished_runs, learned_steps, write_json
 
 from horesnet.compare import compare, mean_std
-from horesnet.stats import Difference, format_difference, welch
+from horesnet.stats import Difference, format_difference, format_mean_std, welch
 
 DEPTHS = (56, 32)
 PLANNED_SEEDS = 3  # seeds 0-2 of every arm (phase 5 adds seeds 3 and 4 to some)
@@ -121,8 +121,7 @@ def markdown(summary: dict) -> str:
                   "| variant | runs finished | final train error % | Δ train error, last 3 epochs | val error % | "
                   "test error % | wall time s | CPU kinds |", "|---|---|---|---|---|---|---|---|"]
         for v, r in rep["variants"].items():
-            f = lambda k, r=r: (f"{r[k]['mean']:.2f} ± {r[k]['std']:.2f}" if r["finished"] > 1  # noqa: E731
-                                else f"{r[k]['mean']:.2f} (one seed)")
+            f = lambda k, r=r: format_mean_std(r[k]["mean"], r[k]["std"])  # noqa: E731
             lines.append(f"| {v} | {r['finished']} of {r['planned']} | {f('train_error')} | "
                          f"{f('train_error_change_last3')} | {f('val_error')} | {f('test_error')} | "
                          f"{r['wall_time_s']['mean']:.0f} | {len(r['cpu_kinds'])} |")

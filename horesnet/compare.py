@@ -17,13 +17,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import stat
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from .errors import ConfigError, check_writable
-from .stats import ALPHA, LEVEL, MIN_SEEDS, format_p, welch
+from .stats import ALPHA, LEVEL, MIN_SEEDS, format_mean_std, format_p, holm, mean_std, welch
 from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS are part of compare's API
     RECIPE_KEYS,
     fairness_problems,
@@ -44,7 +45,10 @@ def load_runs(paths: list[str]) -> list[dict]:
         path = Path(p)
         if not path.exists():
             raise ConfigError(f"{p!r} does not exist; give run folders or multirun roots that hold summary.json.")
-        files = [path] if path.is_file() else sorted(path.rglob("summary.json"))
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ConfigError(f"{p!r} is neither a folder nor a regular file (a FIFO or device?); give run folders "
+                              "or multirun roots that hold summary.json.")
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("summary.json") if _regular(f))
         for f in files:
             try:
                 s = json.loads(f.read_text())
@@ -58,8 +62,30 @@ def load_runs(paths: list[str]) -> list[dict]:
     return runs
 
 
+def _regular(f: Path) -> bool:
+    """A regular file (never open a FIFO or a device named summary.json: reading it could block forever)."""
+    try:
+        return stat.S_ISREG(f.stat().st_mode)
+    except OSError:
+        return False
+
+
 SUMMARY_FIELDS = {"status": str, "config": dict, "model": dict}
 MODEL_FIELDS = {"params": int, "units_per_stage": list}
+# the numbers compare reads: (section, key, lowest, highest, required when finished); None: no bound
+NUMBERS = ((("test", "test/acc1"), 0.0, 1.0, True), (("val", "val/acc1"), 0.0, 1.0, True),
+           (("wall_time_s",), 0.0, None, False), (("images_per_sec",), 0.0, None, False),
+           (("model", "macs"), 0, None, False), (("model", "residual_scale", "mean"), 0.0, None, False))
+
+
+def _number_problem(value, low, high) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"is {json.dumps(value)[:40]}, not a number"
+    if not math.isfinite(value):
+        return f"is {value}, not a finite number"
+    if (low is not None and value < low) or (high is not None and value > high):
+        return f"is {value}, outside [{low}, {high if high is not None else '∞'}]"
+    return None
 
 
 def check_summary(s, path) -> None:
@@ -75,13 +101,26 @@ def check_summary(s, path) -> None:
     for key in ("block", "depth"):
         if key not in s["config"]:
             raise ConfigError(f"{path} is not a horesnet run summary: config has no {key!r}.")
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    m = s["model"]
+    if m["params"] < 1 or not m["units_per_stage"] or not all(
+            isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in m["units_per_stage"]):
+        raise ConfigError(f"{path}: model.params ({m['params']}) must be >= 1 and model.units_per_stage "
+                          f"({m['units_per_stage']!r}) a list of unit counts.")
+    seed = s["config"].get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"{path}: config.seed is {seed!r}, not an integer.")
+    for keys, low, high, required in NUMBERS:
+        tree, value = s, None
+        for k in keys:
+            value = tree.get(k) if isinstance(tree, dict) else None
+            tree = value
+        if value is None and not (required and s["status"] == "finished"):
+            continue
+        problem = "is missing" if value is None else _number_problem(value, low, high)
+        if problem:
+            raise ConfigError(f"{path}: field {'.'.join(keys)!r} {problem} (horesnet.fit writes a finite number "
+                              f"in [{low}, {high if high is not None else '∞'}]); the file is damaged or was not "
+                              "written by horesnet.fit.")
 
 
 def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
@@ -96,14 +135,15 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
                         for rs in per_seed.values()])
         repeated = {s: len(rs) for s, rs in per_seed.items() if len(rs) > 1}
         notes = [f"{n} runs share seed {s} (averaged: one value per distinct seed)" for s, n in repeated.items()]
-        wall = mean_std([r.get("wall_time_s", float("nan")) for r in runs])
-        ips = mean_std([r.get("images_per_sec", float("nan")) for r in runs])
+        wall = mean_std([r.get("wall_time_s") for r in runs])
+        ips = mean_std([r.get("images_per_sec") for r in runs])
         rows.append({
             "variant": names[key], "block": r0["config"]["block"], "depth": r0["config"]["depth"],
             "residual_scale": scale_of(r0), "flags": "; ".join([*flags[key], *notes]), "reference": key == ref,
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
             "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
-            "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "images_per_sec": ips[0],
+            "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "wall_time_s_std": wall[1],
+            "images_per_sec": ips[0], "images_per_sec_std": ips[1],
             "seeds": len(per_seed), "n_runs": len(runs), "seed_list": list(per_seed),
             "test_acc_seeds": test_seeds,
             "runs": [r["_dir"] for r in runs],
@@ -136,37 +176,57 @@ def differences(rows: list[dict]) -> list[dict]:
     others = [r for r in rows if r is not ref]
     pairs = [(r, ref) for r in others]
     pairs += [(others[j], others[i]) for i in range(len(others)) for j in range(i + 1, len(others))]
-    return [{"a": a["variant"], "b": b["variant"], "reference": b is ref,
-             **welch(a["test_acc_seeds"], b["test_acc_seeds"]).as_dict()} for a, b in pairs]
+    out = [{"a": a["variant"], "b": b["variant"], "reference": b is ref,
+            **welch(a["test_acc_seeds"], b["test_acc_seeds"]).as_dict()} for a, b in pairs]
+    adjusted = holm([d["p"] for d in out])  # every tested pair is one of a family: Holm–Bonferroni
+    for d, p in zip(out, adjusted, strict=True):
+        d["p_holm"] = p
+        d["verdict_holm"] = d["verdict"] if d["verdict"] == "not tested" else (
+            "significant" if p < ALPHA else "not significant")
+    return out
 
 
 def differences_markdown(pairs: list[dict]) -> list[str]:
     if not pairs:
         return []
+    tested = sum(d["verdict"] != "not tested" for d in pairs)
     lines = ["", f"Test accuracy differences a − b (points), {100 * LEVEL:.0f}% confidence interval from Welch's t, "
-             f"Welch's two-sided p; significant: p < {ALPHA}; not tested: fewer than {MIN_SEEDS} seeds in an arm.",
-             "", "| a | b | a − b | 95% CI | p | seeds a/b | verdict |", "|---|---|---|---|---|---|---|"]
+             f"Welch's two-sided p; significant: p < {ALPHA}; not tested: fewer than {MIN_SEEDS} seeds in an arm."]
+    if tested > 1:
+        lines.append(f"{tested} pairs are tested here: 'p (Holm)' is the Holm–Bonferroni adjusted p over them (it "
+                     f"bounds the chance of any false 'significant' at {ALPHA}); the verdict follows the raw p, "
+                     "'Holm' the adjusted one.")
+    lines += ["", "| a | b | a − b | 95% CI | p | p (Holm) | seeds a/b | verdict | Holm |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for d in pairs:
-        tested = d["verdict"] != "not tested"
-        ci = f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if tested else "n/a"
-        p = format_p(d["p"]).removeprefix("p=") if tested else "n/a"
-        lines.append(f"| {d['a']} | {d['b']} | {d['difference']:+.2f} | {ci} | {p} | {d['n_a']}/{d['n_b']} | "
-                     f"{d['verdict']} |")
+        ok = d["verdict"] != "not tested"
+        ci = f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if ok else "n/a"
+        p = format_p(d["p"]).removeprefix("p=") if ok else "n/a"
+        ph = format_p(d["p_holm"]).removeprefix("p=") if ok and tested > 1 else "n/a"
+        holm_verdict = d["verdict_holm"] if ok and tested > 1 else "n/a"
+        lines.append(f"| {d['a']} | {d['b']} | {d['difference']:+.2f} | {ci} | {p} | {ph} | {d['n_a']}/{d['n_b']} | "
+                     f"{d['verdict']} | {holm_verdict} |")
     return lines
 
 
 def markdown(rows: list[dict], problems: list[str]) -> str:
     head = ("| variant | block | depth | units/stage | residual scale | params | mult-adds | test acc % | val acc % "
-            "| wall s | img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "| wall s | train img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         macs = f"{r['macs'] / 1e6:.1f}M" if r["macs"] else "n/a"
         scale = f"{r['residual_scale']:.3f}" if r["residual_scale"] is not None else "n/a"
         lines.append(f"| {r['variant']} | {r['block']} | {r['depth']} | {r['units_per_stage']} | {scale} | "
                      f"{r['params']:,} | "
-                     f"{macs} | {r['test_acc_mean']:.2f} ± {r['test_acc_std']:.2f} | {r['val_acc_mean']:.2f} ± "
-                     f"{r['val_acc_std']:.2f} | {r['wall_time_s']:.0f} | {r['images_per_sec']:.0f} | {r['seeds']} |")
+                     f"{macs} | {format_mean_std(r['test_acc_mean'], r['test_acc_std'])} | "
+                     f"{format_mean_std(r['val_acc_mean'], r['val_acc_std'])} | "
+                     f"{_spread(r['wall_time_s'], r['wall_time_s_std'], r['n_runs'])} | "
+                     f"{_spread(r['images_per_sec'], r['images_per_sec_std'], r['n_runs'])} | {r['seeds']} |")
     lines.append("")
+    lines.append("Accuracies: mean ± standard deviation over distinct seeds. Wall time and training img/s: mean ± "
+                 "standard deviation over runs; they depend on the machine and its load while each run trained "
+                 "(runs of one sweep share a machine with whatever else ran), so they are not a property of the "
+                 "scheme: compare speeds with benchmarks/.")
     lines.append("Fairness: " + ("passed (same units per stage, recipe, data and epochs)." if not problems
                                  else "NOT FAIR -- " + "; ".join(problems)))
     flagged = [r for r in rows if r["flags"]]
@@ -174,6 +234,12 @@ def markdown(rows: list[dict], problems: list[str]) -> str:
                                                                       "scale, parameters or multiply-adds."]
     lines += differences_markdown(differences(rows))
     return "\n".join(lines) + "\n"
+
+
+def _spread(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.0f}" + (f" ± {std:.0f}" if n > 1 and not math.isnan(std) else " (1 run)")
 
 
 def plot(rows: list[dict], groups: dict, path: Path) -> None:

@@ -5,7 +5,9 @@ confidence interval from Welch's t with the Welch–Satterthwaite degrees of fre
 number of seeds per arm and a verdict: ``significant`` (p < 0.05), ``not significant``, or ``not tested`` when
 either arm has fewer than 3 seeds. ``format_difference`` writes it for tables and text:
 ``+8.26 [+5.10, +11.42], p=0.003 (n=3/3)``. Every comparison of variants in horesnet (``horesnet.compare``,
-``experiments/report.py``) goes through these two functions.
+``experiments/report.py``) goes through these two functions. When several pairs are tested at once, ``holm``
+gives Holm–Bonferroni adjusted p-values (Holm 1979), reported beside the raw ones. ``mean_std`` and
+``format_mean_std`` summarise one arm: the spread of a single seed is undefined (NaN, written "1 seed"), not 0.
 """
 
 from __future__ import annotations
@@ -75,6 +77,35 @@ def welch(a, b, level: float = LEVEL) -> Difference:
     half = float(student_t.ppf((1.0 + level) / 2.0, df)) * se
     return Difference(diff, diff - half, diff + half, p, t, df, n_a, n_b,
                       SIGNIFICANT if p < ALPHA else NOT_SIGNIFICANT)
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values (None/NaN left out); the standard deviation of one
+    value is undefined: NaN, never 0."""
+    values = _clean(values)
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    """``91.23 ± 0.45``; ``91.23 (1 seed)`` where the spread is undefined; ``n/a`` without a mean."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} (1 seed)" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def holm(ps) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (S. Holm, Scand. J. Statist. 6, 1979), in the order given: with the m
+    tested p-values sorted ascending, p_(i) becomes max_{j<=i} min(1, (m − j + 1) p_(j)). NaN (not tested) stays
+    NaN and does not count in m. "Significant" after adjustment means adjusted p < ALPHA, which controls the
+    family-wise error rate at ALPHA."""
+    tested = sorted((p, i) for i, p in enumerate(ps) if not math.isnan(p))
+    m, out, running = len(tested), [math.nan] * len(ps), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
 
 
 def format_p(p: float) -> str:

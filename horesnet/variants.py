@@ -111,6 +111,11 @@ def _scale_from_options(options: str) -> float | None:
 CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "hydra.run.dir", "scale_controls")
 
 
+def step_of(run: dict) -> float:
+    """The run's fixed Euler step h (1.0 unless set)."""
+    return float(model_options(run).get("step", 1.0))
+
+
 def control_step(scale: float) -> float:
     """The step of the matched Euler control of a variant with residual scale ``scale`` (4 decimals)."""
     return round(scale, 4)
@@ -161,15 +166,23 @@ def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
     ref = groups[ref_key][0]
     ref_scale, flags = scale_of(ref), {}
     present = {variant_label(runs[0]) for runs in groups.values()}
+    scales = {key: scale_of(runs[0]) for key, runs in groups.items()}
     for key, runs in groups.items():
         run, out = runs[0], []
         if key != ref_key:
-            scale = scale_of(run)
+            scale = scales[key]
             if scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
                 label, command = matched_control(runs)
-                where = "in this comparison" if label in present else f"train it with: {command}"
-                out.append(f"scale-confounded: residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}); "
-                           f"matched control {label} ({where})")
+                if label == variant_label(run):  # it is itself the Euler network at a matched scale
+                    served = [names[k] for k, sc in scales.items() if k != key and sc is not None
+                              and model_options(groups[k][0])["block"] != "euler" and control_step(sc) == step_of(run)]
+                    out.append(f"Euler at residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}): its "
+                               "difference from the reference is the scale effect itself"
+                               + (f"; the matched-scale control of {', '.join(served)}" if served else ""))
+                else:
+                    where = "in this comparison" if label in present else f"train it with: {command}"
+                    out.append(f"scale-confounded: residual scale {scale:.3g} vs {ref_scale:.3g} "
+                               f"({names[ref_key]}); matched control {label} ({where})")
             for field, what in (("params", "parameters"), ("macs", "multiply-adds")):
                 mine, theirs = run["model"].get(field), ref["model"].get(field)
                 if mine and theirs and mine != theirs:

@@ -143,9 +143,20 @@ def test_pairwise_differences_ci_and_p(tmp_path, capsys):
     assert pairs[("rk4-20", "midpoint-20")]["reference"] == "False"
     md = (out / "comparison.md").read_text()
     assert (f"| midpoint-20 | euler-20 | +4.00 | [{4 - half:+.2f}, {4 + half:+.2f}] | "
-            f"{1 - math.sqrt(0.96):.3f} | 3/3 | significant |") in md
+            f"{1 - math.sqrt(0.96):.3f} | 0.061 | 3/3 | significant | not significant |") in md
     assert "| rk4-20 | euler-20 | +1.00 |" in md and "not significant |" in md
+    assert "3 pairs are tested here" in md
     saved = json.loads((out / "comparison.json").read_text())
+    # Holm-Bonferroni by hand: raw p 0.0202 (midpoint-euler), 0.273 (rk4-euler), 0.0351 (rk4-midpoint); sorted:
+    # 3 x 0.0202, max(that, 2 x 0.0351), max(that, 1 x 0.273)
+    raw = {(d["a"], d["b"]): d["p"] for d in saved["differences"]}
+    p_mid, p_rk4, p_rm = raw[("midpoint-20", "euler-20")], raw[("rk4-20", "euler-20")], raw[("rk4-20", "midpoint-20")]
+    assert p_rm == pytest.approx(1 - math.sqrt(27 / 29), rel=1e-6)  # t^2 = 27, df = 2
+    holm = {(d["a"], d["b"]): d["p_holm"] for d in saved["differences"]}
+    assert holm[("midpoint-20", "euler-20")] == pytest.approx(3 * p_mid)
+    assert holm[("rk4-20", "midpoint-20")] == pytest.approx(max(3 * p_mid, 2 * p_rm))
+    assert holm[("rk4-20", "euler-20")] == pytest.approx(max(3 * p_mid, 2 * p_rm, p_rk4))
+    assert [d["verdict_holm"] for d in saved["differences"]] == ["not significant"] * 3
     assert [d["a"] for d in saved["differences"]] == ["midpoint-20", "rk4-20", "rk4-20"]
     assert saved["variants"][0]["test_acc_seeds"] == pytest.approx([90.0, 91.0, 92.0])
     assert saved["fairness_problems"] == []
@@ -166,7 +177,8 @@ def test_differences_without_euler_or_enough_seeds(tmp_path):
     assert (d["a"], d["b"], d["reference"]) == ("rk4-20", "midpoint-20", True)
     assert d["difference"] == pytest.approx(91.0 - 94.0)
     assert d["verdict"] == "not tested" and d["p"] is None and d["ci_low"] is None and (d["n_a"], d["n_b"]) == (2, 3)
-    assert "| rk4-20 | midpoint-20 | -3.00 | n/a | n/a | 2/3 | not tested |" in (out / "comparison.md").read_text()
+    assert "| rk4-20 | midpoint-20 | -3.00 | n/a | n/a | n/a | 2/3 | not tested | n/a |" in \
+        (out / "comparison.md").read_text()
 
 
 def _unfair(tmp_path: Path, change: str) -> Path:
@@ -252,3 +264,40 @@ def test_compare_cli(tmp_path, capsys):
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "NOT FAIR" in res.stdout and (unfair / "comparison" / "comparison.md").is_file()
+
+
+@pytest.mark.parametrize(("keys", "value"), [
+    (("test", "test/acc1"), "0.9"), (("test", "test/acc1"), None), (("test", "test/acc1"), [0.9]),
+    (("test", "test/acc1"), float("inf")), (("test", "test/acc1"), 1e9), (("test", "test/acc1"), -0.1),
+    (("val", "val/acc1"), "high"), (("wall_time_s",), "slow"), (("wall_time_s",), -1.0),
+    (("images_per_sec",), float("nan")), (("model", "macs"), "many"), (("model", "params"), "853018"),
+    (("model", "units_per_stage"), ["9", 9, 9]), (("config", "seed"), "0"), (("model", "params"), 0),
+])
+def test_a_summary_with_a_bad_number_is_refused_by_field(tmp_path, keys, value, capsys):
+    """Every field compare reads is validated where it is read: a string, null, list, non-finite or out-of-range
+    value is refused by name (exit 2), never a traceback or a silently wrong table."""
+    for seed in range(3):
+        write_run(tmp_path / "runs", "euler", 20, seed, 0.9, 0.9)
+    path = tmp_path / "runs" / "euler-d20-s1" / "summary.json"
+    summary = json.loads(path.read_text())
+    tree = summary
+    for k in keys[:-1]:
+        tree = tree[k]
+    tree[keys[-1]] = value
+    path.write_text(json.dumps(summary))  # json.dumps writes inf/nan as Infinity/NaN, which json.loads reads back
+    assert main([str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(path) in err and keys[-1] in err
+
+
+def test_a_fifo_named_summary_json_is_skipped_or_refused_never_read(tmp_path, capsys):
+    import os
+
+    for seed in range(3):
+        write_run(tmp_path / "runs", "euler", 20, seed, 0.9, 0.9)
+    fifo = tmp_path / "runs" / "stray" / "summary.json"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    assert main([str(tmp_path / "runs"), f"out={tmp_path / 'o'}"]) == 0  # under a folder: not a run, skipped
+    assert main([str(fifo)]) == 2  # named directly: refused by name
+    assert "neither a folder nor a regular file" in capsys.readouterr().err
