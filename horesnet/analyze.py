@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return print_help("analyze", argv)
     from .argv import normalise
 
-    argv = normalise("analyze", argv)
     try:
+        argv = normalise("analyze", argv)
         cfg = compose("analyze", argv)
         analyze(cfg, _given_model_keys(argv, cfg))
     except ConfigError as err:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import ConfigError
+
 #: Keys whose values are file or folder paths, taken verbatim.
 PATH_KEYS = {"analyze": ("ckpt", "out", "data_root"), "fit": ("resume",)}
 
@@ -51,4 +53,11 @@ def normalise(command: str, argv: list[str]) -> list[str]:
             out.append(f"ckpt={hydra_quote(item)}")
         else:
             out.append(item)
+    if command == "analyze":
+        given = [o.partition("=")[2] for o in out if o.partition("=")[0].lstrip("+~") == "ckpt"]
+        if len(given) > 1:
+            raise ConfigError(
+                f"analyze takes one checkpoint or run folder, got {len(given)}: {', '.join(given)} (a glob that "
+                "names several sweep members, or ckpt= given twice). Narrow the glob, or analyse each one with its "
+                "own command, e.g. for d in multirun/X/*/; do python -m horesnet.analyze \"$d\" study=...; done")
     return out

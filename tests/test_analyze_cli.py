@@ -197,6 +197,19 @@ def test_missing_checkpoint_in_a_subprocess(runs):
     assert_clean_failure(res["rc"], res["stdout"], res["stderr"], "nope", "no such file")
 
 
+@pytest.mark.parametrize("how", ["glob", "two_keys"])
+def test_two_checkpoints_are_refused_not_one_silently_analysed(runs, tmp_path, capsys, how):
+    """A glob naming two sweep members (the shell expands it to two bare paths) or ckpt= given twice: exit 2
+    naming both, nothing written."""
+    first, second = runs.ckpt8.parent.parent, runs.ckpt14.parent.parent
+    argv = [str(first), str(second)] if how == "glob" else [f"ckpt={runs.ckpt8}", f"ckpt={runs.ckpt14}"]
+    rc = main([*argv, "study=paths", "wandb=disabled", f"out={tmp_path / 'out'}"])
+    captured = capsys.readouterr()
+    assert_clean_failure(rc, captured.out, captured.err, "takes one checkpoint", "got 2")
+    assert str(first.name) in captured.err and str(second.name) in captured.err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("case", ["missing", "garbage", "unknown_study", "lesion_without_ckpt"])
 def test_bad_input(case, runs, tmp_path, capsys):
     garbage = tmp_path / "garbage.ckpt"

@@ -40,6 +40,7 @@ def record_cpu(run_dir: Path) -> dict:
     except (OSError, ValueError):
         starts = []
     now = cpu_model()
+    path.parent.mkdir(parents=True, exist_ok=True)
     starts.append({"cpu": now, "started": datetime.now().isoformat(timespec="seconds")})
     fd, tmp = tempfile.mkstemp(prefix=CPUS_FILE + ".", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
