@@ -360,7 +360,9 @@ BAD = [
     (dict(width=-1), "-1", "positive"),
     (dict(step=-0.5), "-0.5", ">= 0"),
     (dict(step=0), "step=0", "learn_step=true"),
-    (dict(num_classes=0), "0", "positive"),
+    (dict(num_classes=-1), "-1", ">= 0 (0: no classifier)"),  # 0 is timm's headless network
+    (dict(num_classes=2.5), "2.5", ">= 0"),
+    (dict(global_pool="max"), "max", "'avg', ''"),
     (dict(block="ode", ode_method="foo"), "foo", "dopri5"),
     (dict(stages=[10, 9]), "[10, 9]", "3"),
     (dict(stages=["a", 9, 9]), "'a'", "positive"),

@@ -103,15 +103,11 @@ class TimmContract:
                     info.append(dict(num_chs=_channels(block), reduction=stride, module=name))
         return info
 
-    def _modules_to(self, level: str, last: int):
-        """The blocks, grouped by tap, that run up to tap ``last`` (tap 0 = stem)."""
-        groups = []
-        for stage in self.stages:
-            if level == "stage":
-                groups.append(list(stage))
-            else:
-                groups.extend([block] for block in stage)
-        return groups[:last]
+    def _modules_to(self, level: str, last: int) -> list[nn.Module]:
+        """The modules, one per tap, that run up to tap ``last`` (tap 0 = stem): stages or blocks."""
+        if level == "stage":
+            return list(self.stages)[:last]
+        return [block for stage in self.stages for block in stage][:last]
 
     def forward_intermediates(self, x, indices=None, norm: bool = False, stop_early: bool = False,
                               output_fmt: str = "NCHW", intermediates_only: bool = False, level: str = "stage"):
@@ -125,17 +121,16 @@ class TimmContract:
             raise ConfigError(f"level={level!r} is not valid; valid levels: {', '.join(LEVELS)}.")
         count = 1 + (len(self.stages) if level == "stage" else sum(len(s) for s in self.stages))
         taken, last = take_indices(count, indices)
-        groups = self._modules_to(level, last if (stop_early or intermediates_only) else count - 1)
+        modules = self._modules_to(level, last if (stop_early or intermediates_only) else count - 1)
         x = self.stem(x)
         out = [x] if 0 in taken else []
-        for tap, group in enumerate(groups, 1):
-            for block in group:
-                x = self.forward_block(block, x)
+        for tap, module in enumerate(modules, 1):  # a stage runs its blocks itself (hooks on it fire)
+            x = module(x) if level == "stage" else self.forward_block(module, x)
             if tap in taken:
                 out.append(x)
         if intermediates_only:
             return out
-        if len(groups) == count - 1:
+        if len(modules) == count - 1:
             x = self.final(x)
         return x, out
 
@@ -153,7 +148,7 @@ class TimmContract:
             if level == "stage":
                 tap += 1
                 if tap > last:
-                    self.stages[si] = nn.Sequential()
+                    self.stages[si] = type(stage)()  # an empty stage: passes its input on
                 continue
             for bi in range(len(stage)):
                 tap += 1
@@ -207,11 +202,25 @@ class TimmContract:
 
     # ------------------------------------------------------------------ pretrained_cfg
     @property
+    def in_chans(self) -> int:
+        """Image channels the stem takes (timm's attribute of this name)."""
+        return self.stem[0].in_channels
+
+    @property
     def pretrained_cfg(self) -> dict:
         """What a client needs to feed the network: input size, interpolation, crop, mean/std and the names of
-        the first conv and the classifier (timm's keys)."""
+        the first conv and the classifier (timm's keys). timm's builder sets it to the registered configuration
+        (``horesnet.models.timm_models``); setting None goes back to the one computed from the network."""
+        cfg = self.__dict__.get("_pretrained_cfg")
+        return cfg if cfg is not None else self._own_cfg()
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg) -> None:
+        self.__dict__["_pretrained_cfg"] = None if cfg is None else dict(cfg)
+
+    def _own_cfg(self) -> dict:
         imagenet = self.config.get("arch") == "imagenet"
-        in_chans = self.stem[0].in_channels
+        in_chans = self.in_chans
         size = 224 if imagenet else 32
         reduction = self.feature_info[-1]["reduction"]
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (CIFAR10_MEAN, CIFAR10_STD)
@@ -226,6 +235,10 @@ class TimmContract:
     def default_cfg(self) -> dict:  # timm's older name
         return self.pretrained_cfg
 
+    @default_cfg.setter
+    def default_cfg(self, cfg) -> None:
+        self.pretrained_cfg = cfg
+
     @property
     def architecture(self) -> str:
         """e.g. ``rk4_cifar56`` or ``euler_imagenet50``."""
@@ -234,7 +247,7 @@ class TimmContract:
 
 def _channels(block: nn.Module) -> int:
     """Output channels of a stem (its conv) or a block (its first unit's, every unit of a block has the same)."""
-    if isinstance(block, nn.Sequential) and isinstance(block[0], nn.Conv2d):
+    if isinstance(block, nn.Sequential | nn.ModuleList) and isinstance(block[0], nn.Conv2d):  # the stem
         return block[0].out_channels
     unit = _first_unit(block)
     return unit.out_channels

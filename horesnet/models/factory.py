@@ -24,8 +24,9 @@ from ..nn import (
 from ..schemes import get_scheme, warn_flagged
 from .budget import check_fits, estimate
 from .config import ModelConfig, complete
+from .contract import GLOBAL_POOLS
 from .layout import BlockSpec, plan_layout
-from .resnet import ResNet
+from .resnet import ResNet, Stage, Stem
 
 CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
@@ -42,12 +43,14 @@ class _Options:
     ode: dict
 
 
-def build_model(config: ModelConfig | dict | None = None, /, **options) -> ResNet:
+def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str = "avg", **options) -> ResNet:
     """Build a CIFAR (He et al. 2015, Sec. 4.2) or ImageNet (Table 1) residual network of any scheme.
 
     ``config`` (a :class:`ModelConfig` or a dict of its options) and keyword ``options`` (e.g. ``block="rk4",
     depth=56``) override :class:`ModelConfig`'s defaults; an unknown option is a ConfigError naming the valid ones.
     ``depth`` fixes the units per stage (equal-depth rule); ``block`` names a registered scheme or ``ode``.
+    The head, as timm's constructors take it: ``num_classes=0`` builds none (``forward`` returns the pooled
+    features), ``global_pool=""`` no pooling (as ``reset_classifier``, docs/model_api.md).
     """
     given = config.as_dict() if isinstance(config, ModelConfig) else dict(config or {})
     config = complete({**given, **options})
@@ -61,9 +64,13 @@ def build_model(config: ModelConfig | dict | None = None, /, **options) -> ResNe
     check_choice("norm", norm, NORMS)
     check_choice("ode_method", c.ode_method, ODE_METHODS)
     shortcut = normalise_shortcut(shortcut)
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("stem_stride", stem_stride)):
+    for name, value in (("in_channels", in_channels), ("stem_stride", stem_stride)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+        raise ConfigError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}.")
+    if global_pool not in GLOBAL_POOLS:
+        raise ConfigError(f"global_pool={global_pool!r} is not supported; valid: 'avg', '' (none).")
     if not (isinstance(width, int | float) and not isinstance(width, bool) and math.isfinite(width) and width > 0):
         raise ConfigError(f"width must be a positive number, got {width!r}.")
     if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step >= 0):
@@ -102,9 +109,9 @@ def build_model(config: ModelConfig | dict | None = None, /, **options) -> ResNe
             entry_here = not blocks  # the first block of a stage changes resolution/width
             blocks.append(_make_block(spec, in_ch, out_ch, stride if entry_here else 1, opts))
             in_ch = out_ch
-        stage_modules.append(nn.Sequential(*blocks))
+        stage_modules.append(Stage(*blocks))
     final = place.final_module(norm, in_ch)
-    model = ResNet(nn.Sequential(*stem), stage_modules, final, in_ch, num_classes, layout, config)
+    model = ResNet(Stem(stem), stage_modules, final, in_ch, num_classes, layout, config, global_pool)
     _init_weights(model)
     if c.zero_init_last:
         _zero_init_last(model)

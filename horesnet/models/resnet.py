@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..nn import NestedUnit, ODEBlock, SchemeBlock
+from ..nn.block import NO_TORCHSCRIPT
 from ..nn.recompute import checkpointed
 from .contract import TimmContract
 from .layout import BlockSpec, Layout
@@ -36,38 +38,65 @@ class UnitInfo:
     path: tuple[int, ...] = ()
 
 
+def run_block(block: nn.Module, x):
+    """``block(x)``; a block that cannot checkpoint its units itself (an ODE block) is checkpointed whole when
+    ``set_grad_checkpointing`` marked it (``recompute_block``)."""
+    if getattr(block, "recompute_block", False) and torch.is_grad_enabled():
+        return checkpointed(block, x)
+    return block(x)
+
+
+class Stem(nn.ModuleList):
+    """The stem's layers (conv, norm/ReLU, ImageNet's max-pool), run in order: an ``nn.Sequential`` in all but
+    its class, so that timm's ``flatten_sequential`` keeps it one module, ``stem``, the module of feature tap 0
+    (docs/model_api.md). Its parameters are named as a Sequential's (``stem.0.weight``)."""
+
+    def forward(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+class Stage(nn.Sequential):
+    """One stage: its blocks, run in order by its own ``forward`` (with whole-block checkpointing where
+    ``set_grad_checkpointing`` put it), so that hooks on ``stages.i`` -- the module of a feature tap -- fire and
+    timm's and torchvision's module-based feature extractors can call it."""
+
+    def forward(self, x):
+        for block in self:
+            x = run_block(block, x)
+        return x
+
+
 class ResNet(TimmContract, nn.Module):
     """A residual network whose blocks are steps of explicit Runge-Kutta schemes (or ODE solves), with timm's
     model contract (``horesnet.models.contract``, docs/model_api.md)."""
 
     def __init__(self, stem: nn.Module, stages: list[nn.Sequential], final: nn.Module, num_features: int,
-                 num_classes: int, layout: Layout, config: dict):
+                 num_classes: int, layout: Layout, config: dict, global_pool: str = "avg"):
         super().__init__()
-        self.stem = stem
-        self.stages = nn.ModuleList(stages)
+        self.stem = stem if isinstance(stem, Stem) else Stem(stem)
+        # an nn.Sequential of Stage modules (state-dict keys stages.<i>.<j>...): timm's flatten_sequential and
+        # torchvision's IntermediateLayerGetter(model.stages, ...) see one module per stage
+        self.stages = nn.Sequential(*(s if isinstance(s, Stage) else Stage(*s) for s in stages))
         self.final = final
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = self.head_hidden_size = num_features
         self.num_classes = num_classes
-        self.global_pool = "avg"
-        self.fc = nn.Linear(num_features, num_classes)
+        self.global_pool = global_pool
+        self.fc = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
         self.layout = layout
         self.config = dict(config)
 
     def forward_stages(self, x):
-        """Run every stage's blocks in order (with activation checkpointing where ``set_grad_checkpointing`` put
-        it)."""
-        for stage in self.stages:
-            for block in stage:
-                x = self.forward_block(block, x)
-        return x
+        """Run every stage (each runs its blocks, with activation checkpointing where ``set_grad_checkpointing``
+        put it)."""
+        return self.stages(x)
 
     def forward_block(self, block: nn.Module, x):
         """``block(x)``; a block that cannot checkpoint its units itself (an ODE block) is checkpointed whole when
         ``set_grad_checkpointing`` marked it."""
-        if getattr(block, "recompute_block", False) and torch.is_grad_enabled():
-            return checkpointed(block, x)
-        return block(x)
+        return run_block(block, x)
 
     def forward_stem(self, x):
         return self.stem(x)
@@ -105,6 +134,10 @@ class ResNet(TimmContract, nn.Module):
     def nfe(self) -> int:
         """Function evaluations of the ODE blocks in the last forward pass (0 without ODE blocks)."""
         return sum(m.nfe for m in self.modules() if isinstance(m, ODEBlock))
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script(model)`` is refused with the alternatives (docs/model_api.md, "TorchScript")."""
+        raise ConfigError(NO_TORCHSCRIPT)
 
     @property
     def learnable_steps(self) -> list[nn.Parameter]:

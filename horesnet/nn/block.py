@@ -12,9 +12,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..schemes import Tableau
 from .combine import Pass, combine
 from .recompute import checkpointed
+
+NO_TORCHSCRIPT = (
+    "horesnet networks cannot be compiled with TorchScript (torch.jit.script): a block's scheme loop, its hooks and "
+    "its fused combination are Python that TorchScript does not support, and TorchScript is in maintenance mode. "
+    "Use torch.fx.symbolic_trace (timm's FeatureGraphNet, torchvision's create_feature_extractor), torch.compile "
+    "(horesnet.models.compile_model) or torch.export.export instead (docs/model_api.md, \"TorchScript\").")
 
 
 class SchemeBlock(nn.Module):
@@ -88,7 +95,9 @@ class SchemeBlock(nn.Module):
             if out is None:
                 out, fresh = (kj, False) if a == 1.0 else (kj * a, True)
             elif fresh:
-                out.add_(kj, alpha=a)  # our own temporary: add in place (add needs no saved inputs)
+                # our own temporary: add in place (add needs no saved inputs); the result is bound so that a
+                # traced graph (torch.fx) uses it and dead-code elimination keeps the add
+                out = out.add_(kj, alpha=a)
             else:
                 out, fresh = out.add(kj, alpha=a), True
         return out
@@ -147,6 +156,9 @@ class SchemeBlock(nn.Module):
         elif y is sx:  # every increment switched off: never let an in-place post-activation touch the input
             y = y.clone()
         return self.post(y)
+
+    def __prepare_scriptable__(self):
+        raise ConfigError(NO_TORCHSCRIPT)
 
     def extra_repr(self) -> str:
         step = "learnable" if self.learn_step else self.step

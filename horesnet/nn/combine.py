@@ -74,7 +74,7 @@ class _Combine(Function):
             elif out is base:
                 out = torch.add(base, t, alpha=a)
             else:
-                out.add_(t, alpha=a)
+                out = out.add_(t, alpha=a)  # bound: under torch.fx this forward is traced inline (block.py)
         return out
 
     @staticmethod
