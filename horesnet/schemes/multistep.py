@@ -13,7 +13,8 @@ G. Wanner, "Solving Ordinary Differential Equations I", 2nd ed., Springer 1993, 
   V_q = Σ_j α_j (−j)^q + q Σ_j β̂_j (−j)^{q−1} = 1 (β̂ = β/h_eff). V_q is evaluated exactly on the float64
   coefficients and holds when |V_q − 1| <= 1e-10, the criterion of the Runge–Kutta order conditions
   (:mod:`horesnet.schemes.order`): rounding a coefficient moves V_q by at most u·Σ(|α_j| j^q + q|β̂_j| j^{q−1}),
-  below 1e-14 for every built-in. An explicit k-step method has order at most 2k−1 (HNW III.3), the cap used.
+  at most 1e-14 for every built-in. An explicit k-step method has order at most 2k−1 (its 2k coefficients), the cap
+  used.
 - zero stability and the inversion growth factor: :mod:`horesnet.schemes.roots`.
 """
 

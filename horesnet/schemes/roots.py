@@ -5,8 +5,8 @@ For x_{n+1} = Σ_{j<k} α_j x_{n−j} + h Σ_{j<k} β_j F(x_{n−j}),
     ρ(ζ) = ζ^k − Σ_j α_j ζ^{k−1−j},        σ(ζ) = Σ_j β_j ζ^{k−1−j}
 
 (E. Hairer, S. P. Nørsett, G. Wanner, "Solving Ordinary Differential Equations I", 2nd ed., Springer 1993,
-Sec. III.2, eq. (2.4), written for our descending indices). The method is zero-stable when every root of ρ lies in
-the closed unit disk and the roots on the unit circle are simple (HNW I, Def. III.3.2 and Thm. III.4.2).
+Sec. III.2, written for our descending indices). The method is zero-stable when every root of ρ lies in the closed
+unit disk and the roots on the unit circle are simple (HNW I, Sec. III.3; with consistency it converges, III.4).
 
 How the roots are found. Exact where possible, in rational arithmetic on the float64 coefficients: zero roots (a
 zero oldest coefficient) are removed exactly, and the root ζ = 1 of a pre-consistent method (Σα = 1) is divided
