@@ -150,9 +150,10 @@ class Multistep:
 
     @cached_property
     def _h_eff(self) -> Fraction | None:
-        rho1, sigma1 = self._rho1_sigma1
-        small = RELATIVE_TOLERANCE * max(1, sum(abs(b) for b in self._exact[1]))
-        if not self.preconsistent or abs(sigma1) <= small or abs(rho1) <= RELATIVE_TOLERANCE:
+        rho1, sigma1 = self._rho1_sigma1  # "zero" relative to the size of their terms
+        a, b = self._exact
+        if (not self.preconsistent or abs(sigma1) <= RELATIVE_TOLERANCE * max(1, sum(map(abs, b)))
+                or abs(rho1) <= RELATIVE_TOLERANCE * (1 + sum(j * abs(aj) for j, aj in enumerate(a)))):
             return None
         return sigma1 / rho1
 
