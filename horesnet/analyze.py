@@ -155,6 +155,8 @@ def analyze(cfg, given: dict | None = None) -> Path:
     todo = [s for s in todo if s.name not in kept]
     data = eval_data(data_cfg, cfg, device) if any(s.needs_data for s in todo) else None
     counted = progress.CountedData(data) if data is not None else None
+    # every figure says what it was measured on: dataset, split and number of images
+    measured = f"{title} ({data.name.replace(':', ' ')} split, {data.size:,} images)" if data is not None else title
     done, logged = {}, {}
     for s in todo:
         passes = s.passes(model, values[s.name])
@@ -179,7 +181,7 @@ def analyze(cfg, given: dict | None = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)  # only now: a refused command line leaves no folder behind
         for name, records in results.items():  # written now: an interruption later keeps this study
             A.write_table(records, out, name)
-            s.plots[name](records, out / f"{name}.png", title)
+            s.plots[name](records, out / f"{name}.png", measured if s.needs_data else title)
             logged[name] = records
         seconds = time.time() - started
         progress.record(out, manifest, s.name, {**source, "options": values[s.name]}, list(results), seconds)

@@ -249,3 +249,27 @@ def test_an_interrupted_analysis_keeps_what_it_finished_and_resumes(runs, capsys
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv") if p.name in stamps} == stamps
     assert main([*args, "fresh=true"]) == 0
     assert "done paths" in capsys.readouterr().out
+
+
+def test_figures_state_split_and_image_count_and_tables_carry_no_float_noise(runs, tmp_path, monkeypatch):
+    """Every data-driven figure's title names the dataset, split and number of images; tables are rounded to 10
+    significant digits (100 * (1 - 0.172) is written 82.8, not 82.80000000000001)."""
+    from horesnet.analysis import common, style
+
+    titles, save = {}, style.save
+
+    def saving(fig, path):
+        titles[path.name] = " ".join(t for t in [fig._suptitle.get_text() if fig._suptitle else ""]
+                                     + [ax.get_title() for ax in fig.axes] if t)
+        return save(fig, path)
+
+    monkeypatch.setattr(style, "save", saving)
+    out = tmp_path / "out"
+    assert main([f"ckpt={runs.ckpt8}", "study=refinement", "limit=64", "split=val", "wandb=disabled",
+                 f"out={out}"]) == 0
+    # limit=64 of the 128 validation images: exactly 64 evaluated (the last batch was not cut at the limit before)
+    assert titles == {"refinement.png": "euler-8 (synthetic val split, 64 images) iterative refinement"}, titles
+    assert 100 * (1 - 0.172) == 82.80000000000001  # the float noise this guards against
+    common.write_table([{"error": 100 * (1 - 0.172), "name": "x", "n": 3}], tmp_path / "t", "lesion")
+    assert (tmp_path / "t" / "lesion.csv").read_text().splitlines()[1] == "82.8,x,3"
+    assert json.loads((tmp_path / "t" / "lesion.json").read_text()) == [{"error": 82.8, "name": "x", "n": 3}]

@@ -44,9 +44,9 @@ def from_datamodule(dm, split: str = "test", limit: int | None = None, batch_siz
 
     data = dm.splits[split]
     n = len(data) if limit is None else min(limit, len(data))
-    batches = [(normalise(data.x[i:i + batch_size], dm.mean, dm.std), data.y[i:i + batch_size])
+    batches = [(normalise(data.x[i:min(i + batch_size, n)], dm.mean, dm.std), data.y[i:min(i + batch_size, n)])
                for i in range(0, n, batch_size)]
-    return EvalData([(x, y[: len(x)]) for x, y in batches], dm.std.clone(), f"{dm.name}:{split}", {"n": n})
+    return EvalData(batches, dm.std.clone(), f"{dm.name}:{split}", {"n": n})
 
 
 def device_of(model) -> torch.device:
@@ -81,9 +81,19 @@ def error_and_loss(model, data: EvalData, forward=None) -> tuple[float, float]:
     return 100.0 * (1 - correct / n), loss / n
 
 
+SIGNIFICANT_DIGITS = 10  # float64 arithmetic noise (82.80000000000001) lies beyond the 15th digit
+
+
+def tidy(v):
+    """A float rounded to ``SIGNIFICANT_DIGITS`` significant digits (``100 * (1 - 0.172)`` is 82.8, not
+    82.80000000000001); anything else unchanged."""
+    return float(f"{v:.{SIGNIFICANT_DIGITS}g}") if isinstance(v, float) and math.isfinite(v) else v
+
+
 def write_table(records: list[dict], out: Path, name: str) -> tuple[Path, Path]:
-    """``<name>.csv`` and ``<name>.json`` of a list of flat records."""
+    """``<name>.csv`` and ``<name>.json`` of a list of flat records, floats rounded by :func:`tidy`."""
     out.mkdir(parents=True, exist_ok=True)
+    records = [{k: tidy(v) for k, v in r.items()} for r in records]
     keys = list(dict.fromkeys(k for r in records for k in r))
     csv_path, json_path = out / f"{name}.csv", out / f"{name}.json"
     with open(csv_path, "w", newline="") as f:
