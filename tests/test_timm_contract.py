@@ -142,3 +142,37 @@ def test_bad_level_and_num_classes_are_config_errors():
         model.forward_intermediates(torch.randn(1, 3, SIDE, SIDE), level="unit")
     with pytest.raises(ConfigError, match="-1"):
         model.reset_classifier(-1)
+
+
+@pytest.mark.parametrize("arch,depth,side", [("cifar", 20, SIDE), ("imagenet", 18, 64)])
+def test_headless_and_unpooled_networks_at_construction(arch, depth, side):
+    """timm's clients build ``num_classes=0`` / ``global_pool=''``; the features equal a headed network's."""
+    torch.manual_seed(0)
+    headed = horesnet.build_model(arch=arch, depth=depth, width=0.25).eval()
+    x = torch.randn(2, 3, side, side)
+    for num_classes, pool in ((0, "avg"), (0, "")):
+        model = horesnet.build_model(arch=arch, depth=depth, width=0.25, num_classes=num_classes, global_pool=pool)
+        missing, unexpected = model.load_state_dict(headed.state_dict(), strict=False)
+        assert not missing and set(unexpected) <= {"fc.weight", "fc.bias"}
+        assert (model.num_classes, model.global_pool) == (num_classes, pool)
+        assert ("fc.weight" in model.state_dict()) == (num_classes > 0)
+        with torch.no_grad():
+            features = headed.forward_features(x)
+            got = model.eval()(x)
+        torch.testing.assert_close(got, features.mean((2, 3)) if pool else features)
+    with pytest.raises(ConfigError, match="'max'.*'avg', ''"):
+        horesnet.build_model(depth=20, global_pool="max")
+    with pytest.raises(ConfigError, match="needs num_classes=0"):  # a linear head needs pooled features (timm)
+        horesnet.build_model(depth=20, global_pool="")
+    with pytest.raises(ConfigError, match="needs num_classes=0"):
+        model.reset_classifier(5)  # the model above has global_pool=''
+
+
+def test_pretrained_cfg_can_be_set_as_timm_builder_does():
+    model = build("euler")
+    own = model.pretrained_cfg
+    model.pretrained_cfg = dict(own, mean=(0.5, 0.5, 0.5), architecture="horesnet_euler_resnet20")
+    model.default_cfg = model.pretrained_cfg
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5) and model.default_cfg == model.pretrained_cfg
+    model.pretrained_cfg = None  # back to the configuration computed from the network
+    assert model.pretrained_cfg == own and model.in_chans == 3

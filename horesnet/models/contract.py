@@ -21,6 +21,17 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 GLOBAL_POOLS = ("avg", "")
 
 
+def check_head(num_classes, global_pool) -> None:
+    """A ConfigError unless ``num_classes`` (>= 0) and ``global_pool`` (``GLOBAL_POOLS``) make a head."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+        raise ConfigError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}.")
+    if global_pool not in GLOBAL_POOLS:
+        raise ConfigError(f"global_pool={global_pool!r} is not supported; valid: 'avg', '' (none).")
+    if num_classes and not global_pool:
+        raise ConfigError(f"global_pool='' (no pooling) needs num_classes=0: the linear head of {num_classes} "
+                          "classes takes pooled features (timm refuses this combination too).")
+
+
 def take_indices(count: int, indices=None) -> tuple[list[int], int]:
     """timm's rule for which feature taps to return: None = all ``count``, an int n = the last n, a list = those
     (negative from the end). Returns (sorted absolute indices, the largest). A bad index is a ConfigError."""
@@ -68,11 +79,8 @@ class TimmContract:
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A fresh linear head with ``num_classes`` outputs (0: no head, ``forward`` returns the pooled features);
         ``global_pool`` ``"avg"`` (the default) or ``""`` (no pooling, ``forward_head`` returns the feature map)."""
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-            raise ConfigError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}.")
+        check_head(num_classes, self.global_pool if global_pool is None else global_pool)
         if global_pool is not None:
-            if global_pool not in GLOBAL_POOLS:
-                raise ConfigError(f"global_pool={global_pool!r} is not supported; valid: 'avg', '' (none).")
             self.global_pool = global_pool
         self.num_classes = num_classes
         device = self.fc.weight.device if isinstance(self.fc, nn.Linear) else None

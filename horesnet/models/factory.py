@@ -24,7 +24,7 @@ from ..nn import (
 from ..schemes import get_scheme, warn_flagged
 from .budget import check_fits, estimate
 from .config import ModelConfig, complete
-from .contract import GLOBAL_POOLS
+from .contract import check_head
 from .layout import BlockSpec, plan_layout
 from .resnet import ResNet, Stage, Stem
 
@@ -67,10 +67,7 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     for name, value in (("in_channels", in_channels), ("stem_stride", stem_stride)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-        raise ConfigError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}.")
-    if global_pool not in GLOBAL_POOLS:
-        raise ConfigError(f"global_pool={global_pool!r} is not supported; valid: 'avg', '' (none).")
+    check_head(num_classes, global_pool)
     if not (isinstance(width, int | float) and not isinstance(width, bool) and math.isfinite(width) and width > 0):
         raise ConfigError(f"width must be a positive number, got {width!r}.")
     if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step >= 0):
