@@ -3,7 +3,9 @@
 Hydra command line: top-level model keys (``block``, ``depth``, ``unit``, ...), config groups ``data``,
 ``optim``, ``trainer``, ``logger``; ``-m`` sweeps (``-m block=euler,midpoint,rk4 seed=0,1,2``). The whole
 command line is checked before any output folder is created (exit status 2 for bad input); a run that diverges
-stops with status ``diverged`` in its summary and exit status 3 (``docs/reliability.md``).
+stops with status ``diverged`` in its summary and exit status 3; a run stopped by a signal saves a resumable
+checkpoint and exits with 128 + the signal's number (SIGINT 130, SIGTERM 143); a run folder that another live
+process writes is refused (exit status 2): ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from . import data  # noqa: F401 -- registers the built-in datasets in Hydra's C
 from .errors import ConfigError
 from .models.config import store_model_node
 from .plugins import load_plugins, plugins_from_argv
-from .training import console
+from .training import console, interrupt, runlock
+from .training.interrupt import Interrupted
 from .training.rundir import run_dir_resolver
 
 log = console.log
@@ -33,6 +36,7 @@ if not OmegaConf.has_resolver("horesnet_run_dir"):
 _DONE: list[str] = []  # run folders finished by this command
 _SWEEP: list[str] = []  # the sweep folder (with -m)
 _NEW_RUN_DIR: Path | None = None  # the single run's folder, when this command is the one creating it
+_LOCK: Path | None = None  # the single run's fit.lock, held from the checks until the process ends
 
 
 def _fail(err: Exception, status: int = 2) -> None:
@@ -50,9 +54,15 @@ def _hydra_main(cfg) -> None:
 
     console.install()  # Hydra has just configured this job's logging: Lightning's records go through it
     hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    member_lock = None
     if hc.mode == RunMode.MULTIRUN:
         _SWEEP.append(hc.sweep.dir)
-    run_dir = Path(hc.runtime.output_dir)
+        if runlock.writer_process():  # a sweep member's folder: locked once Hydra has made it
+            try:
+                member_lock = runlock.acquire(run_dir)
+            except ConfigError as err:
+                _fail(err)
     try:
         summary = run_fit(cfg, run_dir, sweep_group())
     except ConfigError as err:  # found only once the data is read (a corrupt file): leave no half-made run folder
@@ -61,13 +71,31 @@ def _hydra_main(cfg) -> None:
         _fail(err)
     except DivergedError as err:  # summary.json says status "diverged"; exit status 3 tells scripts
         _fail(err, 3)
+    except Interrupted as err:  # progress.json says status "interrupted"; 130 (SIGINT), 143 (SIGTERM), ...
+        log.warning(interrupt.interrupted_text(err, run_dir))
+        sys.exit(err.status)
+    finally:
+        runlock.release(member_lock)
     if summary.get("is_global_zero", True):
         log.info(report(summary))
         _DONE.append(summary["run_dir"])
 
 
 def main() -> None:
+    interrupt.install()  # from now on SIGINT/SIGTERM/SIGUSR1/SIGUSR2 end the command with 128 + the signal
+    try:
+        _main()
+    except Interrupted as err:  # outside training (start-up, the checks): nothing unsaved
+        print(f"horesnet.fit: interrupted by {err.name} before training started; nothing was trained.",
+              file=sys.stderr, flush=True)
+        sys.exit(err.status)
+    finally:
+        runlock.release(_LOCK)
+
+
+def _main() -> None:
     argv = sys.argv[1:]
+    interrupt.ARGV = list(argv)  # the base of the continue command printed when a run is interrupted
     from .help import print_help, wants_help
 
     if wants_help(argv):  # ours, with the registries' choices (Hydra's own: --hydra-help)
@@ -81,7 +109,7 @@ def main() -> None:
     except ConfigError as err:
         _fail(err)
     if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
-        global _NEW_RUN_DIR
+        global _NEW_RUN_DIR, _LOCK
         from .training.preflight import preflight
 
         try:
@@ -93,6 +121,11 @@ def main() -> None:
                 sys.argv.append(f"hydra.run.dir='{run_dirs[0]}'")  # the very folder the checks were made for
             if not Path(run_dirs[0]).exists():
                 _NEW_RUN_DIR = Path(run_dirs[0]).resolve()
+            if runlock.writer_process():
+                try:  # before Hydra writes .hydra/ and fit.log there: a refused run touches no file of the folder
+                    _LOCK = runlock.acquire(Path(run_dirs[0]))
+                except ConfigError as err:
+                    _fail(err)
         controls, sweep_dir = _plan_controls(argv)
     else:
         controls, sweep_dir = [], None

@@ -79,6 +79,10 @@ TRAINER = {
     "trainer.strategy": TEXT,
     "trainer.channels_last": BOOL,
     "trainer.benchmark": Spec("bool", nullable=True),
+    "trainer.checkpoint_every_n_steps": Spec(
+        "int", low=1, nullable=True,
+        hint="null (the default) writes checkpoints/last.ckpt at every epoch's end and when the run is interrupted; "
+             "N also writes it every N training steps."),
 }
 
 FIT = {

@@ -227,7 +227,8 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["error"] == msg
     assert "test" not in summary
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hparams.yaml", "summary.json"], "nothing else is written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpus.json", "hparams.yaml", "summary.json"], \
+        "nothing else is written (cpus.json: the CPU the run started on)"
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The data module: a whole dataset held as uint8 tensors, split 45k/5k-style, batched by index.
 
 Batches are fetched with one indexing op (``__getitems__``); augmentation and normalisation run on the training
-device in ``on_after_batch_transfer``, seeded by (seed, global step, rank) so a resumed run sees the same batches.
+device in ``on_after_batch_transfer``, seeded by (seed, global step, rank), and the batch order is a function of
+(seed, epoch): a resumed run sees the same batches, also when it resumes mid-epoch (:class:`ResumableLoader`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,40 @@ class EpochRandomSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=g).tolist()
 
 
+class ResumableLoader(DataLoader):
+    """The training loader, resumable mid-epoch: its state (saved by Lightning in every checkpoint) is the epoch and
+    the number of batches it has handed out; a loader given that state skips those batches in that epoch, so that a
+    run resumed mid-epoch trains on exactly the batches the uninterrupted run would have. It skips by drawing them
+    (index gathers of in-memory tensors: milliseconds), which works under any sampler, a DistributedSampler too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._epoch, self._handed_out, self._resume_at = None, 0, None
+
+    def _sampler_epoch(self):
+        return getattr(self.sampler, "epoch", None)
+
+    def __iter__(self):
+        # a generator: nothing runs before the first batch is asked for, after Lightning has set the epoch
+        epoch, skip = self._sampler_epoch(), 0
+        if self._resume_at is not None and self._resume_at[0] == epoch and 0 < self._resume_at[1] < len(self):
+            skip = self._resume_at[1]
+        self._resume_at = None
+        self._epoch, self._handed_out = epoch, skip
+        batches = super().__iter__()
+        for _ in range(skip):
+            next(batches)
+        for batch in batches:
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._epoch, "batches": self._handed_out}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = (state.get("epoch"), int(state.get("batches", 0)))
+
+
 class ArrayDataModule(pl.LightningDataModule):
     """Train/validation/test splits of one registered dataset (``horesnet.data.registry``; the options are
     described in docs/extending_datasets.md). ``options``: the dataset's own keys (``synthetic=...`` for the
@@ -166,7 +201,7 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         data = self.splits[split]
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             data, batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=EpochRandomSampler(data, self.seed) if train else None, collate_fn=_as_batch,
             num_workers=self.num_workers, drop_last=False,

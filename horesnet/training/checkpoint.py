@@ -106,10 +106,11 @@ def _training_settings(model: dict, optim: dict, data: dict | None) -> dict:
             **{f"data.{k}": v for k, v in (data or {}).items() if k not in RESUME_FREE_DATA_KEYS}}
 
 
-def check_resume_compatible(path: Path, model: dict, optim: dict, data: dict) -> None:
+def check_resume_compatible(path: Path, model: dict, optim: dict, data: dict) -> dict:
     """Refuse to continue a checkpoint under a different network, optimiser or training data: a resumed run
-    must be the run it claims to be. Longer training (``trainer.max_epochs``) is allowed."""
-    saved = check_checkpoint(path)["hyper_parameters"]
+    must be the run it claims to be. Longer training (``trainer.max_epochs``) is allowed. Returns the checkpoint."""
+    ckpt = check_checkpoint(path)
+    saved = ckpt["hyper_parameters"]
     before = _training_settings(saved.get("model", {}), saved.get("optim", {}), saved.get("data"))
     now = _training_settings(model, optim, data)
     diffs = [f"{k}: checkpoint {before.get(k)!r}, now {now.get(k)!r}" for k in sorted(before.keys() | now.keys())
@@ -118,3 +119,4 @@ def check_resume_compatible(path: Path, model: dict, optim: dict, data: dict) ->
         raise ConfigError(f"cannot resume {path}: it was trained with different settings ({'; '.join(diffs)}). "
                           "Resume with the run's own settings, or start a new run (resume=null or another "
                           "hydra.run.dir).")
+    return ckpt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -13,8 +14,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from ..errors import ConfigError
 from ..models import build_model, compile_model
+from . import midepoch
 from .divergence import DEFAULTS, DivergedError, DivergenceGuard
 from .optim import build_optimizer
+
+log = logging.getLogger("horesnet.fit")
 
 
 def _metrics(num_classes: int) -> MetricCollection:
@@ -60,6 +64,7 @@ class ClassifierModule(pl.LightningModule):
         self.train_time_s = 0.0  # training-batch time summed over all epochs, kept across resumes
         self.wall_time_before_s = 0.0  # wall time of the earlier slices of a resumed run (up to their checkpoint)
         self._session_start = time.time()
+        self._resumed: dict | None = None  # checkpoint["horesnet"] of a resume, until training has restarted
 
     def forward(self, x):
         if self.channels_last:
@@ -83,20 +88,47 @@ class ClassifierModule(pl.LightningModule):
         self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
+    def on_train_batch_start(self, batch, batch_idx):
+        if self._resumed is not None and self._resumed.get("position", {}).get("mid_epoch"):
+            midepoch.restore_rng(self, self._resumed)  # here: after the loader has started (it draws from it)
+            midepoch.restore_metrics(self, self._resumed)
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self._resumed is not None:  # the first batch after a resume has been logged: merge the epoch's sums
+            state, self._resumed = self._resumed, None
+            missing = midepoch.merge_results(self, state)
+            if missing:
+                log.info(f"resumed mid-epoch: running training metrics {missing} not found; the epoch means of "
+                         "this epoch cover only the batches after the resume", extra={"file_only": True})
         last = batch_idx + 1 >= self.trainer.num_training_batches
         if self.guard.due(self.global_step, last):
-            found = self.guard.problem(self.model)
-            # every process stops together (a DDP rank that stopped alone would leave the others waiting)
-            if self.trainer.strategy.reduce_boolean_decision(found is not None, all=False):
-                lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-                raise DivergedError(
-                    f"the run diverged at epoch {self.current_epoch + 1}, step {self.global_step}: "
-                    f"{found or 'in another process'} "
-                    f"(block={self.hparams.model.get('block')}, optim.lr={self.hparams.optim.get('lr')}, "
-                    f"lr now {lr:g}). Training stopped; no checkpoint of the diverged network was written (an "
-                    "earlier last.ckpt, if any, is intact and finite). Try a smaller optim.lr, a warm-up "
-                    "(optim.warmup_steps), or a smaller step h.")
+            self.check_divergence()
+
+    def check_divergence(self) -> None:
+        """Read the divergence flag and scan the weights (one host read); raise DivergedError in every process."""
+        found = self.guard.problem(self.model)
+        # every process stops together (a DDP rank that stopped alone would leave the others waiting)
+        if self.trainer.strategy.reduce_boolean_decision(found is not None, all=False):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise DivergedError(
+                f"the run diverged at epoch {self.current_epoch + 1}, step {self.global_step}: "
+                f"{found or 'in another process'} "
+                f"(block={self.hparams.model.get('block')}, optim.lr={self.hparams.optim.get('lr')}, "
+                f"lr now {lr:g}). Training stopped; no checkpoint of the diverged network was written (an "
+                "earlier last.ckpt, if any, is intact and finite). Try a smaller optim.lr, a warm-up "
+                "(optim.warmup_steps), or a smaller step h.")
+
+    def on_train_start(self):
+        if self._mark is None:  # resumed mid-epoch: Lightning does not start the epoch again
+            self._epoch_start = self._mark = time.perf_counter()
+        position = (self._resumed or {}).get("position") or {}
+        if position.get("mid_epoch"):
+            # the loader skips the batches already trained (Lightning would restore its state only if it had not
+            # built the loader before restoring, which estimated_stepping_batches in configure_optimizers does)
+            midepoch.resume_loader(self.trainer.train_dataloader, position)
+        elif self._resumed is not None:
+            midepoch.restore_rng(self, self._resumed)
+            self._resumed = None
 
     def on_train_epoch_start(self):
         self._epoch_start = self._mark = time.perf_counter()
@@ -109,10 +141,11 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["horesnet"] = {"train_time_s": self.train_time_s, "images_per_sec": self.images_per_sec,
-                                  "wall_time_s": self.wall_time_s}
+                                  "wall_time_s": self.wall_time_s, **midepoch.capture(self)}
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("horesnet", {})
+        self._resumed = state  # the RNG and, mid-epoch, the running metrics: restored when training starts
         self.train_time_s = float(state.get("train_time_s", 0.0))
         self.images_per_sec = float(state.get("images_per_sec", float("nan")))
         self.wall_time_before_s = float(state.get("wall_time_s", 0.0))

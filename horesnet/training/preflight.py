@@ -3,7 +3,9 @@ exists (or can be fetched), its optimiser and trainer options are valid."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import itertools
 import warnings
 from pathlib import Path
@@ -49,6 +51,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     model_cfg = model_kwargs(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     trainer_cfg = trainer_kwargs(cfg)
+    trainer_cfg.pop("checkpoint_every_n_steps", None)  # horesnet's own key (training/interrupt.py)
     layout = plan_layout(**{k: model_cfg[k] for k in ("arch", "depth", "block", "unit", "stages", "entry", "strict",
                                                        "inner") if k in model_cfg})
     check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit
@@ -56,7 +59,8 @@ def check_config(cfg, run_dir: str | None = None) -> None:
         warnings.simplefilter("ignore", UserWarning)
         model = build_model(**model_cfg)
     if cfg.get("weights"):  # the file fits the network (depth, variant, shapes) before any output exists
-        load_weights(model, cfg.weights)
+        with contextlib.redirect_stderr(io.StringIO()):  # its classifier notice: printed once, when the run loads it
+            load_weights(model, cfg.weights)
     if cfg.get("grad_checkpointing"):  # the stages exist in this network
         model.set_grad_checkpointing(True, stages=cfg.get("grad_checkpointing_stages"))
     elif cfg.get("grad_checkpointing_stages") is not None:  # an option that would silently do nothing

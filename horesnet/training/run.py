@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -21,17 +20,21 @@ from ..models import count_macs, count_params
 from ..models.scale import residual_scale
 from ..models.torchvision import load_weights
 from ..plugins import load_plugins
-from . import console
+from . import console, interrupt, midepoch
 from .checkpoint import (
     AtomicCheckpointIO,
     StopAfterEpoch,
     check_resume_compatible,
     clean_orphans,
+    load_checkpoint,
     resume_checkpoint,
 )
 from .divergence import DivergedError
+from .interrupt import Interrupted, Resumable
 from .loggers import make_loggers
-from .machine import record_cpu
+from .machine import bf16_warning, record_cpu
+from .metrics_files import earlier_metrics as _earlier_metrics
+from .metrics_files import prepend_metrics as _prepend_metrics
 from .module import ClassifierModule
 from .progress import RunProgress
 from .wandb_links import log_checkpoint, nested_config, run_link, write_offline_files
@@ -51,57 +54,6 @@ def write_json_atomic(path: Path, obj) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, default=str)
     os.replace(tmp, path)
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _merge_metrics(earlier: list[dict], now: list[dict]) -> list[dict]:
-    """``earlier``'s rows from before the first epoch (and, for rows without one, the first step) of ``now``,
-    then ``now``: the rows of a killed segment's unfinished epoch are dropped, the epoch is trained again."""
-    first_epoch = min((int(r["epoch"]) for r in now if r.get("epoch")), default=None)
-    first_step = min((int(r["step"]) for r in now if r.get("step")), default=None)
-
-    def before(r):
-        if r.get("epoch"):
-            return first_epoch is None or int(r["epoch"]) < first_epoch
-        return first_step is None or (r.get("step") and int(r["step"]) < first_step)
-
-    return [r for r in earlier if before(r)] + now
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    fd, tmp = tempfile.mkstemp(prefix="metrics.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _earlier_metrics(run_dir: Path) -> list[dict]:
-    """The rows logged before this resume. The CSV logger starts ``metrics.csv`` afresh, so they are also kept in
-    ``metrics.earlier.csv`` until the resumed run has put them back: a resumed run that is killed loses nothing."""
-    kept = run_dir / "metrics.earlier.csv"
-    earlier = _merge_metrics(_read_metrics(kept), _read_metrics(run_dir / "metrics.csv"))
-    if earlier:
-        _write_metrics(kept, earlier)
-    return earlier
-
-
-def _prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
-    """Put the rows logged before a resume back in front of the resumed run's ``metrics.csv``."""
-    if not earlier or not trainer.is_global_zero:
-        return
-    for lg in trainer.loggers:
-        lg.save()
-    _write_metrics(path, _merge_metrics(earlier, _read_metrics(path)))
-    (path.parent / "metrics.earlier.csv").unlink(missing_ok=True)
 
 
 def _val_metrics(metrics) -> dict[str, float]:
@@ -147,8 +99,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     run_config = OmegaConf.to_container(cfg, resolve=True)
     clean_orphans(run_dir)  # temporary files of a checkpoint write that was killed
     ckpt = resume_checkpoint(cfg.resume, run_dir)
-    if ckpt:
-        check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data_cfg)
+    saved = check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True),
+                                    data_cfg) if ckpt else None
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     loggers = make_loggers(logger_cfg, run_dir, nested_config(run_config, info), group)
     for lg in loggers[1:]:
@@ -160,16 +112,23 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                            enable_version_counter=False)  # rewritten after every epoch
     # our one bar for the whole run (Lightning's own bars are off: per-epoch ETA, no validation accuracy)
     callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step"),
-                 RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True)))]
+                 RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True))),
+                 Resumable(run_dir / "checkpoints" / "last.ckpt", cfg.trainer.get("checkpoint_every_n_steps"))]
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
     trainer_cfg = trainer_kwargs(cfg)
+    trainer_cfg.pop("checkpoint_every_n_steps", None)  # horesnet's own key (Resumable)
     trainer_cfg["enable_progress_bar"] = False
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
     if trainer.is_global_zero:
         devices = f" x{trainer.num_devices}" if trainer.num_devices > 1 else ""
         console.log.info(console.banner(run_config, info, run_dir, f"{trainer.strategy.root_device}{devices}"))
+        if cfg.resume not in (None, "", "null"):
+            console.log.info(_resume_line(cfg.resume, ckpt, saved, run_dir, trainer.max_epochs))
+        warning = bf16_warning(str(trainer_cfg.get("precision", "")), trainer.strategy.root_device.type)
+        if warning:
+            console.log.warning(warning)
     earlier = _earlier_metrics(run_dir) if ckpt and trainer.is_global_zero else []
     base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
             "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
@@ -177,7 +136,10 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
             **(record_cpu(run_dir) if trainer.is_global_zero else {})}
     try:
         try:
-            trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+            with interrupt.deferring() as signals:  # a signal now saves a mid-epoch checkpoint (Resumable)
+                trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+            if signals.pending is not None:  # it came at an epoch's end: the epoch ended with its checkpoint
+                raise Interrupted(signals.pending, f"at the end of epoch {trainer.current_epoch}")
         except DivergedError as err:
             summary = {"status": "diverged", "error": str(err), **base, "epochs_done": trainer.current_epoch,
                        "train_time_s": module.train_time_s, "wall_time_s": module.wall_time_s,
@@ -217,6 +179,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                 log_checkpoint(wandb_run, summary["best_checkpoint"], {**final, "block": cfg.block,
                                                                        "depth": cfg.depth, "run_dir": str(run_dir)})
         return summary
+    except Interrupted as err:  # in training (Resumable saved a checkpoint) or in the final test
+        _interrupted(err, trainer, module, base, run_dir, earlier)
     finally:
         for lg in loggers[1:]:
             try:
@@ -224,6 +188,42 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                 lg.experiment.finish()
             except Exception:  # noqa: BLE001 -- never let logging teardown hide the real outcome
                 pass
+
+
+def _resume_line(resume, ckpt: Path | None, saved: dict | None, run_dir: Path, max_epochs) -> str:
+    """What the run continues, or why it starts from the beginning (printed under the banner)."""
+    if ckpt is not None:
+        where = midepoch.describe((saved.get("horesnet") or {}).get("position"), int(saved.get("epoch", 0)),
+                                  int(saved.get("global_step", 0)), max_epochs)
+        return f"  resumed     {ckpt} ({where})"
+    if resume == "auto":
+        return (f"  resumed     nothing: no unfinished run to continue (resume=auto continues a run folder with "
+                f"checkpoints/last.ckpt and no summary.json); training from the start in {run_dir}")
+    return f"  resumed     nothing: {run_dir} has no checkpoint; training from the start"
+
+
+def _interrupted(err: Interrupted, trainer, module, base: dict, run_dir: Path, earlier: list[dict]) -> None:
+    """A signal stopped the run: write ``progress.json`` (status ``interrupted``), keep the metrics, re-raise with
+    the position of the checkpoint the run continues from."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if err.saved:
+        err.position = midepoch.describe(midepoch.position(trainer), trainer.current_epoch, trainer.global_step,
+                                         trainer.max_epochs)
+    elif last.is_file():
+        saved = load_checkpoint(last)
+        err.position = midepoch.describe((saved.get("horesnet") or {}).get("position"), int(saved.get("epoch", 0)),
+                                         int(saved.get("global_step", 0)), trainer.max_epochs)
+    summary = {"status": "interrupted", "signal": err.name, "where": err.where, **base,
+               "epochs_done": trainer.current_epoch, "global_step": trainer.global_step,
+               "train_time_s": module.train_time_s, "wall_time_s": module.wall_time_s,
+               "last_checkpoint": str(last) if last.is_file() else None, "position": err.position}
+    if trainer.is_global_zero:
+        for lg in trainer.loggers:
+            lg.save()  # Lightning finalises its loggers only when training ends
+    _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
+    if trainer.is_global_zero:
+        write_json_atomic(run_dir / "progress.json", summary)
+    raise err
 
 
 def report(summary: dict) -> str:
@@ -253,6 +253,5 @@ def report(summary: dict) -> str:
               f"{summary['images_per_sec']:.0f} img/s (last epoch)",
               f"  outputs: {summary['run_dir']}"]
     if summary["status"] != "finished":
-        lines.append("  stopped early; continue with: python -m horesnet.fit <same options> "
-                     f"resume={summary['run_dir']}")
+        lines.append(f"  stopped early; continue with: {interrupt.continue_command(Path(summary['run_dir']))}")
     return "\n".join(lines)
