@@ -33,7 +33,8 @@ def option(default, spec: Spec, help: str):  # noqa: A002 -- the field's help te
 class ModelConfig:
     """Every option of a network (He et al. 2015/2016 CIFAR and ImageNet families, any registered scheme)."""
 
-    arch: str = option("cifar", Spec("choice", choices=("cifar", "imagenet")), "cifar | imagenet")
+    arch: str = option("cifar", Spec("choice", choices=("cifar", "imagenet", "transformer")),
+                       "cifar | imagenet | transformer (docs/transformers.md)")
     depth: int | None = option(56, Spec("int", low=1, nullable=True),
                                "cifar: 6n+2 (basic) / 9n+2 (bottleneck); imagenet: 18/34/50/101/152")
     block: str = option("euler", Spec("choice", choices=_choices("block"), hint=PLUGIN_HINT),
@@ -69,6 +70,27 @@ class ModelConfig:
     drop_path_rate: float = option(0.0, Spec("real", low=0, high=1, open_high=True),
                                    "stochastic depth: drop probability of the last unit, linear in depth from 0 "
                                    "(Huang et al. 2016)")
+    # arch=transformer only (horesnet/models/transformer.py, docs/transformers.md); the conv families ignore them
+    layout: str = option("alternate", Spec("choice", choices=("alternate", "layer", "macaron")),
+                         "transformer units: alternate (one per attention/MLP branch) | layer (one per layer, "
+                         "G(x) = layer(x) - x) | macaron (MLP/2, attention, MLP/2; block=euler only)")
+    d_model: int = option(64, POSITIVE_INT, "transformer: width of the token features")
+    heads: int = option(4, POSITIVE_INT, "transformer: attention heads (they divide d_model)")
+    mlp_ratio: float = option(4.0, POSITIVE, "transformer: MLP hidden width / d_model")
+    context: int | None = option(None, Spec("int", low=1, nullable=True),
+                                 "transformer: tokens per sequence (null: the data's sequence length; 128 outside fit)")
+    vocab_size: int | None = option(None, Spec("int", low=2, nullable=True),
+                                    "transformer, embed=token: vocabulary size (null: num_classes, a language model's)")
+    embed: str | None = option(None, Spec("choice", choices=("token", "vector"), nullable=True),
+                               "transformer input: token ids | vectors of in_channels values (null: the data's)")
+    causal: bool | None = option(None, Spec("bool", nullable=True),
+                                 "transformer: true a causal decoder (language model), false an encoder (null: the "
+                                 "data's task)")
+    pos: str = option("learned", Spec("choice", choices=("learned", "sinusoidal")), "transformer: positional encoding")
+    pool: str = option("avg", Spec("choice", choices=("avg", "token")),
+                       "transformer encoder head: mean over tokens | a class token")
+    activation: str = option("gelu", Spec("choice", choices=("gelu", "relu")), "transformer: MLP activation")
+    dropout: float = option(0.0, Spec("real", low=0, high=1, open_high=True), "transformer: dropout rate")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -56,6 +56,10 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     config = complete({**given, **options})
     config["stages"] = list(config["stages"]) if config["stages"] is not None else None
     c = ModelConfig(**config)
+    if c.arch == "transformer":  # residual functions of Transformer layers (horesnet/models/transformer.py)
+        from .transformer import build_transformer
+
+        return build_transformer(c, global_pool)
     arch, depth, block, unit, placement, shortcut = c.arch, c.depth, c.block, c.unit, c.placement, c.shortcut
     num_classes, in_channels, width, stem_stride, entry = c.num_classes, c.in_channels, c.width, c.stem_stride, c.entry
     stages, strict, tied, step, learn_step = c.stages, c.strict, c.tied, c.step, c.learn_step
@@ -141,6 +145,8 @@ def _add_drop_path(model: ResNet, rate: float) -> None:
 
 def stage_widths(arch: str, width: float) -> list[int]:
     """Channels of each stage's units: 16/32/64 (CIFAR) or 64/128/256/512 (ImageNet), times ``width``."""
+    if arch == "transformer":  # one stage; its width is d_model (the memory bound counts no weights for it)
+        return [1]
     return [max(1, int(round(w * width))) for w in (CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS)]
 
 

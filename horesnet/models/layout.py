@@ -15,7 +15,7 @@ from ..errors import PLUGIN_HINT, ConfigError, check_choice
 from ..nn.units import get_unit, list_units
 from ..schemes import get_scheme, list_schemes
 
-ARCHS = ("cifar", "imagenet")
+ARCHS = ("cifar", "imagenet", "transformer")
 ENTRIES = ("euler", "scheme")
 IMAGENET_STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -165,6 +165,10 @@ def plan_layout(
     inner: str | None = None,
 ) -> Layout:
     """Group a depth's units into blocks of ``block``; raise ConfigError for an impossible request."""
+    if arch == "transformer":  # depth counts residual functions (horesnet/models/transformer_layout.py)
+        from .transformer_layout import plan_transformer
+
+        return plan_transformer(depth, block, "alternate", strict, inner, stages, entry, unit)
     check_choice("arch", arch, ARCHS)
     check_choice("block", block, list_blocks())
     check_choice("entry", entry, ENTRIES)

@@ -1,6 +1,7 @@
 """Building blocks: units F and their registry, placements, shortcuts S, the one scheme block with its hook
 interface, and the continuous ODE block."""
 
+from . import transformer as _transformer  # noqa: F401 -- registers the attn, mlp and layer units
 from .block import NestedUnit, SchemeBlock
 from .drop_path import DropPath
 from .hooks import BlockHook, SwitchOff, hooked
