@@ -21,6 +21,20 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 GLOBAL_POOLS = ("avg", "")
 
 
+def family_cfg(arch: str, in_chans: int = 3, reduction: int | None = None) -> dict:
+    """The input a network of family ``arch`` expects (timm's pretrained_cfg keys): 32x32 CIFAR images with
+    CIFAR-10's statistics, or 224x224 ImageNet crops with ImageNet's; 0.5 per channel for grey images."""
+    imagenet = arch == "imagenet"
+    size = 224 if imagenet else 32
+    reduction = reduction or (32 if imagenet else 4)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (CIFAR10_MEAN, CIFAR10_STD)
+    if in_chans != 3:  # grey images (MNIST-like): one statistic per channel
+        mean, std = (0.5,) * in_chans, (0.5,) * in_chans
+    return dict(input_size=(in_chans, size, size), pool_size=(size // reduction, size // reduction),
+                interpolation="bilinear", crop_pct=0.875 if imagenet else 1.0, mean=mean, std=std,
+                first_conv="stem.0", classifier="fc")
+
+
 def check_head(num_classes, global_pool) -> None:
     """A ConfigError unless ``num_classes`` (>= 0) and ``global_pool`` (``GLOBAL_POOLS``) make a head."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
@@ -227,17 +241,9 @@ class TimmContract:
         self.__dict__["_pretrained_cfg"] = None if cfg is None else dict(cfg)
 
     def _own_cfg(self) -> dict:
-        imagenet = self.config.get("arch") == "imagenet"
-        in_chans = self.in_chans
-        size = 224 if imagenet else 32
-        reduction = self.feature_info[-1]["reduction"]
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (CIFAR10_MEAN, CIFAR10_STD)
-        if in_chans != 3:  # grey images (MNIST-like): one statistic per channel
-            mean, std = (0.5,) * in_chans, (0.5,) * in_chans
-        return dict(architecture=self.architecture, num_classes=self.num_classes, input_size=(in_chans, size, size),
-                    pool_size=(size // reduction, size // reduction),
-                    interpolation="bilinear", crop_pct=0.875 if imagenet else 1.0, mean=mean, std=std,
-                    first_conv="stem.0", classifier="fc", tag=self.config.get("block", "euler"))
+        cfg = family_cfg(self.config.get("arch", "cifar"), self.in_chans, self.feature_info[-1]["reduction"])
+        return dict(cfg, architecture=self.architecture, num_classes=self.num_classes,
+                    tag=self.config.get("block", "euler"))
 
     @property
     def default_cfg(self) -> dict:  # timm's older name
