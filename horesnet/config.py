@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from omegaconf import DictConfig, OmegaConf
 
 from .data.registry import CONFIG_GROUP as DATA_GROUP  # importing the data package registers the built-ins
-from .errors import PLUGIN_HINT, ConfigError, check_choice
+from .errors import PLUGIN_HINT, ConfigError, check_choice, unknown_option
 from .models import MODEL_KEYS, build_model  # noqa: F401 -- MODEL_KEYS re-exported
 from .models.config import store_model_node
 from .plugins import load_plugins, plugins_from_argv
-from .schema import validate
+from .schema import schema_for, validate
 
 store_model_node()  # the Hydra ``model`` config, made from ModelConfig
 
@@ -33,7 +35,7 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
                 key, _, value = item.partition("=")
                 key = key.lstrip("+~")
                 if "=" in item and key[:1].isalpha() and key.split(".")[0] not in known:
-                    raise ConfigError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}.")
+                    raise unknown_option(key, known)
                 if key in groups and value not in ("", "null"):   # an optional group ignores a typo silently
                     for choice in value.split(","):
                         check_choice(key, choice, groups[key], PLUGIN_HINT if key == "data" else "")
@@ -43,6 +45,12 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as err:
         text = str(err).split("Config search path")[0]
         text = " ".join(text.replace("\t", " ").split())
+        missing = re.match(r"Could not override '([\w.]+)'\. To append to your config use \+", text)
+        if missing and "." in missing[1]:  # a mistyped nested key (data.limit_tset): name the valid ones
+            parent = missing[1].rsplit(".", 1)[0]
+            valid = [k for k in schema_for(config_name) if k.startswith(parent + ".")]
+            if valid:
+                raise unknown_option(missing[1], valid, f" of {parent}") from None
         raise ConfigError(f"bad command-line override: {text}") from None
 
 

@@ -12,14 +12,28 @@ class ConfigError(ValueError):
 PLUGIN_HINT = "A plugin adds more: plugins=[your_file.py] (docs/extending.md)."
 
 
+def did_you_mean(value, choices: Iterable) -> str:
+    """`` did you mean 'rk4'?`` for the closest of ``choices`` to a mistyped ``value`` ('' when none is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.75)
+    return f" did you mean {close[0]!r}?" if close else ""
+
+
 def check_choice(option: str, value, choices: Iterable, hint: str = "") -> None:
     """Raise ConfigError unless ``value`` is one of ``choices`` (``hint``: a sentence appended to the message)."""
     choices = list(choices)
     if value not in choices:
         raise ConfigError(
-            f"unknown {option} {value!r}; valid choices: {', '.join(repr(c) for c in choices)}."
-            + (f" {hint}" if hint else "")
+            f"unknown {option} {value!r};{did_you_mean(value, choices)} valid choices: "
+            f"{', '.join(repr(c) for c in choices)}." + (f" {hint}" if hint else "")
         )
+
+
+def unknown_option(key: str, valid: Iterable[str], where: str = "") -> ConfigError:
+    """The error for a key no schema declares: the closest valid key first, then all of them."""
+    valid = sorted(valid)
+    return ConfigError(f"unknown option {key!r};{did_you_mean(key, valid)} valid options{where}: {', '.join(valid)}.")
 
 
 def check_writable(option: str, folder) -> None:

@@ -61,7 +61,8 @@ def _studies() -> str:
 
 def _model_rows() -> list[tuple[str, str]]:
     return [_model_key(k) for k in ("block", "depth", "unit", "placement", "shortcut", "width", "stages", "entry",
-                                    "step", "learn_step", "tied", "inner", "zero_init_last", "drop_path_rate")]
+                                    "step", "learn_step", "tied", "inner", "norm", "zero_init_last",
+                                    "drop_path_rate")]
 
 
 def fit_help() -> str:
@@ -70,11 +71,19 @@ def fit_help() -> str:
         ("seed=", "random seed of the run; default 0"),
         ("data=", f"dataset; default cifar10. Valid: {r['datasets']}"),
         ("data.limit_train=N", "train on the first N images of the training split (default: all)"),
+        ("data.limit_val=N", "validate on the first N images of the validation split (default: all)"),
+        ("data.limit_test=N", "test on the first N images of the test split (default: all)"),
         ("data.batch_size=", "training batch size; default 128"),
         ("optim=", "he (default: SGD 0.9, lr 0.1 /10 at 50% and 75%), cosine, onecycle; optim.lr=..."),
         ("trainer.max_epochs=", "epochs; default 182 (He et al. 2015)"),
         ("trainer.precision=", "32-true (default), bf16-mixed, 16-mixed, 64-true"),
         ("trainer=", "cpu (default), gpu, ddp"),
+        ("channels_last=true", "channels-last memory format (faster with bf16 on CPUs with bf16 instructions, GPUs)"),
+        ("compile=true", "torch.compile the network (compile_mode=default|reduce-overhead|max-autotune)"),
+        ("grad_checkpointing=true", "recompute activations in backward (less memory, ~1.3x time; "
+                                    "grad_checkpointing_stages=[1,2] for some stages)"),
+        ("weights=PATH", "start from a torchvision ResNet's weights (any scheme of the same depth; "
+                         "docs/torchvision_weights.md)"),
         ("logger=", "wandb (default; offline without an API key), csv"),
         ("resume=", "auto: continue the newest unfinished run of this name | PATH: a run folder or checkpoint"),
         ("stop_after_epoch=k", "stop cleanly after epoch k (resumable)"),

@@ -8,7 +8,7 @@ accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
 
 from __future__ import annotations
 
-from .errors import PLUGIN_HINT, ConfigError
+from .errors import PLUGIN_HINT, ConfigError, unknown_option
 from .models.compile import COMPILE_MODES
 from .models.config import model_specs
 from .spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
@@ -174,8 +174,7 @@ def validate(config: dict, config_name: str) -> None:
                 continue  # other Lightning Trainer options: checked by Lightning in the preflight
             parent = key.rsplit(".", 1)[0] if "." in key else None
             siblings = sorted(k for k in schema if parent and k.startswith(parent + "."))
-            raise ConfigError(f"unknown option {key!r}; valid options"
-                              f"{' of ' + parent if parent else ''}: {', '.join(siblings or sorted(schema))}.")
+            raise unknown_option(key, siblings or schema, f" of {parent}" if siblings else "")
         spec.check(key, value)
     if config_name == "fit":
         check_consistency(config)

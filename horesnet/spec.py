@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class Spec:
         if self.kind == "free":
             return
         if not self._ok(value):
-            raise ConfigError(f"bad value {key}={_show(value)}; {key} must be {self.describe()}."
+            close = did_you_mean(value, self.valid_choices()) if self.kind == "choice" else ""
+            raise ConfigError(f"bad value {key}={_show(value)};{close} {key} must be {self.describe()}."
                               + (f" {self.hint}" if self.hint else ""))
 
     def _ok(self, value) -> bool:
