@@ -7,7 +7,10 @@ Hydra's ConfigStore holds ``data=<name>`` for each before a command line is comp
 
 import importlib
 
-from . import builtin  # noqa: F401 -- registers cifar10, cifar100, fashion_mnist, mnist, synthetic
+from . import (
+    builtin,  # noqa: F401 -- registers cifar10, cifar100, fashion_mnist, mnist, synthetic
+    sequences,  # noqa: F401 -- registers shakespeare, fashion_mnist_rows (docs/transformers.md)
+)
 
 # Lazy (PEP 562): the registry and the readers load without Lightning; the data module loads on use.
 _WHERE = {

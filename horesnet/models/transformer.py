@@ -162,7 +162,10 @@ class Transformer(nn.Module):
             h = block(h)
         return self.final(h), out
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
+    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
+        """Recompute each unit's activations in backward (``stages``: None or [1], the one stage)."""
+        if stages not in (None, 1, [1], (1,)):
+            raise ConfigError(f"grad_checkpointing stages={stages!r}: a Transformer stack has one stage, 1.")
         for block in self.stages[0]:
             block.recompute_units = bool(enable)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..config import compose, model_kwargs, plain, trainer_kwargs
+from ..data.sequences import check_task
 from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
 from ..models.torchvision import load_weights
@@ -52,6 +53,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     trainer_cfg = trainer_kwargs(cfg)
     trainer_cfg.pop("checkpoint_every_n_steps", None)  # horesnet's own key (training/interrupt.py)
+    check_task(model_cfg, data)  # the model fits the data's task: sequences, causal, context (data/sequences.py)
     layout = plan_layout(**{k: model_cfg[k] for k in ("arch", "depth", "block", "unit", "stages", "entry", "strict",
                                                        "inner") if k in model_cfg})
     check_training_memory(layout, model_cfg, data, trainer_cfg)  # before building a network that cannot fit

@@ -15,7 +15,6 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from .. import __version__
 from ..config import model_kwargs, plain, trainer_kwargs
-from ..data import ArrayDataModule
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
 from ..models.torchvision import load_weights
@@ -35,8 +34,8 @@ from .loggers import make_loggers
 from .machine import bf16_warning, record_cpu
 from .metrics_files import earlier_metrics as _earlier_metrics
 from .metrics_files import prepend_metrics as _prepend_metrics
-from .module import ClassifierModule
 from .progress import RunProgress
+from .sequence_module import make_data_module, make_module, monitor
 from .wandb_links import log_checkpoint, nested_config, run_link, write_offline_files
 
 
@@ -86,12 +85,12 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model_cfg = model_kwargs(cfg)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    data = ArrayDataModule(**data_cfg, seed=int(cfg.seed))
-    module = ClassifierModule(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
-                              data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True),
-                              compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
-                              grad_checkpointing=bool(cfg.get("grad_checkpointing", False)),
-                              grad_checkpointing_stages=plain(cfg.get("grad_checkpointing_stages")))
+    data = make_data_module(data_cfg, int(cfg.seed))  # images, or sequences (docs/transformers.md)
+    module = make_module(model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), bool(cfg.channels_last),
+                         data_cfg, OmegaConf.to_container(cfg.divergence, resolve=True),
+                         compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
+                         grad_checkpointing=bool(cfg.get("grad_checkpointing", False)),
+                         grad_checkpointing_stages=plain(cfg.get("grad_checkpointing_stages")))
     model = module.model
     if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
         load_weights(model, cfg.weights)
@@ -106,7 +105,8 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     for lg in loggers[1:]:
         console.quiet_wandb(lg)  # before the W&B run starts
     wandb_run = loggers[1].experiment if len(loggers) > 1 else None  # started now: its id goes into summary.json
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc1", mode="max",
+    best_metric, best_mode = monitor(data_cfg)  # val/acc1 (max); val/bpc (min) for language modelling
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=best_metric, mode=best_mode,
                                  save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)  # rewritten after every epoch
@@ -236,6 +236,9 @@ def report(summary: dict) -> str:
         lines.append(f"  test  acc1 {100 * t.get('test/acc1', float('nan')):.2f}%  acc5 "
                      f"{100 * t.get('test/acc5', float('nan')):.2f}%  loss {t.get('test/loss', float('nan')):.4f}  "
                      f"ECE {t.get('test/ece', float('nan')):.4f}")
+    if "test/bpc" in t or "val/bpc" in v:
+        lines.append(f"  bits per character: test {t.get('test/bpc', float('nan')):.4f}  "
+                     f"val {v.get('val/bpc', float('nan')):.4f}")
     if v:
         lines.append(f"  val   acc1 {100 * v.get('val/acc1', float('nan')):.2f}%  "
                      f"loss {v.get('val/loss', float('nan')):.4f}")
