@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn.block import SchemeBlock
+from ..nn.multistep_coefficients import is_scheme_parameter
 
 LEVELS = ("stage", "block")
 # per-channel input statistics (RGB, in [0, 1]) of the training sets the two families are usually trained on
@@ -206,7 +207,8 @@ class TimmContract:
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters horesnet's default recipe trains without weight decay (timm's optimiser
-        factory excludes them): every normalisation parameter and every learnable step h."""
+        factory excludes them): every normalisation parameter, every learnable step h and every learned multistep
+        coefficient."""
         from torch.nn.modules.batchnorm import _BatchNorm
 
         norms = (_BatchNorm, nn.GroupNorm, nn.LayerNorm)
@@ -214,7 +216,7 @@ class TimmContract:
         for mname, m in self.named_modules():
             if isinstance(m, norms):
                 names.update(f"{mname}.{p}" for p, _ in m.named_parameters(recurse=False))
-        names.update(n for n, _ in self.named_parameters() if n.split(".")[-1] == "step")
+        names.update(n for n, _ in self.named_parameters() if is_scheme_parameter(n))
         return names
 
     def group_matcher(self, coarse: bool = False) -> dict:

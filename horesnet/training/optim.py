@@ -1,7 +1,8 @@
 """Optimiser and learning-rate schedules (He et al. 2015, Sec. 4.2, plus cosine and one-cycle).
 
-Weight decay is applied to conv/linear weights only: norm-layer parameters and learnable steps get their own
-settings (``norm_weight_decay``, ``step_weight_decay``; both 0 by default), never silently the model's.
+Weight decay is applied to conv/linear weights only: norm-layer parameters and learnable steps (with the learned
+coefficients of multistep blocks) get their own settings (``norm_weight_decay``, ``step_weight_decay``; both 0 by
+default), never silently the model's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, check_choice
+from ..nn.multistep_coefficients import is_scheme_parameter
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("multistep", "cosine", "onecycle", "constant")
@@ -20,13 +22,14 @@ _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 def param_groups(model: nn.Module, weight_decay: float, norm_weight_decay: float = 0.0,
                  step_weight_decay: float = 0.0) -> list[dict]:
-    """Three groups: ordinary weights, norm-layer parameters, learnable steps (``*.step``)."""
+    """Three groups: ordinary weights, norm-layer parameters, learnable steps (``*.step``) with the learned
+    coefficients of multistep blocks (``horesnet.nn.multistep_coefficients.is_scheme_parameter``)."""
     norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
     groups = {"weights": [], "norms": [], "steps": []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        kind = "steps" if name.split(".")[-1] == "step" else "norms" if id(p) in norm_ids else "weights"
+        kind = "steps" if is_scheme_parameter(name) else "norms" if id(p) in norm_ids else "weights"
         groups[kind].append(p)
     decay = {"weights": weight_decay, "norms": norm_weight_decay, "steps": step_weight_decay}
     return [{"params": ps, "weight_decay": decay[k], "name": k} for k, ps in groups.items() if ps]

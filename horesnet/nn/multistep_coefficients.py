@@ -1,0 +1,232 @@
+"""What each step of a multistep stage combines, fixed or learned (docs/multistep.md, "Networks").
+
+Step n of a stage of T units (unit n computes F_n = F(x_n)) is
+
+    x_{n+1} = post_n( Σ_j a^n_j x_{n−j} + Σ_j c^n_j F_{n−j} ),        c^n_j = h β^n_j
+
+with (a^n, β^n) the scheme's ``stage_coefficients(T)``: its full (α, β) once enough states exist, its starter rule
+before. :meth:`StageCoefficients.table` gives them per forward pass as a *table*, one ``(state_terms, unit_terms)``
+pair per step, each term ``(j, c)`` with ``c`` a Python float (fixed: the scheme's float64 value, used as given in
+every dtype -- Momentum ResNet's γ = 0.9 is never rounded to float32 first) or an ``int`` indexing the list of
+coefficient tensors of this pass (learned ones), so that the plain loop and the reversible backward
+(:mod:`horesnet.nn.reversible`) read one description.
+
+Learned coefficients (``learn``, the family's default when None):
+
+- an affine family (LM-ResNet's k, Momentum ResNet's γ; :class:`~horesnet.schemes.Learnable`):
+  θ = c + r·(tanh(d + d0) − tanh(d0)) with d the parameter ``coefficient`` (initialised to 0), c the initial value,
+  r = (hi − lo)/2 and d0 = atanh((2c − lo − hi)/(hi − lo)) for the family's zero-stable interval (lo, hi). θ is c
+  exactly at initialisation, in any dtype, and stays strictly inside (lo, hi) whatever the optimiser does: LM's k in
+  (−1, 1) (roots 1 and −k), γ in (−1, 1). Σα = 1 holds for every θ (Σ dalpha = 0). One θ, or one per channel
+  (``per_channel``; LM-ResNet's per-channel k is drawn from the published U[−0.1, 0] unless a value is given).
+- the history family (``average``): per step n >= 1 the weights α^n_1..α^n_n of the older states are entries of
+  the parameter ``alpha`` (one flat vector of T(T−1)/2 entries, initialised to 0: the identity), and
+  α^n_0 = 1 − Σ_{j>=1} α^n_j, so Σα = 1 by construction.
+
+The initial values are float64 buffers (``center``, ``offset``), cast to the working dtype where used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..schemes import Multistep
+
+
+def _number(value) -> float:
+    return float(value.detach().double().mean()) if torch.is_tensor(value) else float(value)
+
+
+class StageCoefficients(nn.Module):
+    """The coefficients of one multistep stage of ``units`` steps (see the module docstring)."""
+
+    def __init__(self, scheme: Multistep, units: int, channels: int, step: float = 1.0, learn_step: bool = False,
+                 learn: bool | None = None, per_channel: bool = False, value: float | None = None):
+        super().__init__()
+        family = scheme.learnable[0] if scheme.learnable else None
+        if value is not None:
+            if family is None or family.kind != "affine":
+                raise ConfigError(f"coefficient={value!r}: scheme {scheme.name!r} has no coefficient family to set "
+                                  "(lm's k and momentum's gamma have one).")
+            lo, hi, lo_in, hi_in = family.zero_stable_range
+            if not (lo < value < hi or (lo_in and value == lo) or (hi_in and value == hi)):
+                raise ConfigError(f"coefficient={value!r}: scheme {scheme.name!r} is zero-stable only for "
+                                  f"{family.name} in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'} "
+                                  "(its parasitic solutions would grow with depth).")
+            scheme = scheme.at(**{family.name: float(value)})
+            family = scheme.learnable[0]
+        if learn is None:
+            learn = bool(family and family.learn)
+        if learn and family is None:
+            raise ConfigError(f"learn_coefficients=true: scheme {scheme.name!r} has no learnable coefficients "
+                              "(lm's k, momentum's gamma and average's weights are).")
+        if per_channel and not (learn and family.kind == "affine" and family.per_channel):
+            raise ConfigError(f"coefficient_per_channel=true needs a learned coefficient that may be one per channel "
+                              f"(lm's k with learn_coefficients=true); scheme {scheme.name!r} has none.")
+        self.scheme, self.units, self.k = scheme, units, scheme.k
+        self.family = family if learn else None
+        self.learn_step = learn_step
+        self.step = nn.Parameter(torch.tensor(float(step))) if learn_step else float(step)
+        self._fixed = scheme.stage_coefficients(units)
+        if self.family is not None and self.family.kind == "affine":
+            lo, hi = self.family.zero_stable_range[:2]
+            c = float(self.family.init)
+            if not lo < c < hi:
+                raise ConfigError(f"a learned {self.family.name} must start strictly inside its zero-stable interval "
+                                  f"({lo:g}, {hi:g}); got {c:g} (learn_coefficients=false keeps it fixed there).")
+            centre = torch.full((channels,) if per_channel else (), c, dtype=torch.float64)
+            if per_channel and value is None and self.family.init_range is not None:
+                a, b = self.family.init_range
+                centre = centre.uniform_(a, b)
+            self.register_buffer("center", centre)
+            self.register_buffer("offset", torch.atanh((2 * centre - lo - hi) / (hi - lo)))
+            self.radius = (hi - lo) / 2
+            self.coefficient = nn.Parameter(torch.zeros_like(centre, dtype=torch.get_default_dtype()))
+        elif self.family is not None:  # history: one weight per older state of every step
+            self.alpha = nn.Parameter(torch.zeros(units * (units - 1) // 2))
+        self.per_channel = per_channel
+
+    # ------------------------------------------------------------------ values
+    def theta(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The affine family's value θ (scalar or per channel), differentiable in ``coefficient``, computed in
+        ``dtype`` (default: the parameter's)."""
+        d = self.coefficient if dtype is None else self.coefficient.to(dtype)
+        offset = self.offset.to(d.dtype)
+        return self.center.to(d.dtype) + self.radius * (torch.tanh(d + offset) - torch.tanh(offset))
+
+    def table(self):
+        """``(table, tensors)``: per step, ``((j, c), ...)`` state terms and unit terms (see the module docstring)."""
+        tensors: list[torch.Tensor] = []
+        seen: dict[int, int] = {}
+
+        def ref(c):
+            if isinstance(c, float):
+                return c
+            if id(c) not in seen:
+                seen[id(c)] = len(tensors)
+                tensors.append(c if c.dim() == 0 else c.view(-1, 1, 1))
+            return seen[id(c)]
+
+        h = self.step
+        times_h = lambda bs: [h * b if torch.is_tensor(b) or b else 0.0 for b in bs]  # noqa: E731
+        if self.family is None:
+            if not self.learn_step:
+                return self._fixed_table(), tensors
+            steps = [self._terms(a, times_h(bs), ref) for a, bs in self._fixed]
+            return tuple(steps), tensors
+        if self.family.kind == "history":
+            return self._history_table(h, ref), tensors
+        theta = self.theta()
+        fam = self.family
+        alpha = [a0 + theta * da if da else float(a0) for a0, da in zip(fam.alpha0, fam.dalpha, strict=True)]
+        beta = [b0 + theta * db if db else float(b0) for b0, db in zip(fam.beta0, fam.dbeta, strict=True)]
+        return tuple(self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)), tensors
+
+    def _fixed_table(self):
+        cached = self.__dict__.get("_fixed_cache")
+        if cached is None:
+            cached = tuple(self._terms(a, [self.step * b for b in bs], None) for a, bs in self._fixed)
+            self.__dict__["_fixed_cache"] = cached
+        return cached
+
+    @staticmethod
+    def _terms(alpha, beta, ref):
+        keep = (lambda c: c) if ref is None else ref
+        xs = tuple((j, keep(float(a) if isinstance(a, (int, float)) else a)) for j, a in enumerate(alpha)
+                   if not isinstance(a, (int, float)) or a != 0)
+        fs = tuple((j, keep(float(b) if isinstance(b, (int, float)) else b)) for j, b in enumerate(beta)
+                   if not isinstance(b, (int, float)) or b != 0)
+        return xs, fs
+
+    def _starter(self, alpha, beta):
+        """``stage_coefficients`` for coefficients that may be tensors (the same rule, see Multistep)."""
+        out, k, scheme = [], self.k, self.scheme
+        for n in range(self.units):
+            if k <= n + 1:
+                out.append((alpha, beta))
+            elif scheme.starter == "euler":
+                rho1 = 1 + sum(j * a for j, a in enumerate(alpha))
+                h_eff = sum(beta) / rho1
+                out.append(([1.0], [h_eff]))
+            else:  # repeat: x_(-i) = x_0, the missing alphas folded into the coefficient of x_0 (Σα = 1)
+                folded = 1 - sum(alpha[:n]) if n else 1.0
+                out.append(([*alpha[:n], folded], beta[:n + 1]))
+        return out
+
+    def _history_table(self, h, ref):
+        steps, at = [], 0
+        beta0 = self.scheme.beta[0]
+        for n in range(self.units):
+            older = self.alpha[at:at + n]
+            at += n
+            alpha = [1 - older.sum(), *older.unbind()] if n else [1.0]
+            steps.append(self._terms(alpha, [h * beta0], ref))
+        return tuple(steps)
+
+    # ------------------------------------------------------------------ reporting
+    def values(self) -> dict[str, float | list[float]]:
+        """The learned coefficients now: ``{name: value}`` (per channel: a list), for logs and ``info``."""
+        if self.family is None:
+            return {}
+        if self.family.kind == "history":
+            return {"alpha": [float(v) for v in self.alpha.detach().double()]}
+        theta = self.theta(torch.float64).detach()
+        return {self.family.name: theta.tolist() if theta.dim() else float(theta)}
+
+    def numeric_steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per step, (α^n, c^n) as float64 arrays of shape (len, channels) (channels 1 unless per channel)."""
+        table, tensors = self.table()
+        value = lambda c: np.atleast_1d(c if isinstance(c, float)  # noqa: E731
+                                        else tensors[c].detach().double().flatten().cpu().numpy())
+        out = []
+        for xs, fs in table:
+            width = max([1] + [len(value(c)) for _, c in (*xs, *fs)])
+            a = np.zeros((1 + max((j for j, _ in xs), default=0), width))
+            b = np.zeros((1 + max((j for j, _ in fs), default=0), width))
+            for j, c in xs:
+                a[j] = value(c)
+            for j, c in fs:
+                b[j] = value(c)
+            out.append((a, b))
+        return out
+
+    def residual_weights(self) -> list[float]:
+        """∂x_T/∂F_s of each unit s = 1..T at the current coefficients (the recurrence of
+        ``Multistep.residual_weights``, run per channel and averaged over channels; post-activations ignored)."""
+        steps = self.numeric_steps()
+        width = max(a.shape[1] for a, _ in steps)
+        w = np.zeros((self.units + 1, self.units, width))
+        for n, (a, b) in enumerate(steps):
+            for j in range(a.shape[0]):
+                w[n + 1] += a[j] * w[n - j]
+            for j in range(b.shape[0]):
+                w[n + 1, n - j] += b[j]
+        return [float(x) for x in w[self.units].mean(axis=1)]
+
+    def inversion_growth(self) -> float:
+        """Per-unit error growth of the inverted recurrence at the current coefficients (worst channel)."""
+        if self.family is None or self.family.kind != "affine":
+            return self.scheme.inversion_growth
+        values = np.atleast_1d(self.theta(torch.float64).detach().cpu().numpy())
+        if self.k == 2 and self.scheme.preconsistent:  # ρ(ζ) = (ζ − 1)(ζ + α_1): roots 1 and −α_1
+            smallest = min(abs(self.family.alpha0[1] + v * self.family.dalpha[1]) for v in values)
+            return math.inf if smallest == 0 else max(1.0, 1 / smallest)
+        return max(self.scheme.at(**{self.family.name: float(v)}).inversion_growth for v in values)
+
+    def extra_repr(self) -> str:
+        learned = f"learned {self.family.name}" if self.family is not None else "fixed"
+        return f"scheme={self.scheme.name}, units={self.units}, {learned}, step={_number(self.step):g}"
+
+
+def is_scheme_parameter(name: str) -> bool:
+    """Whether the parameter called ``name`` is a scheme's own: a learnable step h (``*.step``) or a multistep
+    block's learned coefficients (``*.coefficients.coefficient``, ``*.coefficients.alpha``). The default recipe
+    trains them without weight decay (``optim.step_weight_decay``, 0), which would pull them to 0."""
+    parts = name.split(".")
+    return parts[-1] == "step" or (len(parts) >= 2 and parts[-2] == "coefficients"
+                                   and parts[-1] in ("coefficient", "alpha"))
