@@ -203,3 +203,13 @@ def test_torchscript_is_refused_with_the_alternatives(block):
     if block == "rk4":
         with pytest.raises(ConfigError, match="TorchScript"):
             torch.jit.script(model.stages[0][1])  # a lone block too
+
+
+def test_torch_export_gives_the_eager_outputs():
+    """The alternative the TorchScript refusal names."""
+    torch.manual_seed(0)
+    model = horesnet.build_model(block="rk4", depth=smallest_depth("rk4"), width=0.25).eval()
+    x = torch.randn(2, 3, 8, 8)
+    program = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-6)
