@@ -85,6 +85,7 @@ def _given_model_keys(argv: list[str], cfg) -> dict:
 
 def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:
     from .data import ArrayDataModule
+    from .data.sequences import task_of
 
     data_cfg = dict(data_cfg)
     if cfg.data_name:
@@ -94,6 +95,14 @@ def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:
     if not data_cfg.get("name"):
         raise ConfigError("the checkpoint does not say which dataset it was trained on; give data_name=...")
     keep = {k: v for k, v in data_cfg.items() if not k.startswith("limit_")}
+    if task_of(data_cfg) != "image":  # sequences: limit counts sequences, error and loss are per token
+        from .data.sequence_module import SequenceDataModule
+
+        dm = SequenceDataModule(**keep)
+        dm.setup()
+        return A.EvalData(dm.eval_batches(cfg.split, cfg.limit, cfg.batch_size), None,
+                          f"{dm.name}:{cfg.split}", {"n": min(cfg.limit or len(dm.splits[cfg.split]),
+                                                             len(dm.splits[cfg.split]))}).to(device)
     dm = ArrayDataModule(**keep)
     dm.setup()
     return A.from_datamodule(dm, cfg.split, cfg.limit, cfg.batch_size).to(device)

@@ -66,7 +66,9 @@ def evaluating(model):
 
 
 def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
-    """(number correct, summed cross-entropy)."""
+    """(number correct, summed cross-entropy); logits per token ``(B, T, V)`` are scored against ``y`` (B * T,)."""
+    if logits.dim() == 3:  # a language model: one prediction per token (horesnet/data/sequence_module.py)
+        logits = logits.flatten(0, 1)
     return int((logits.argmax(1) == y).sum()), float(F.cross_entropy(logits.float(), y, reduction="sum"))
 
 

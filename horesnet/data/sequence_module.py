@@ -134,6 +134,13 @@ class SequenceDataModule(pl.LightningDataModule):
             return x[:, :-1].long(), x[:, 1:].reshape(-1).long()
         return (x.float() / 255.0 - self.mean) / self.std, y
 
+    def eval_batches(self, split: str, limit: int | None = None, batch_size: int = 250) -> list[tuple]:
+        """The first ``limit`` sequences of ``split`` as model-ready ``(x, y)`` batches (no shuffling)."""
+        data = self.splits[split]
+        n = len(data) if limit is None else min(limit, len(data))
+        return [self.on_after_batch_transfer((data.x[i:min(i + batch_size, n)], data.y[i:min(i + batch_size, n)]), 0)
+                for i in range(0, n, batch_size)]
+
     def state_dict(self):
         return {"mean": self.mean, "std": self.std}
 

@@ -137,30 +137,35 @@ class Transformer(nn.Module):
 
     @property
     def feature_info(self) -> list[dict]:
-        return [dict(num_chs=self.num_features, reduction=1, module=f"stages.0.{i}")
-                for i in range(len(self.stages[0]))]
+        """One tap per block output after the embedding (tap 0), as ``forward_intermediates`` returns them."""
+        return [dict(num_chs=self.num_features, reduction=1, module="pos")] + [
+            dict(num_chs=self.num_features, reduction=1, module=f"stages.0.{i}") for i in range(len(self.stages[0]))]
 
     def forward_intermediates(self, x, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = "NLC", intermediates_only: bool = False):
-        """timm's ViT convention: the output of each block (``indices``: None all, n the last n, or a list)."""
-        from .contract import take_indices
+                              output_fmt: str = "NLC", intermediates_only: bool = False, level: str = "block"):
+        """The taps ``indices`` (None: all; an int n: the last n; a list) -- tap 0 the embedded input, tap i the
+        output of block i (``level="stage"``: the embedding and the one stage's output) -- and, unless
+        ``intermediates_only``, the final features. ``norm`` applies the final LayerNorm to every tap."""
+        from .contract import LEVELS, take_indices
 
         if output_fmt != "NLC":
             raise ConfigError(f"output_fmt={output_fmt!r}: Transformer features are 'NLC' (batch, tokens, d_model).")
+        if level not in LEVELS:
+            raise ConfigError(f"level={level!r} is not valid; valid levels: {', '.join(LEVELS)}.")
         blocks = list(self.stages[0])
-        taken, last = take_indices(len(blocks), indices)
-        out, h = [], self.forward_stem(x)
-        for i, block in enumerate(blocks):
-            if stop_early and i > last:
-                break
+        count = 1 + (1 if level == "stage" else len(blocks))
+        taken, last = take_indices(count, indices)
+        h = self.forward_stem(x)
+        out = [self.final(h) if norm else h] if 0 in taken else []
+        stop = len(blocks) if level == "stage" and last == 1 else last
+        run = blocks[: stop if (stop_early or intermediates_only) else len(blocks)]
+        for tap, block in enumerate(run, 1):
             h = block(h)
-            if i in taken:
+            if (tap if level == "block" else (1 if tap == len(blocks) else -1)) in taken:
                 out.append(self.final(h) if norm else h)
         if intermediates_only:
             return out
-        for block in blocks[len(blocks) if not stop_early else last + 1:]:
-            h = block(h)
-        return self.final(h), out
+        return (self.final(h) if len(run) == len(blocks) else h), out
 
     def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
         """Recompute each unit's activations in backward (``stages``: None or [1], the one stage)."""
