@@ -171,3 +171,15 @@ def copy_from_torch_layer(attn: AttentionUnit, mlp: MLPUnit, layer: nn.Transform
     mlp.norm.load_state_dict(layer.norm2.state_dict())
     mlp.fc1.load_state_dict(layer.linear1.state_dict())
     mlp.fc2.load_state_dict(layer.linear2.state_dict())
+
+
+@torch.no_grad()
+def copy_to_torch_layer(attn: AttentionUnit, mlp: MLPUnit, layer: nn.TransformerEncoderLayer) -> None:
+    """The reverse of :func:`copy_from_torch_layer`: an attention and an MLP unit into one torch layer."""
+    layer.norm1.load_state_dict(attn.norm.state_dict())
+    layer.self_attn.in_proj_weight.copy_(attn.qkv.weight)
+    layer.self_attn.in_proj_bias.copy_(attn.qkv.bias)
+    layer.self_attn.out_proj.load_state_dict(attn.proj.state_dict())
+    layer.norm2.load_state_dict(mlp.norm.state_dict())
+    layer.linear1.load_state_dict(mlp.fc1.state_dict())
+    layer.linear2.load_state_dict(mlp.fc2.state_dict())
