@@ -12,6 +12,7 @@ import sys
 from . import __version__
 from .config import compose, model_from_config
 from .errors import ConfigError
+from .info_multistep import multistep_line, multistep_lines
 from .models import count_macs, count_params, list_blocks
 from .models.scale import residual_scale
 from .nn import get_placement, get_unit, list_placements, list_units
@@ -19,16 +20,28 @@ from .schemes import SchemeError, get_scheme, list_schemes
 
 
 def schemes_table() -> str:
-    """Every scheme; an inconsistent or flagged one is marked ``!!`` and its warning follows the table."""
-    rows, notes = [("scheme", "increments", "order", "sum(b)", "description")], []
+    """Every scheme, Runge-Kutta and multistep, with the common properties of ``summary()`` (docs/multistep.md):
+    increments (units per step), computed order, sum(b) (Runge-Kutta), kind, zero stability, effective step,
+    inversion growth factor and the mean residual weight of a stage of 8 units. An inconsistent or flagged scheme
+    is marked ``!!`` and its warning follows the table."""
+    rows = [("scheme", "increments", "order", "sum(b)", "kind", "zero-stable", "h_eff", "growth", "w_mean(8)",
+             "description")]
+    notes = []
     for name in list_schemes():
         t = get_scheme(name)
-        flags = [f for f, on in (("INCONSISTENT (sum(b) != 1)", not t.consistent),
-                                 ("FLAGGED (note below)", bool(t.warning))) if on]
+        p = t.summary(8)
+        flags = [f for f, on in (("INCONSISTENT (sum(b) != 1)" if p["kind"] == "rk" else "INCONSISTENT",
+                                  not t.consistent), ("FLAGGED (note below)", bool(t.warning))) if on]
         marker = f"!! {', '.join(flags)}: " if flags else ""
-        rows.append((name, str(t.increments), str(t.order), f"{math.fsum(t.b):.6g}", marker + t.description))
+        sum_b = f"{math.fsum(t.b):.6g}" if p["kind"] == "rk" else "-"
+        rows.append((name, str(p["units_per_step"]), str(p["order"]), sum_b, p["kind"],
+                     "yes" if p["zero_stable"] else "NO", f"{p['effective_step']:.4g}", f"{p['inversion_growth']:.4g}",
+                     f"{p['residual_weight_mean']:.3f}", marker + t.description))
         notes += [f"!! {name}: {t.warning}"] if t.warning else []
     return "\n\n".join([_table(rows), *notes,
+                         "growth: per-unit error growth when a stage is inverted (reversible=true; inf: not "
+                         "invertible); w_mean(8): mean residual weight of 8 units (docs/design.md, "
+                         "\"Residual scale\").",
                          "block=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."])
 
 
@@ -82,6 +95,8 @@ def model_report(cfg) -> str:
     if layout.block == "ode":
         scheme_line = ("ode (continuous depth: per stage one entry unit + one torchdiffeq odeint of one unit, "
                        "whatever the depth; NOT equal-depth)")
+    elif get_scheme(layout.block).kind == "multistep":
+        scheme_line = multistep_line(model, cfg)
     else:
         t = get_scheme(layout.block)
         scheme_line = f"{t.name} ({t.increments} increment(s) per block, computed order {t.order})"
@@ -101,8 +116,10 @@ def model_report(cfg) -> str:
         f"{layout.block} blocks: {layout.scheme_blocks()}",
         f"conv layers in units: {layout.conv_layers} ({get_unit(layout.unit).convs} per unit) "
         f"+ stem conv + fc = {layout.conv_layers + 2} weighted layers",
-        f"residual scale (mean over units of h*b_i, docs/design.md): {_scale_text(model)}",
+        f"residual scale (mean over units of their first-order weight, h*b_i in a Runge-Kutta block, "
+        f"docs/design.md): {_scale_text(model)}",
         f"parameters: {params:,}",
+        *multistep_lines(model),
         f"multiply-adds per image ({'x'.join(map(str, size))}): {macs:,} ({macs / 1e9:.3f} G)"
         + (f", at NFE={model.nfe} for a zero input" if layout.block == "ode" else ""),
     ]

@@ -107,8 +107,11 @@ def _scale_from_options(options: str) -> float | None:
     return scale["mean"] if scale else None
 
 
-# options a matched control sets itself (block=euler, step=scale, the rest at their defaults) or per run
-CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "hydra.run.dir", "scale_controls")
+# options a matched control sets itself (block=euler, step=scale, the rest at their defaults) or per run; the
+# options only multistep blocks take (their coefficients, reversible training) are back at their defaults too
+MULTISTEP_KEYS = ("coefficient", "learn_coefficients", "coefficient_per_channel", "reversible", "reversible_unsafe")
+CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "hydra.run.dir", "scale_controls",
+                 *MULTISTEP_KEYS)
 
 
 def step_of(run: dict) -> float:
@@ -134,7 +137,9 @@ def matched_control(runs: list[dict]) -> tuple[str, str]:
     run = runs[0]
     options = model_options(run)
     step = control_step(scale_of(run))
-    control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler"}
+    defaults = arch_defaults(options["arch"])
+    control = {**options, "block": "euler", "step": step, "inner": None, "tied": False, "entry": "euler",
+               **{k: defaults[k] for k in MULTISTEP_KEYS}}
     seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
     given = _recorded_overrides(run)
     if given is None:

@@ -39,7 +39,7 @@ def cifar_depth(n: int, unit: str = "basic") -> int:
 
 def smallest_depth(block: str, unit: str = "basic") -> int:
     """The CIFAR depth whose stages hold one Euler entry unit plus one block of ``block`` (an ODE block: one unit)."""
-    return cifar_depth((1 if block == "ode" else get_scheme(block).increments) + 1, unit)
+    return cifar_depth((1 if block == "ode" else get_scheme(block).units_per_step) + 1, unit)
 
 
 def tiny(block: str = "euler", depth: int | None = 8, **kw) -> nn.Module:
@@ -48,7 +48,7 @@ def tiny(block: str = "euler", depth: int | None = 8, **kw) -> nn.Module:
 
 def tiny_one_block(scheme: str, **kw) -> nn.Module:
     """The cheapest network holding one block of ``scheme``: stages [s+1, 1, 1] (the block is ``s1.b2``)."""
-    return tiny(scheme, None, stages=[get_scheme(scheme).increments + 1, 1, 1], **kw)
+    return tiny(scheme, None, stages=[get_scheme(scheme).units_per_step + 1, 1, 1], **kw)
 
 
 def batches(n: int = 6, size: int = 8, per_batch: int = 3, classes: int = 10, seed: int = 0):

@@ -22,7 +22,7 @@ def _seed():
 @pytest.fixture
 def scheme_registry_guard():
     """Unregister whatever a test registers, so other tests see only the built-in schemes."""
-    before = set(list_schemes())
+    before = set(list_schemes("all"))
     yield
-    for name in set(list_schemes()) - before:
+    for name in set(list_schemes("all")) - before:
         unregister_scheme(name)

@@ -100,7 +100,7 @@ def routed_grad(blocks, routes_per_block, x, g) -> torch.Tensor:
     return grad
 
 
-@pytest.mark.parametrize("name", list_schemes())
+@pytest.mark.parametrize("name", list_schemes("rk"))
 def test_route_selects_exactly_one_path_of_a_linear_block(name):
     """Every path of the block at once, one per batch element (per-sample masks): each gradient is that path's
     product of linear maps, and the paths' gradients add up to the unrouted one."""

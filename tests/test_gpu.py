@@ -53,7 +53,7 @@ def forward_backward(model: torch.nn.Module, mode: str, batch: int = 4) -> torch
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("scheme", list_schemes())
+@pytest.mark.parametrize("scheme", list_schemes("rk"))
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_scheme_forward_backward(scheme, mode):
     forward_backward(smallest(block=scheme), mode)

@@ -50,7 +50,7 @@ def hand_unit_names(increments: int, inner: int = 0) -> list[str]:
 
 
 RESPONSE_NETS = {**{s: (dict(block=s, depth=smallest_depth(s)), hand_unit_names(get_scheme(s).increments))
-                    for s in list_schemes()},
+                    for s in list_schemes("rk")},
                  "rk4-tied": (dict(block="rk4", depth=32, tied=True), hand_unit_names(4)),
                  "rk4[midpoint]": (dict(block="rk4", depth=56, inner="midpoint"), hand_unit_names(4, inner=2)),
                  "bottleneck": (dict(block="euler", depth=11, unit="bottleneck"), ["s1.b1.u1", "s2.b1.u1", "s3.b1.u1"])}
@@ -98,8 +98,8 @@ def test_response_values_by_hand():
     assert all(p["std"] >= q["std"] for p, q in zip(by_rank, by_rank[1:], strict=False))
 
 
-@pytest.mark.parametrize("scheme, tied", [(s, False) for s in list_schemes()] + [("rk4", True)],
-                         ids=list_schemes() + ["rk4-tied"])
+@pytest.mark.parametrize("scheme, tied", [(s, False) for s in list_schemes("rk")] + [("rk4", True)],
+                         ids=list_schemes("rk") + ["rk4-tied"])
 def test_responses_of_every_increment_by_hand(scheme, tied):
     """Inside the scheme block, unit i sees z_i = x + h sum_j A_ij k_j: its responses from the tableau by hand (a
     tied block's one unit answers differently at each increment)."""
@@ -126,7 +126,7 @@ def test_responses_of_every_increment_by_hand(scheme, tied):
 # --------------------------------------------------------------------------------------------------------------
 
 REFINEMENT_NETS = {**{s: dict(block=s, stages=[get_scheme(s).increments + 1, 1, 1], depth=None)
-                      for s in list_schemes()},
+                      for s in list_schemes("rk")},
                    "euler-depth14": dict(block="euler", depth=14),
                    "rk4-full-preact": dict(block="rk4", depth=32, placement="full_preact")}
 
@@ -175,7 +175,7 @@ def ece_by_hand(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> floa
     return total
 
 
-@pytest.mark.parametrize("scheme", list_schemes())
+@pytest.mark.parametrize("scheme", list_schemes("rk"))
 def test_robustness_by_hand(scheme):
     """Accuracy, loss and ECE under x + sigma N(0, 1) (noise drawn batch by batch from a generator seeded with
     ``seed`` for each sigma), with the network computed block by block by hand."""

@@ -45,7 +45,7 @@ def one_block_address(scheme: str) -> str:
 
 
 LESION_NETS = {**{s: (dict(block=s, stages=[get_scheme(s).increments + 1, 1, 1], depth=None), one_block_address(s))
-                  for s in list_schemes()},
+                  for s in list_schemes("rk")},
                "rk4-depth32": (dict(block="rk4", depth=32), "s1.b2.u3"),
                "nested": (dict(block="rk4", depth=56, inner="midpoint"), "s3.b2.u2.u1")}
 
@@ -74,7 +74,7 @@ def test_deleting_a_zero_unit_changes_nothing(name):
     assert any(abs(r["loss"] - r["intact_loss"]) > 1e-4 for a, r in records.items() if a != address)
 
 
-HAND_NETS = {**{s: dict(block=s, stages=[get_scheme(s).increments + 1, 1, 1], depth=None) for s in list_schemes()},
+HAND_NETS = {**{s: dict(block=s, stages=[get_scheme(s).increments + 1, 1, 1], depth=None) for s in list_schemes("rk")},
              "rk4[midpoint]": dict(block="rk4", stages=[9, 1, 1], depth=None, inner="midpoint"),
              "rk4-tied": dict(block="rk4", depth=32, tied=True),
              "midpoint-learn-step": dict(block="midpoint", depth=20, learn_step=True, step=0.5)}

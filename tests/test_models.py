@@ -26,7 +26,7 @@ from horesnet.schemes import SchemeError
 sys.path.insert(0, str(Path(__file__).parent))
 from _analysis_helpers import cifar_depth, smallest_depth  # noqa: E402
 
-SCHEMES = list_schemes()
+SCHEMES = list_schemes("rk")
 UNITS = ("basic", "bottleneck")
 PLACEMENTS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "full_preact", "preact_relu_after_add")
 
@@ -391,7 +391,7 @@ def test_register_non_strictly_lower_triangular_tableau_fails(A, where, scheme_r
         horesnet.register_scheme("my_implicit", A, [0.5, 0.5])
     assert isinstance(err.value, ConfigError)
     assert where in str(err.value) and "lower triangular" in str(err.value)
-    assert "my_implicit" not in list_schemes()
+    assert "my_implicit" not in list_schemes("rk")
 
 
 def test_registered_scheme_is_usable_for_models(scheme_registry_guard):

@@ -71,11 +71,11 @@ def reference(alpha, beta):
 
 
 # ----------------------------------------------------------------------------- registry
-def test_multistep_schemes_share_the_registry_but_not_the_default_listing():
+def test_multistep_schemes_share_the_registry_and_the_default_listing():
     assert list_schemes("multistep") == MULTISTEP
-    assert set(list_schemes("all")) == set(list_schemes()) | set(MULTISTEP)
-    assert not set(list_schemes()) & set(MULTISTEP)  # block=, inner= and every-scheme tests: RK only for now
-    assert all(isinstance(get_scheme(n), Tableau) for n in list_schemes())
+    assert list_schemes() == list_schemes("all") == sorted(set(list_schemes("rk")) | set(MULTISTEP))
+    assert not set(list_schemes("rk")) & set(MULTISTEP)
+    assert all(isinstance(get_scheme(n), Tableau) for n in list_schemes("rk"))
     assert all(isinstance(get_scheme(n), Multistep) for n in MULTISTEP)
     assert TopLevelMultistep is Multistep
     with pytest.raises(SchemeError, match="kind"):
@@ -336,7 +336,7 @@ def test_momentum_safe_depth_at_float32():
 def test_register_query_and_unregister(registry_guard):
     m = register_scheme("my_ab2", alpha=[1, 0], beta=[1.5, -0.5], description="mine")
     assert get_scheme("my_ab2") is m and m.kind == "multistep" and m.order == 2 and m.zero_stable
-    assert "my_ab2" in list_schemes("multistep") and "my_ab2" not in list_schemes()
+    assert "my_ab2" in list_schemes("multistep") and "my_ab2" in list_schemes() and "my_ab2" not in list_schemes("rk")
     assert m.starter == "euler" and register_scheme("mine2", alpha=[1.9, -0.9], beta=[0.1, 0]).starter == "repeat"
     with pytest.raises(SchemeError, match="already registered"):
         register_scheme("my_ab2", alpha=[1], beta=[1])

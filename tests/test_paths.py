@@ -91,7 +91,7 @@ def test_plain_net_has_one_path_through_every_unit(depth, n):
     assert counts == [0] * n + [1]
 
 
-@pytest.mark.parametrize("name", list_schemes())
+@pytest.mark.parametrize("name", list_schemes("rk"))
 def test_block_paths_match_brute_force_chains(name):
     tab = get_scheme(name)
     block = SchemeBlock(tab, [nn.Identity() for _ in range(tab.increments)], nn.Identity())
@@ -117,7 +117,7 @@ def stability_coefficients(tab, h: float) -> list[float]:
     return [1.0] + [h ** k * float(b @ np.linalg.matrix_power(A, k - 1) @ one) for k in range(1, tab.increments + 1)]
 
 
-@pytest.mark.parametrize("name", list_schemes())
+@pytest.mark.parametrize("name", list_schemes("rk"))
 @pytest.mark.parametrize("h", [1.0, 0.5])
 def test_weighted_block_polynomial_is_the_stability_polynomial(name, h):
     tab = get_scheme(name)

@@ -25,7 +25,7 @@ from horesnet.nn import SchemeBlock, SwitchOff, hooked
 sys.path.insert(0, str(Path(__file__).parent))
 from _analysis_helpers import randomise_norms  # noqa: E402
 
-SCHEMES = list_schemes()
+SCHEMES = list_schemes("rk")
 VARIANTS = {  # beyond the plain network of each scheme
     "tied": dict(tied=True), "nested": dict(inner="midpoint"), "learn_step": dict(learn_step=True, step=0.7),
     "drop_path": dict(drop_path_rate=0.3), "zero_init_last": dict(zero_init_last=True),

@@ -1,7 +1,8 @@
 """Lesion studies (Veit et al. 2016, Sec. 4): delete units or blocks at test time, reorder blocks.
 
 Deleting a unit sets its increment k_i to zero (a ``SwitchOff`` block hook), so it works for every scheme:
-in an Euler block that leaves the skip, in an RK block the other increments still see the remaining ones.
+in an Euler block that leaves the skip, in an RK block the other increments still see the remaining ones, in a
+multistep block F_n = 0 in every later step that uses it (the carried states stay).
 ``lesion_single`` reuses the activations before the lesioned block (the shared prefix is computed once per
 batch), so the full study costs about half of one forward pass per lesion.
 """
@@ -13,6 +14,7 @@ import random
 
 from ..errors import ConfigError
 from ..nn import NestedUnit, SchemeBlock, SwitchOff, hooked
+from ..nn.multistep import MultistepBlock
 from .common import EvalData, error_and_loss, evaluating, score
 
 
@@ -27,8 +29,9 @@ def lesion_targets(model, granularity: str = "unit") -> list[dict]:
     targets = []
     if granularity == "block":
         for i, (address, block, spec) in enumerate(blocks):
-            if isinstance(block, SchemeBlock):
-                switches = [(block, frozenset(range(block.scheme.increments)))]
+            if isinstance(block, SchemeBlock | MultistepBlock):  # a multistep block: every unit, Σα x_(n-j) left
+                switches = [(block, frozenset(range(block.increments if isinstance(block, MultistepBlock)
+                                                    else block.scheme.increments)))]
                 targets.append({"address": address, "block_index": i, "switches": switches, "entry": spec.entry,
                                 "downsampling": spec.entry and i > 0 and _changes_shape(block),
                                 "scheme": spec.scheme, "units": spec.units})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..nn import NestedUnit, ODEBlock, SchemeBlock
+from ..nn.multistep import MultistepBlock
 
 
 def poly_mul(p: list, q: list) -> list:
@@ -74,10 +75,35 @@ def _scheme_blocks(model):
         yield address, block
 
 
+def multistep_polynomial(block: MultistepBlock, weighted: bool = False) -> list:
+    """Path polynomial of a multistep block: its paths run from the stage's first state x_0 to x_T through the
+    carried history, each step n joining the paths into x_(n-j) (an edge alpha_j, no unit) and those through unit
+    n-j (an edge h*beta_j, one unit): P_0 = 1, P_(n+1) = sum_j alpha_j P_(n-j) + z sum_j h beta_j P_(n-j), with
+    every non-zero coefficient 1 unless ``weighted`` (per-channel coefficients: their mean); a switched-off unit has
+    no paths. Momentum's P_T counts the skip path once and grows with the history, unlike Euler's (1 + z)^T."""
+    active = block.active
+    polys = [[1]]
+    for n, (a, c) in enumerate(block.coefficients.numeric_steps()):
+        total = [0]
+        for j in range(a.shape[0]):
+            if a[j].any():
+                w = float(a[j].mean()) if weighted else 1
+                total = poly_add(total, [w * x for x in polys[n - j]])
+        for j in range(c.shape[0]):
+            if c[j].any() and active[n - j]:
+                w = float(c[j].mean()) if weighted else 1
+                total = poly_add(total, [0] + [w * x for x in polys[n - j]])
+        polys.append(total)
+    return polys[-1]
+
+
 def path_lengths(model, weighted: bool = False) -> list:
     """Number (or total weight) of paths of each length 0, 1, 2, ... (units on the path) of the whole network."""
     total = [1]
     for _, block in _scheme_blocks(model):
+        if isinstance(block, MultistepBlock):
+            total = poly_mul(total, multistep_polynomial(block, weighted))
+            continue
         total = poly_mul(total, block_polynomial(block, weighted))
     while len(total) > 1 and total[-1] == 0:
         total.pop()
@@ -135,6 +161,9 @@ class PathSampler:
 
     def __init__(self, model):
         self.blocks = [blk for _, blk in _scheme_blocks(model)]
+        multistep = [a for a, blk in _scheme_blocks(model) if isinstance(blk, MultistepBlock)]
+        if multistep:
+            raise ConfigError(multistep_reason(multistep))
         self.by_length = []
         for blk in self.blocks:
             groups: dict[int, list[BlockPath]] = {}
@@ -165,3 +194,10 @@ class PathSampler:
                 routes.setdefault(blk, set()).update(edges)
             left -= pick
         return routes
+
+
+def multistep_reason(addresses: list[str]) -> str:
+    """Why single paths are not sampled through multistep blocks (the effective-path study skips them)."""
+    return (f"single paths are sampled through Runge-Kutta blocks; the multistep blocks at {', '.join(addresses)} "
+            "join paths through their carried history, which the gradient routing does not cover (study=paths gives "
+            "their exact path-length distribution)")

@@ -4,12 +4,13 @@ its command-line options."""
 
 from __future__ import annotations
 
+from ..nn.multistep import MultistepBlock
 from ..spec import BOOL, COUNT, POSITIVE_INT, Spec
 from . import plots as P
 from .common import EvalData
 from .effective import effective_paths
 from .lesion import lesion_random, lesion_single, lesion_targets, reorder
-from .paths import path_lengths
+from .paths import multistep_reason, path_lengths
 from .refinement import refinement
 from .registry import Option, register_study
 from .responses import responses
@@ -82,6 +83,11 @@ def _lesion_random_applies(model, o) -> str | None:
             "network)") if too_many else None
 
 
+def _effective_applies(model, o) -> str | None:
+    multistep = [a for a, block, _ in model.blocks() if isinstance(block, MultistepBlock)]
+    return multistep_reason(multistep) if multistep else None
+
+
 def _reorder_applies(model, o) -> str | None:
     if swappable_pairs(model) == 0:
         return "no two non-entry blocks share a stage, so no order can change (every Kendall tau would be 1)"
@@ -115,7 +121,7 @@ def _register_builtins() -> None:
     add("effective", _effective, P.plot_effective, "input-gradient norm along sampled single paths of each length",
         {"samples_per_length": Option(1000, POSITIVE_INT, "paths sampled per length"),
          "effective_images": Option(256, POSITIVE_INT, "images the gradients are taken on"),
-         "seed": SEED})
+         "seed": SEED}, applies=_effective_applies)
     add("responses", lambda m, d, o: {"responses": responses(m, d)}, P.plot_responses,
         "standard deviation of every 3x3 layer's response", cost=lambda m, o: 1)
     add("refinement", lambda m, d, o: {"refinement": refinement(m, d)}, P.plot_refinement,

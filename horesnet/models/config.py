@@ -70,6 +70,21 @@ class ModelConfig:
     drop_path_rate: float = option(0.0, Spec("real", low=0, high=1, open_high=True),
                                    "stochastic depth: drop probability of the last unit, linear in depth from 0 "
                                    "(Huang et al. 2016)")
+    # multistep blocks only (block=lm|momentum|ab2|ab3|leapfrog|average, docs/multistep.md)
+    coefficient: float | None = option(None, Spec("real", nullable=True),
+                                       "multistep: the value of the scheme's coefficient, momentum's gamma or lm's k "
+                                       "(null: the scheme's own, 0.9 and -0.05)")
+    learn_coefficients: bool | None = option(None, Spec("bool", nullable=True),
+                                             "multistep: learn the scheme's coefficients (null: the scheme's default: "
+                                             "lm's k and average's weights learned, momentum's gamma fixed)")
+    coefficient_per_channel: bool = option(False, BOOL, "multistep: one learned coefficient per channel (lm's k, "
+                                           "drawn from U[-0.1, 0] as Lu et al. 2018)")
+    reversible: bool = option(False, BOOL, "multistep: memory-free training, each stage's states recomputed "
+                              "backwards by inverting its recurrence (momentum, lm, leapfrog; a placement without an "
+                              "activation after the addition, e.g. full_preact)")
+    reversible_unsafe: bool = option(False, BOOL, "reversible=true although a stage is deeper than the predicted safe "
+                                     "inversion depth (reconstruction error > 1e-3 in float32): train anyway, with a "
+                                     "warning")
     # arch=transformer only (horesnet/models/transformer.py, docs/transformers.md); the conv families ignore them
     layout: str = option("alternate", Spec("choice", choices=("alternate", "layer", "macaron")),
                          "transformer units: alternate (one per attention/MLP branch) | layer (one per layer, "

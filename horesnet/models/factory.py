@@ -22,10 +22,11 @@ from ..nn import (
     normalise_shortcut,
 )
 from ..schemes import get_scheme, warn_flagged
+from . import multistep
 from .budget import check_fits, estimate
 from .config import ModelConfig, complete
 from .contract import check_head
-from .layout import BlockSpec, plan_layout
+from .layout import BlockSpec, plan_layout, refuse_multistep_transformer
 from .resnet import ResNet, Stage, Stem
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -41,6 +42,7 @@ class _Options:
     step: float
     learn_step: bool
     ode: dict
+    config: ModelConfig
 
 
 def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str = "avg", **options) -> ResNet:
@@ -56,8 +58,11 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     config = complete({**given, **options})
     config["stages"] = list(config["stages"]) if config["stages"] is not None else None
     c = ModelConfig(**config)
+    multistep.check_options(c)  # what a multistep block refuses, and its options given to another block
     if c.arch == "transformer":  # residual functions of Transformer layers (horesnet/models/transformer.py)
         from .transformer import build_transformer
+
+        refuse_multistep_transformer(c.block)
 
         return build_transformer(c, global_pool)
     arch, depth, block, unit, placement, shortcut = c.arch, c.depth, c.block, c.unit, c.placement, c.shortcut
@@ -88,7 +93,7 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
         raise ConfigError("tied=true shares one unit across a block's increments, but entry='scheme' makes the "
                           "first unit change resolution/width; use entry='euler' with tied=true.")
     opts = _Options(layout.unit, UnitOptions(placement, norm, c.stride_in_3x3), shortcut, tied, float(step),
-                    learn_step, dict(method=c.ode_method, rtol=c.ode_rtol, atol=c.ode_atol, adjoint=c.ode_adjoint))
+                    learn_step, dict(method=c.ode_method, rtol=c.ode_rtol, atol=c.ode_atol, adjoint=c.ode_adjoint), c)
     expansion = get_unit(layout.unit).expansion
     widths = stage_widths(arch, width)
     need = estimate(layout, widths, stem_stride)["build_bytes"]
@@ -118,6 +123,7 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
         _zero_init_last(model)
     if c.drop_path_rate > 0:
         _add_drop_path(model, c.drop_path_rate)
+    multistep.check_reversible(model, c)
     return model
 
 
@@ -157,6 +163,11 @@ def _make_unit(opts: _Options, in_ch: int, out_ch: int, stride: int) -> nn.Modul
 def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Options) -> nn.Module:
     if spec.scheme == "ode":
         return ODEBlock(_make_unit(opts, out_ch, out_ch, 1), **opts.ode, t1=opts.step)
+    if spec.multistep:  # the stage's units after its entry block, one per step (docs/multistep.md)
+        post = get_placement(opts.unit_options.placement).post_module
+        units = [_make_unit(opts, out_ch, out_ch, 1) for _ in range(spec.units)]
+        posts = [post(opts.unit_options.norm, out_ch) for _ in range(spec.units)]
+        return multistep.make_block(spec.scheme, units, posts, opts.step, opts.learn_step, opts.config)
     scheme = get_scheme(spec.scheme)
     shape_change = stride != 1 or in_ch != out_ch
     tied = opts.tied and scheme.increments > 1

@@ -4,7 +4,8 @@ A depth fixes the number of units per stage; the scheme only decides how they ar
 ``entry="euler"`` each stage opens with one Euler entry block and the other n-1 units are grouped into
 blocks of s units (s = stages of the scheme, times the inner scheme's stages when nested); units that do
 not fill a block become Euler blocks ("leftovers"). With ``entry="scheme"`` the first scheme block's first
-unit does the stride/width change (the HO-ResNet authors' layout).
+unit does the stride/width change (the HO-ResNet authors' layout). A multistep scheme (docs/multistep.md) takes
+the n-1 units after the Euler entry block as one block of n-1 steps, its first steps taken by its starter rule.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ IMAGENET_STAGES = {
 
 
 def list_blocks() -> list[str]:
-    """Every valid ``block=``: each registered scheme, plus ``ode`` (continuous depth)."""
-    return list_schemes() + ["ode"]
+    """Every valid ``block=``: each registered scheme (Runge-Kutta and multistep), plus ``ode`` (continuous depth)."""
+    return list_schemes("all") + ["ode"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class BlockSpec:
     entry: bool = False
     leftover: bool = False
     inner: str | None = None
+
+    @property
+    def multistep(self) -> bool:
+        """A multistep block: all the units of a stage after its entry block, one per step."""
+        return is_multistep(self.scheme)
 
     @property
     def label(self) -> str:
@@ -98,13 +104,46 @@ class Layout:
                     parts.append(prev if count == 1 else f"{prev} x{count}")
                 prev, count = label, 1
             extra = f"  ({s.leftovers} leftover unit(s) as Euler blocks)" if s.leftovers else ""
+            for b in s.blocks:
+                if b.multistep:  # one block of b.units steps
+                    parts[-1] = f"{b.label} x{b.units} (starter: {starter_text(b.scheme, b.units)})"
             lines.append(f"stage {s.index}: {s.units} units = {' + '.join(parts)}{extra}")
         return "\n".join(lines)
+
+
+def starter_text(block: str, units: int) -> str:
+    """How a multistep stage of ``units`` steps takes the steps that lack history (docs/multistep.md, "Starter
+    rule"), e.g. ``v_0 = 0 (x_-1 = x_0)`` for momentum."""
+    s = get_scheme(block)
+    if s.history == "stage":
+        return "each step averages the states it has"
+    missing = min(s.k - 1, units)
+    if missing == 0:
+        return "none needed"
+    if s.starter == "euler":
+        return f"{missing} Euler step{'s' if missing > 1 else ''}"
+    if s.k == 2:
+        return "v_0 = 0 (x_-1 = x_0)"
+    return f"x_-1..x_-{s.k - 1} = x_0"
+
+
+def is_multistep(block) -> bool:
+    """Whether ``block`` names a registered multistep scheme (False for ``ode`` and unknown names)."""
+    return block in list_schemes("multistep")
+
+
+def refuse_multistep_transformer(block) -> None:
+    if is_multistep(block):
+        raise ConfigError(f"block={block!r} is a multistep scheme; multistep stages are built for the convolutional "
+                          "families (arch=cifar or imagenet), not arch='transformer'. Use a Runge-Kutta block: "
+                          f"{', '.join(list_schemes('rk'))}.")
 
 
 def units_per_block(block: str, inner: str | None) -> int:
     if block == "ode":
         return 1
+    if is_multistep(block):
+        return 1  # the fewest units a multistep block can hold; it takes all the units after the entry block
     n = get_scheme(block).increments
     return n * get_scheme(inner).increments if inner else n
 
@@ -112,6 +151,8 @@ def units_per_block(block: str, inner: str | None) -> int:
 def _stage_blocks(n: int, block: str, inner: str | None, entry: str) -> tuple[BlockSpec, ...]:
     if block == "ode":
         return (BlockSpec("euler", 1, entry=True), BlockSpec("ode", 1))
+    if is_multistep(block):
+        return (BlockSpec("euler", 1, entry=True),) + ((BlockSpec(block, n - 1),) if n > 1 else ())
     s = units_per_block(block, inner)
     if block == "euler" and not inner:
         return tuple(BlockSpec("euler", 1, entry=(i == 0)) for i in range(n))
@@ -168,6 +209,8 @@ def plan_layout(
     if arch == "transformer":  # depth counts residual functions (horesnet/models/transformer_layout.py)
         from .transformer_layout import plan_transformer
 
+        refuse_multistep_transformer(block)
+
         return plan_transformer(depth, block, "alternate", strict, inner, stages, entry, unit)
     check_choice("arch", arch, ARCHS)
     check_choice("block", block, list_blocks())
@@ -176,6 +219,18 @@ def plan_layout(
         check_choice("inner", inner, list_schemes())
         if block == "ode":
             raise ConfigError("inner= nests a scheme inside the units of a scheme block; block='ode' has none.")
+        if get_scheme(inner).kind == "multistep":
+            raise ConfigError(f"inner={inner!r} is a multistep scheme; inner= nests one Runge-Kutta step inside each "
+                              f"unit, which has no past states to combine. Valid inner schemes: "
+                              f"{', '.join(list_schemes('rk'))}.")
+    multistep = is_multistep(block)
+    if multistep and inner is not None:
+        raise ConfigError(f"block={block!r} is a multistep scheme (one unit per step); inner= (a nested scheme in "
+                          "every unit) is not supported with it. Drop inner=, or use a Runge-Kutta block.")
+    if multistep and entry == "scheme":
+        raise ConfigError(f"entry='scheme' puts the stride inside the first unit of a scheme block, but a {block} "
+                          "block combines the states of several steps, which must share one shape; use entry=euler "
+                          "(the default) with multistep blocks.")
     if unit is not None:
         check_choice("unit", unit, list_units(), PLUGIN_HINT)
     if stages is not None:

@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..nn import NestedUnit, ODEBlock, SchemeBlock
 from ..nn.block import NO_TORCHSCRIPT
+from ..nn.multistep import MultistepBlock
 from ..nn.recompute import checkpointed
 from .contract import TimmContract
 from .layout import BlockSpec, Layout
@@ -128,6 +129,10 @@ class ResNet(TimmContract, nn.Module):
                 unit = block.func.unit
                 yield f"{address}.u1", unit, UnitInfo(si, bi, 1, "ode", spec.entry, False, ode=True)
                 continue
+            if isinstance(block, MultistepBlock):  # one unit per step: s2.b2.u1 .. s2.b2.uT
+                for i, unit in enumerate(block.units, 1):
+                    yield f"{address}.u{i}", unit, UnitInfo(si, bi, i, block.scheme.name, False, False, path=(i,))
+                continue
             yield from _block_units(address, block, si, bi, spec, ())
 
     @property
@@ -141,7 +146,13 @@ class ResNet(TimmContract, nn.Module):
 
     @property
     def learnable_steps(self) -> list[nn.Parameter]:
-        return [m.step for m in self.modules() if isinstance(m, SchemeBlock) and m.learn_step]
+        return [m.step for m in self.modules() if isinstance(m, SchemeBlock | MultistepBlock) and m.learn_step]
+
+    def learned_coefficients(self) -> dict[str, dict]:
+        """``{block address: {name: value}}`` of every multistep block's learned coefficients (momentum's gamma,
+        lm's k -- a list when per channel --, average's weights), as they are now."""
+        return {address: block.coefficients.values() for address, block, _ in self.blocks()
+                if isinstance(block, MultistepBlock) and block.coefficients.family is not None}
 
 
 def _block_units(address, block: SchemeBlock, si, bi, spec, path):

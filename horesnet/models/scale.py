@@ -5,11 +5,18 @@ h·b_i (an Euler unit: h; a unit nested in an inner scheme: the product over the
 scale is the mean over its units, also reported per stage. Examples at depth 56: Euler 1.0; RK4 (3·1 + 24·0.25)/27
 = 0.333; midpoint 0.556; Euler with ``step=0.25`` 0.25. Two variants whose scales differ compare different
 amounts of residual signal as well as different schemes.
+
+A unit of a multistep stage gets ∂x_T/∂F_s, the first-order weight of its output on the stage's output through
+the carried history, at the stage's current coefficients (``Multistep.residual_weights``; docs/multistep.md):
+momentum with γ = 0.9 gives its 8 units after the entry block 1 − 0.9^(9−s), mean 0.359, so the network at depth 56
+has the residual scale (3·1 + 24·0.359)/27 = 0.430 -- scale-confounded against Euler, whose matched control is
+Euler with step 0.43.
 """
 
 from __future__ import annotations
 
 from ..nn import NestedUnit, ODEBlock, SchemeBlock
+from ..nn.multistep import MultistepBlock
 
 
 def _step(block: SchemeBlock) -> float:
@@ -31,6 +38,9 @@ def residual_weights(model) -> list[tuple[str, float]]:
     for address, block, _ in model.blocks():
         if isinstance(block, ODEBlock):
             return None
+        if isinstance(block, MultistepBlock):
+            weights += [(address, w) for w in block.coefficients.residual_weights()]
+            continue
         weights += [(address, w) for w in _weights(block, 1.0)]
     return weights
 

@@ -42,6 +42,14 @@ def _number(value) -> float:
     return float(value.detach().double().mean()) if torch.is_tensor(value) else float(value)
 
 
+def _unused(scheme: Multistep, family, units: int) -> bool:
+    """Whether the learnable ``family`` changes none of the coefficients of a stage of ``units`` steps."""
+    if family.kind == "history":
+        return units < 2
+    at = lambda v: scheme.at(**{family.name: v}).stage_coefficients(units)  # noqa: E731
+    return at(0.25) == at(0.5)
+
+
 class StageCoefficients(nn.Module):
     """The coefficients of one multistep stage of ``units`` steps (see the module docstring)."""
 
@@ -69,6 +77,8 @@ class StageCoefficients(nn.Module):
             raise ConfigError(f"coefficient_per_channel=true needs a learned coefficient that may be one per channel "
                               f"(lm's k with learn_coefficients=true); scheme {scheme.name!r} has none.")
         self.scheme, self.units, self.k = scheme, units, scheme.k
+        if learn and _unused(scheme, family, units):  # e.g. a stage of one (starter) step: nothing to learn
+            learn = per_channel = False
         self.family = family if learn else None
         self.learn_step = learn_step
         self.step = nn.Parameter(torch.tensor(float(step))) if learn_step else float(step)
@@ -99,8 +109,9 @@ class StageCoefficients(nn.Module):
         offset = self.offset.to(d.dtype)
         return self.center.to(d.dtype) + self.radius * (torch.tanh(d + offset) - torch.tanh(offset))
 
-    def table(self):
-        """``(table, tensors)``: per step, ``((j, c), ...)`` state terms and unit terms (see the module docstring)."""
+    def table(self, dtype: torch.dtype | None = None):
+        """``(table, tensors)``: per step, ``((j, c), ...)`` state terms and unit terms (see the module docstring);
+        learned coefficients computed in ``dtype`` (default: their parameters')."""
         tensors: list[torch.Tensor] = []
         seen: dict[int, int] = {}
 
@@ -109,10 +120,10 @@ class StageCoefficients(nn.Module):
                 return c
             if id(c) not in seen:
                 seen[id(c)] = len(tensors)
-                tensors.append(c if c.dim() == 0 else c.view(-1, 1, 1))
+                tensors.append(c.view(-1, 1, 1) if self.per_channel else c)  # per channel: broadcast over (C, H, W)
             return seen[id(c)]
 
-        h = self.step
+        h = self.step if dtype is None or not self.learn_step else self.step.to(dtype)
         times_h = lambda bs: [h * b if torch.is_tensor(b) or b else 0.0 for b in bs]  # noqa: E731
         if self.family is None:
             if not self.learn_step:
@@ -120,8 +131,8 @@ class StageCoefficients(nn.Module):
             steps = [self._terms(a, times_h(bs), ref) for a, bs in self._fixed]
             return tuple(steps), tensors
         if self.family.kind == "history":
-            return self._history_table(h, ref), tensors
-        theta = self.theta()
+            return self._history_table(h, ref, dtype), tensors
+        theta = self.theta(dtype)
         fam = self.family
         alpha = [a0 + theta * da if da else float(a0) for a0, da in zip(fam.alpha0, fam.dalpha, strict=True)]
         beta = [b0 + theta * db if db else float(b0) for b0, db in zip(fam.beta0, fam.dbeta, strict=True)]
@@ -158,13 +169,14 @@ class StageCoefficients(nn.Module):
                 out.append(([*alpha[:n], folded], beta[:n + 1]))
         return out
 
-    def _history_table(self, h, ref):
+    def _history_table(self, h, ref, dtype=None):
         steps, at = [], 0
         beta0 = self.scheme.beta[0]
+        weights = self.alpha if dtype is None else self.alpha.to(dtype)
         for n in range(self.units):
-            older = self.alpha[at:at + n]
+            older = [weights[at + i] for i in range(n)]  # indexed one by one: traceable by torch.fx
             at += n
-            alpha = [1 - older.sum(), *older.unbind()] if n else [1.0]
+            alpha = [1 - weights[at - n:at].sum(), *older] if n else [1.0]
             steps.append(self._terms(alpha, [h * beta0], ref))
         return tuple(steps)
 
@@ -180,7 +192,7 @@ class StageCoefficients(nn.Module):
 
     def numeric_steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per step, (α^n, c^n) as float64 arrays of shape (len, channels) (channels 1 unless per channel)."""
-        table, tensors = self.table()
+        table, tensors = self.table(torch.float64)
         value = lambda c: np.atleast_1d(c if isinstance(c, float)  # noqa: E731
                                         else tensors[c].detach().double().flatten().cpu().numpy())
         out = []

@@ -6,9 +6,9 @@ analysis). Names are identifier-like (letters, digits, underscore; not starting 
 ``ode`` is reserved for the continuous-depth reference block. Besides the built-in methods it holds the
 compatibility scheme ``ho2021_rk8_published`` (:mod:`horesnet.schemes.compat`), which carries a warning.
 
-Multistep schemes (:class:`Multistep`) are registered and queried here, but networks cannot be built of them
-yet: ``list_schemes()`` lists the Runge–Kutta tableaux only (what ``block=`` and ``inner=`` accept and what the
-tests build every scheme of); ``list_schemes("multistep")`` and ``list_schemes("all")`` list the others.
+Multistep schemes (:class:`Multistep`) are registered and queried here too, and networks are built of both kinds
+(``block=momentum``; docs/multistep.md): ``list_schemes()`` lists every scheme, ``list_schemes("rk")`` the
+Runge–Kutta tableaux (what ``inner=`` accepts) and ``list_schemes("multistep")`` the others.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ _REGISTRY.update({m.name: m for m in BUILTIN_MULTISTEP})
 BUILTIN_NAMES = frozenset(_REGISTRY)
 
 
-def list_schemes(kind: str = "rk") -> list[str]:
-    """Sorted names of the registered schemes of one ``kind``: ``"rk"`` (Runge–Kutta tableaux, the default: the
-    schemes a network can be built of today), ``"multistep"`` or ``"all"``."""
+def list_schemes(kind: str = "all") -> list[str]:
+    """Sorted names of the registered schemes of one ``kind``: ``"all"`` (the default: every scheme a network can be
+    built of), ``"rk"`` (Runge–Kutta tableaux) or ``"multistep"``."""
     if kind not in KINDS:
         raise SchemeError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
     return sorted(name for name, s in _REGISTRY.items() if kind == "all" or s.kind == kind)
@@ -51,7 +51,7 @@ def _unknown(name) -> SchemeError:
     close = difflib.get_close_matches(str(name).lower(), list_schemes("all"), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return SchemeError(
-        f"unknown scheme {name!r}; valid schemes: {', '.join(list_schemes())}; multistep schemes: "
+        f"unknown scheme {name!r}; valid schemes: {', '.join(list_schemes('rk'))}; multistep schemes: "
         f"{', '.join(list_schemes('multistep'))}.{hint} Add your own with horesnet.schemes.register_scheme(name, A, b) "
         "or register_scheme(name, alpha=..., beta=...)."
     )

@@ -1,0 +1,201 @@
+"""A stage's units as the steps of a linear multistep scheme (docs/multistep.md, "Networks").
+
+After a stage's Euler entry block (which changes resolution/width), its remaining T units form one
+:class:`MultistepBlock`, whose forward pass is the formula of the scheme, one generic loop driven by its data:
+
+    F_n = unit_n(x_n),    x_{n+1} = post_n( Σ_j α^n_j x_{n−j} + h Σ_j β^n_j F_{n−j} ),    n = 0..T−1
+
+(α^n, β^n) being the scheme's ``stage_coefficients(T)`` (its starter rule in the first steps; fixed or learned, see
+:mod:`horesnet.nn.multistep_coefficients`). ``post_n`` is the placement's after-add module (ReLU for ``original``,
+identity for the pre-activation placements), one per step as in the Euler network, so that momentum at γ = 0 and
+LM-ResNet at k = 0 *are* the Euler network with the same units; the published recurrences (Sander et al. 2021, Lu
+et al. 2018) are those with post = identity. There is no per-scheme class.
+
+Only the states and unit outputs a step still needs are kept (the k newest for a fixed history; all of them for
+``average``). A block hook (docs/design.md, "Block hooks") is called as ``hook(block, n, x_n, F)`` before unit n
+runs (``F`` the unit outputs so far); None switches unit n off (F_n = 0 wherever it is used, its unit not run),
+otherwise ``(base, _)`` gives the unit's input. With ``reversible`` the stage trains without keeping its
+activations (:mod:`horesnet.nn.reversible`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..schemes import Multistep
+from .block import NO_TORCHSCRIPT
+from .multistep_coefficients import StageCoefficients
+
+REVERSIBLE_TOLERANCE = 1e-3  # predicted relative reconstruction error a reversible stage may have
+
+
+def combine_terms(terms, coefficients) -> tuple[torch.Tensor, bool]:
+    """``Σ c·t`` over ``terms = [(t, c), ...]`` (``c`` a float or an index into ``coefficients``); returns the sum and
+    whether it is a new tensor (False: it is one of the ``t`` itself)."""
+    out, fresh = None, False
+    for t, c in terms:
+        if isinstance(c, float):
+            if out is None:
+                out, fresh = (t, False) if c == 1.0 else (t * c, True)
+            elif fresh:
+                out = out.add_(t, alpha=c)  # our own temporary; add needs no saved inputs
+            else:
+                out, fresh = out.add(t, alpha=c), True
+        else:
+            tc = t * coefficients[c]
+            if out is None:
+                out, fresh = tc, True
+            elif fresh:
+                out = out.add_(tc)
+            else:
+                out, fresh = out + tc, True
+    return out, fresh
+
+
+def run_steps(block: MultistepBlock, x0, table, coefficients, window: int = 0):
+    """The stage's forward loop; returns x_T, or with ``window`` > 0 the ``window`` newest states (oldest first)."""
+    units, posts, hook = block.units, block.posts, block.hook
+    T, keep = len(table), block.history
+    xs, fs = [x0] + [None] * T, [None] * T
+    for n, (xterms, fterms) in enumerate(table):
+        base = xs[n]
+        if hook is not None:
+            got = hook(block, n, base, fs)
+            base = None if got is None else got[0]
+        if base is not None:
+            fs[n] = units[n](base)
+        terms = [(xs[n - j], c) for j, c in xterms] + [(fs[n - j], c) for j, c in fterms if fs[n - j] is not None]
+        z, fresh = combine_terms(terms, coefficients)
+        post = posts[n]
+        if not fresh and not isinstance(post, nn.Identity):
+            z = z.clone()  # every term but one state switched off: never let an in-place post touch that state
+        xs[n + 1] = post(z)
+        if keep and n + 1 - keep >= 0 and n + 1 - keep < T + 1 - max(window, 1):
+            xs[n + 1 - keep] = None  # no later step uses it
+            fs[n + 1 - keep] = None
+    return xs[T] if not window else xs[T + 1 - window:]
+
+
+class MultistepBlock(nn.Module):
+    """The units after a stage's entry block, as the steps of the multistep ``scheme`` (module docstring).
+
+    ``posts``: one after-add module per step (None: identities). ``step``: h (``learn_step``: a learnable scalar
+    named ``step``). ``learn``/``per_channel``/``value``: the scheme's coefficient family
+    (:class:`~horesnet.nn.multistep_coefficients.StageCoefficients`). ``reversible``: train without keeping the
+    stage's activations by inverting the recurrence in backward (invertible schemes, identity posts).
+    """
+
+    def __init__(self, scheme: Multistep, units: list[nn.Module], posts: list[nn.Module] | None = None,
+                 step: float = 1.0, learn_step: bool = False, learn: bool | None = None, per_channel: bool = False,
+                 value: float | None = None, reversible: bool = False):
+        super().__init__()
+        if not isinstance(scheme, Multistep):
+            raise ConfigError(f"MultistepBlock needs a multistep scheme; got {scheme!r}.")
+        if not units:
+            raise ConfigError(f"a {scheme.name} stage needs at least one unit.")
+        self.units = nn.ModuleList(units)
+        self.posts = nn.ModuleList(posts if posts is not None else [nn.Identity() for _ in units])
+        if len(self.posts) != len(self.units):
+            raise ConfigError(f"a {scheme.name} stage of {len(units)} units needs {len(units)} post modules.")
+        channels = getattr(units[0], "out_channels", 1)
+        self.coefficients = StageCoefficients(scheme, len(units), channels, step, learn_step, learn, per_channel,
+                                              value)
+        self.scheme = self.coefficients.scheme  # at the given coefficient value
+        self.history = scheme.k if scheme.history == "fixed" else 0  # states kept (0: all of them)
+        self.hook = None
+        self.reversible = False
+        self._warned = False
+        if reversible:
+            self.set_reversible(True)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def increments(self) -> int:
+        """Units of the stage (one per step)."""
+        return len(self.units)
+
+    @property
+    def tied(self) -> bool:
+        return False
+
+    @property
+    def learn_step(self) -> bool:
+        return self.coefficients.learn_step
+
+    @property
+    def step(self):
+        return self.coefficients.step
+
+    def unit(self, i: int) -> nn.Module:
+        return self.units[i]
+
+    @property
+    def active(self) -> tuple[bool, ...]:
+        """Per unit: run in a forward pass (not switched off by the hook)."""
+        off = self.hook.off if self.hook is not None else ()
+        return tuple(i not in off for i in range(len(self.units)))
+
+    # ------------------------------------------------------------------ reversible training
+    def reversible_problem(self) -> str | None:
+        """Why this stage cannot train reversibly (None: it can)."""
+        s = self.scheme
+        if not s.invertible:
+            why = ("it uses every past state of the stage" if s.history == "stage" else
+                   "its oldest state has no coefficient (alpha[k-1] = 0) or is also evaluated (beta[k-1] != 0)")
+            return (f"scheme {s.name!r} cannot be inverted ({why}); reversible training needs a step that can be "
+                    "solved for its oldest state: momentum, lm or leapfrog")
+        if not all(isinstance(p, nn.Identity) for p in self.posts):
+            return ("the placement puts an activation after each addition (e.g. placement='original': a ReLU), which "
+                    "cannot be inverted; use a placement without one, e.g. placement=full_preact")
+        return None
+
+    def set_reversible(self, on: bool = True) -> None:
+        if on:
+            problem = self.reversible_problem()
+            if problem:
+                raise ConfigError(f"reversible=true: {problem}.")
+        self.reversible = bool(on)
+
+    def predicted_inversion_error(self, eps: float) -> float:
+        """eps·growth^T (eps·T when the growth is 1): the relative reconstruction error predicted for this stage."""
+        growth, T = self.coefficients.inversion_growth(), len(self.units)
+        if growth == float("inf"):
+            return float("inf")
+        return eps * T if growth <= 1 + 1e-12 else eps * growth ** T
+
+    def _use_reversible(self, x) -> bool:
+        return (self.reversible and self.hook is None and torch.is_grad_enabled() and not isinstance(x, torch.fx.Proxy)
+                and not torch.compiler.is_compiling())
+
+    def _check_learned(self, x) -> None:
+        """A learned coefficient may drift towards an unsafe value while training: warn once if it has."""
+        if self._warned or self.coefficients.family is None:
+            return
+        eps = torch.finfo(x.dtype).eps / 2
+        error = self.predicted_inversion_error(eps)
+        if error > REVERSIBLE_TOLERANCE:
+            self._warned = True
+            warnings.warn(f"reversible {self.scheme.name} stage: its learned coefficients {self.coefficients.values()} "
+                          f"predict a reconstruction error of {error:.3g} over {len(self.units)} units in "
+                          f"{x.dtype} (tolerance {REVERSIBLE_TOLERANCE:g}); its gradients may be inaccurate.",
+                          UserWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x):
+        table, coefficients = self.coefficients.table()
+        if self._use_reversible(x):
+            from .reversible import reversible_stage
+
+            self._check_learned(x)
+            return reversible_stage(self, x, table, coefficients)
+        return run_steps(self, x, table, coefficients)
+
+    def __prepare_scriptable__(self):
+        raise ConfigError(NO_TORCHSCRIPT)
+
+    def extra_repr(self) -> str:
+        return f"scheme={self.scheme.name}, units={len(self.units)}, reversible={self.reversible}"

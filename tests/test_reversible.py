@@ -1,0 +1,189 @@
+"""Memory-free reversible training of multistep stages (horesnet/nn/reversible.py, docs/multistep.md).
+
+The reference is ordinary autograd on the same network (the same weights, a deep copy): in float64 the gradients
+of every parameter, of the input and of the learned coefficients agree to <= 1e-10 relative to the gradient's
+scale at depths 8 and 50, BatchNorm statistics are updated once (num_batches_tracked == 1) and equal autograd's,
+and the tensors saved for backward do not grow with depth. Refusals: non-invertible schemes, post-activations,
+unsafe depth (with the override), multistep options on other blocks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from horesnet import ConfigError, build_model, get_scheme, list_schemes
+from horesnet.nn.multistep import MultistepBlock
+
+DT = torch.float64
+INVERTIBLE = [s for s in list_schemes("multistep") if get_scheme(s).invertible]
+# values of the schemes' coefficients at which 50 inverted units stay accurate in float64 (growth^50 * 1.1e-16)
+SAFE = {"momentum": dict(), "leapfrog": dict(), "lm": dict(coefficient=-0.9)}
+
+
+def unit(c: int = 4) -> nn.Module:
+    """A unit with a BatchNorm (batch statistics in training) and a non-linearity: BN-tanh-conv."""
+    conv = nn.Conv2d(c, c, 3, padding=1)
+    nn.init.normal_(conv.weight, std=0.1)
+    return nn.Sequential(nn.BatchNorm2d(c), nn.Tanh(), conv)
+
+
+def grads(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad for n, p in module.named_parameters()}
+
+
+def assert_same_gradients(ref: dict, got: dict, tol: float = 1e-10):
+    """Every gradient within ``tol`` of the largest (a parameter whose exact gradient is 0 -- a conv bias ahead of
+    a BatchNorm -- has only rounding)."""
+    assert ref.keys() == got.keys()
+    scale = max(g.abs().max().item() for g in ref.values())
+    for name, g in ref.items():
+        assert got[name] is not None, name
+        err = (got[name] - g).abs().max().item() / scale
+        assert err <= tol, f"{name}: relative error {err:.3g}"
+
+
+def test_the_invertible_schemes_are_momentum_lm_and_leapfrog():
+    assert INVERTIBLE == ["leapfrog", "lm", "momentum"] == sorted(SAFE)
+
+
+@pytest.mark.parametrize("units", [8, 50])
+@pytest.mark.parametrize("learn", [False, True])
+@pytest.mark.parametrize("scheme", INVERTIBLE)
+def test_stage_gradients_equal_autograd_in_float64(scheme, learn, units):
+    if learn and scheme == "leapfrog":
+        pytest.skip("leapfrog has no learnable coefficient")
+    torch.manual_seed(0)
+    kw = dict(SAFE[scheme], learn=learn) if "coefficient" not in SAFE[scheme] else dict(
+        value=SAFE[scheme]["coefficient"], learn=learn)
+    plain = MultistepBlock(get_scheme(scheme), [unit() for _ in range(units)], **kw).double()
+    rev = copy.deepcopy(plain)
+    rev.set_reversible(True)
+    x = torch.randn(3, 4, 5, 5, dtype=DT)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = plain(xa), rev(xb)
+    assert torch.equal(ya, yb)  # the same forward loop, without autograd
+    w = torch.randn_like(ya)
+    (ya * w).sum().backward()
+    (yb * w).sum().backward()
+    assert_same_gradients({**grads(plain), "x": xa.grad}, {**grads(rev), "x": xb.grad})
+    if learn:
+        assert rev.coefficients.coefficient.grad.abs().item() > 0  # gamma / k learn
+    for a, b in zip(plain.modules(), rev.modules(), strict=True):
+        if isinstance(a, nn.BatchNorm2d):
+            assert int(b.num_batches_tracked) == 1 == int(a.num_batches_tracked)
+            assert torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
+
+
+def test_gamma_is_used_as_given_and_states_keep_their_dtype():
+    blk = MultistepBlock(get_scheme("momentum"), [unit() for _ in range(3)], reversible=True).double()
+    table, tensors = blk.coefficients.table()
+    xterms, fterms = table[1]
+    assert not tensors and dict(xterms) == {0: 1.9, 1: -0.9} and dict(fterms) == {0: 1 - 0.9}
+    assert isinstance(dict(xterms)[1], float)  # float64 0.9, not float32's 0.8999999761581421
+    x = torch.randn(2, 4, 5, 5, dtype=DT, requires_grad=True)
+    y = blk(x)
+    assert y.dtype == DT
+    y.sum().backward()
+    assert x.grad.dtype == DT
+
+
+@pytest.mark.parametrize("units", [8, 50])
+def test_network_step_equals_autograd_with_bn_statistics_once(units):
+    torch.manual_seed(0)
+    plain = build_model(block="momentum", stages=[units + 1, 2, 2], depth=None, width=0.25,
+                        placement="full_preact").double().train()
+    rev = copy.deepcopy(plain)
+    for _, blk, _ in rev.blocks():
+        if isinstance(blk, MultistepBlock):
+            blk.set_reversible(True)
+    x, y = torch.randn(4, 3, 8, 8, dtype=DT), torch.tensor([0, 1, 2, 3])
+    F.cross_entropy(plain(x), y).backward()
+    F.cross_entropy(rev(x), y).backward()
+    assert_same_gradients(grads(plain), grads(rev))
+    for (name, a), (_, b) in zip(plain.named_buffers(), rev.named_buffers(), strict=True):
+        if name.endswith("num_batches_tracked"):
+            assert int(a) == int(b) == 1, name
+        else:
+            torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+
+
+def test_built_reversible_network_trains_and_its_coefficients_learn():
+    torch.manual_seed(0)
+    model = build_model(block="lm", depth=20, width=0.25, placement="full_preact", reversible=True,
+                        coefficient=-0.5)
+    assert all(b.reversible for _, b, _ in model.blocks() if isinstance(b, MultistepBlock))
+    F.cross_entropy(model(torch.randn(2, 3, 8, 8)), torch.tensor([1, 2])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps for backward during one forward pass."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        seen[(t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        F.cross_entropy(model(x), torch.zeros(len(x), dtype=torch.long))
+    return sum(seen.values())
+
+
+def test_saved_memory_does_not_grow_with_depth():
+    x = torch.randn(4, 3, 8, 8)
+    sizes = {}
+    for units in (4, 16):
+        for rev in (False, True):
+            torch.manual_seed(0)
+            model = build_model(block="momentum", stages=[units + 1] * 3, depth=None, width=0.25,
+                                placement="full_preact", reversible=rev)
+            sizes[units, rev] = saved_bytes(model, x)
+    assert sizes[4, True] == sizes[16, True]  # k = 2 states per stage, whatever its depth
+    assert sizes[16, False] > 2 * sizes[4, False] and sizes[16, False] > 4 * sizes[16, True]
+
+
+# ------------------------------------------------------------------------------ refusals and the safety check
+@pytest.mark.parametrize("scheme", sorted(set(list_schemes("multistep")) - set(INVERTIBLE)))
+def test_non_invertible_schemes_are_refused_by_name(scheme):
+    with pytest.raises(ConfigError, match=rf"reversible=true: block='{scheme}' cannot be inverted"):
+        build_model(block=scheme, depth=20, width=0.25, placement="full_preact", reversible=True)
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(block="rk4", depth=32), ["reversible=true", "block='rk4'", "leapfrog, lm, momentum"]),
+    (dict(block="euler"), ["block='euler'", "cannot be inverted"]),
+    (dict(block="momentum", placement="original"), ["placement='original'", "relu", "full_preact"]),
+])
+def test_reversible_elsewhere_is_refused_by_name(kw, words):
+    with pytest.raises(ConfigError) as err:
+        build_model(**{"depth": 20, "width": 0.25, "placement": "full_preact", "reversible": True, **kw})
+    for w in words:
+        assert w in str(err.value), str(err.value)
+
+
+def test_unsafe_depth_is_refused_with_the_safe_depth_and_accepted_on_request():
+    # LM at k = -0.05: each inverted unit multiplies an error by 1/|k| = 20; 4 units give 2^-24 * 20^4 = 9.5e-3
+    kw = dict(block="lm", depth=32, width=0.25, placement="full_preact", reversible=True)
+    with pytest.raises(ConfigError) as err:
+        build_model(**kw)
+    text = str(err.value)
+    safe = math.floor(math.log(1e-3 / 2 ** -24) / math.log(20))
+    assert safe == 3 and "depth <= 26 (3 units per stage)" in text and "reversible_unsafe=true" in text
+    assert f"|k| >= {(2 ** -24 / 1e-3) ** (1 / 4):.3g}" in text and "9.54e-03" not in text and "0.00954" in text
+    with pytest.warns(UserWarning, match="Training anyway"):
+        build_model(**kw, reversible_unsafe=True)
+    build_model(**{**kw, "depth": 26})  # 3 units per stage: safe
+    # momentum at gamma = 0.9: 1/0.9 per unit, safe up to 92 units per stage in float32
+    build_model(block="momentum", stages=[93, 2, 2], depth=None, width=0.25, placement="full_preact", reversible=True)
+    with pytest.raises(ConfigError, match="at most 92 units per stage"):
+        build_model(block="momentum", stages=[94, 2, 2], depth=None, width=0.25, placement="full_preact",
+                    reversible=True)
+    with pytest.raises(ConfigError, match="reversible_unsafe=true only"):
+        build_model(block="momentum", depth=20, reversible_unsafe=True)
