@@ -86,6 +86,10 @@ def _scale_text(model) -> str:
 def model_report(cfg) -> str:
     model = model_from_config(cfg)
     layout = model.layout
+    if layout.arch == "transformer":  # horesnet/models/transformer_info.py
+        from .models.transformer_info import transformer_report
+
+        return transformer_report(model, __version__)
     side = cfg.image_size if cfg.image_size is not None else (32 if layout.arch == "cifar" else 224)
     if not isinstance(side, int) or isinstance(side, bool) or side < 1:
         raise ConfigError(f"image_size must be a positive integer (or null for the family default), got {side!r}.")

@@ -78,3 +78,18 @@ def test_learnable_steps_and_feature_taps():
     assert len(taps) == 3 == len(model.feature_info)
     torch.testing.assert_close(final, model.forward_features(x))
     torch.testing.assert_close(taps[-1], model.stages(model.forward_stem(x)))
+
+
+def test_multiply_adds_per_sequence_by_hand(capsys):
+    from horesnet.info import main
+    from horesnet.models.transformer_info import count_sequence_macs
+
+    d, t, v, layers = 16, T, V, 2
+    per_token = 3 * d * d + d * d + 2 * (4 * d * d)  # qkv, projection, fc1, fc2
+    want = layers * (t * per_token + 2 * t * t * d) + t * d * v
+    assert count_sequence_macs(lm()) == want
+    heun = lm(block="heun", layout="layer", depth=8)  # each layer unit evaluated once per block increment
+    assert count_sequence_macs(heun) == 2 * want - t * d * v
+    assert main(["arch=transformer", "depth=4", "d_model=16", "heads=2", "context=6", "causal=true"]) == 0
+    out = capsys.readouterr().out
+    assert "transformer (causal decoder)" in out and f"{want + t * d * (10 - v):,}" in out
