@@ -31,6 +31,7 @@ from .block import NO_TORCHSCRIPT
 from .multistep_coefficients import StageCoefficients
 
 REVERSIBLE_TOLERANCE = 1e-3  # predicted relative reconstruction error a reversible stage may have
+CHECK_EVERY = 200  # reversible passes between two checks of learned coefficients (host reads)
 
 
 def combine_terms(terms, coefficients) -> tuple[torch.Tensor, bool]:
@@ -172,8 +173,10 @@ class MultistepBlock(nn.Module):
                 and not torch.compiler.is_compiling())
 
     def _check_learned(self, x) -> None:
-        """A learned coefficient may drift towards an unsafe value while training: warn once if it has."""
-        if self._warned or self.coefficients.family is None:
+        """A learned coefficient may drift towards an unsafe value while training: warn once if it has. Checked at
+        the first reversible pass and every ``CHECK_EVERY``-th after it (a host read of the coefficients)."""
+        self._passes = getattr(self, "_passes", 0) + 1
+        if self._warned or self.coefficients.family is None or (self._passes - 1) % CHECK_EVERY:
             return
         eps = torch.finfo(x.dtype).eps / 2
         error = self.predicted_inversion_error(eps)

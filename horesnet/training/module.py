@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from ..errors import ConfigError
 from ..models import build_model, compile_model
 from . import midepoch
+from .coefficients import coefficient_metrics
 from .divergence import DEFAULTS, DivergedError, DivergenceGuard
 from .optim import build_optimizer
 
@@ -155,6 +156,8 @@ class ClassifierModule(pl.LightningModule):
         steps = self.model.learnable_steps
         if steps:
             self.log("train/step_mean", torch.stack([s.detach() for s in steps]).mean())
+        for key, value in coefficient_metrics(self.model).items():  # learned multistep coefficients (gamma, k)
+            self.log(key, value)
 
     def _eval_step(self, batch, metrics, loss_metric, prefix):
         x, y = batch
