@@ -108,3 +108,14 @@ def test_fit_a_tiny_language_model(tmp_path):
     ckpt = torch.load(summary["best_checkpoint"], weights_only=True, map_location="cpu")
     assert ckpt["hyper_parameters"]["model"]["causal"] is True
     assert ckpt["hyper_parameters"]["model"]["context"] == 16
+
+
+@pytest.mark.parametrize("args, words", [  # one command line: the rest are check_task's and build_model's tests
+    (["data=fashion_mnist_rows", "causal=true"], "classification set"),
+])
+def test_bad_command_lines_exit_2_before_writing(tmp_path, args, words):
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "horesnet.fit", "arch=transformer", *args, "logger=csv",
+                          f"hydra.run.dir={run}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and words in out.stderr, out.stderr[-2000:]
+    assert not run.exists()
