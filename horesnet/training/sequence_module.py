@@ -42,6 +42,12 @@ class SequenceModule(ClassifierModule):
             self.log("train/bpc", loss.detach() / math.log(2), on_step=True, on_epoch=True, batch_size=len(batch[1]))
         return loss
 
+    def on_train_epoch_end(self):
+        super().on_train_epoch_end()
+        for address, block, _ in self.model.blocks():  # each learnable step h, by block address
+            if getattr(block, "learn_step", False):
+                self.log(f"train/step/{address}", block.step.detach())
+
     def _eval_step(self, batch, metrics, loss_metric, prefix):
         x, y = batch
         logits = self(x)
