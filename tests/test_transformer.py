@@ -180,3 +180,19 @@ def test_refusals_by_name(options, words):
 def test_transformer_units_refused_in_conv_networks():
     with pytest.raises(ConfigError, match="arch=transformer"):
         build_model(arch="cifar", depth=5, unit="attn")
+
+
+def test_gradients_match_torch_layers_in_training_mode():
+    layers = torch_layers(2)
+    model = build_model(arch="transformer", depth=4, d_model=D, heads=H, mlp_ratio=3, num_classes=V, context=T,
+                        causal=True).double().train()
+    final, head = nn.LayerNorm(D).double(), nn.Linear(D, V).double()
+    load(model, layers, final, head)
+    for layer in layers:
+        layer.train()
+    h = torch.randn(2, T, D, dtype=torch.float64, requires_grad=True)
+    g_ours = torch.autograd.grad(model.forward_head(model.final(model.stages(h))).square().sum(),
+                                 [h, units_of(model)[1].fc1.weight])
+    g_torch = torch.autograd.grad(reference(layers, final, head, h, True).square().sum(), [h, layers[0].linear1.weight])
+    for a, b in zip(g_ours, g_torch, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
