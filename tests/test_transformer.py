@@ -196,3 +196,15 @@ def test_gradients_match_torch_layers_in_training_mode():
     g_torch = torch.autograd.grad(reference(layers, final, head, h, True).square().sum(), [h, layers[0].linear1.weight])
     for a, b in zip(g_ours, g_torch, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_sinusoidal_positions_by_hand():
+    import math
+
+    model = build_model(arch="transformer", depth=2, d_model=8, heads=2, num_classes=V, context=5, pos="sinusoidal")
+    table = model.pos.table
+    assert not list(model.pos.parameters())
+    for p, i in ((0, 0), (3, 2), (4, 6)):
+        angle = p / 10000 ** (i / 8)
+        assert table[p, i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+        assert table[p, i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
