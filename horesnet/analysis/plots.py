@@ -67,7 +67,8 @@ def plot_reorder(records, path: Path, title: str = "") -> Path:
 
 def plot_paths(records, path: Path, title: str = "") -> Path:
     return _one_axes(path, f"{title} path lengths", "path length (units)", "number of paths",
-                     lambda ax: ax.bar([r["length"] for r in records], [r["count"] for r in records]),
+                     # as floats: a deep network has more paths than a C long holds (momentum-110: ~1e23)
+                     lambda ax: ax.bar([r["length"] for r in records], [float(r["count"]) for r in records]),
                      integer_x=True)
 
 
