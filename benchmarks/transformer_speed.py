@@ -53,6 +53,27 @@ def torch_twin(model, d: int, heads: int, layers: int):
     return TorchStack(model, out)
 
 
+def cpu_medians(steppers: dict, calls: int) -> dict[str, float]:
+    """Median process CPU time of one call of each stepper, one thread, the steppers called in turn."""
+    import statistics
+    import time
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times: dict[str, list[float]] = {k: [] for k in steppers}
+        for name in steppers:  # a warm-up call each
+            steppers[name].fn()
+        for _ in range(calls):
+            for name, stepper in steppers.items():
+                start = time.process_time()
+                stepper.fn()
+                times[name].append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.transformer_speed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--d-model", type=int, default=128)
@@ -111,6 +132,7 @@ def main(argv=None) -> int:
         steppers["heun_layers_train"] = h.Stepper(train_step(heun), device)
     res = h.compare(steppers, args.rounds, args.steps, 1, args.quick)
     med = {k: v["median_s"] for k, v in res.items()}
+    cpu = cpu_medians(steppers, args.rounds * args.steps)
     tokens = args.batch * args.context
     report = {"benchmark": "transformer_speed", **h.environment(device),
               "model": {"d_model": args.d_model, "heads": args.heads, "layers": args.layers,
@@ -120,8 +142,18 @@ def main(argv=None) -> int:
                                  "eval": med["euler_eval"] / med["torch_eval"]},
               "heun_layers_to_euler_train": med["heun_layers_train"] / med["euler_train"] if heun else None,
               "tokens_per_s": {k: tokens / v for k, v in med.items()},
+              "cpu_time": {"note": "process CPU time per call, one thread, calls interleaved: robust to other "
+                                   "processes on a shared machine, unlike the wall-clock medians", "median_s": cpu,
+                           "ratio_to_torch": {"train": cpu["euler_train"] / cpu["torch_train"],
+                                              "eval": cpu["euler_eval"] / cpu["torch_eval"]},
+                           "heun_layers_to_euler_train": cpu["heun_layers_train"] / cpu["euler_train"]
+                           if heun else None},
               **{k: {kk: vv for kk, vv in v.items()} for k, v in res.items()}}
     h.save_report(report, args.out, args.quick)
+    c = report["cpu_time"]
+    print(f"CPU time, one thread: horesnet/torch train {c['ratio_to_torch']['train']:.2f}x, eval "
+          f"{c['ratio_to_torch']['eval']:.2f}x; Heun over layers/Euler (train) "
+          f"{h.fmt(c['heun_layers_to_euler_train'], '.2f')}x")
     print(f"outputs agree to {diff:.1e}; horesnet/torch: train {report['ratio_to_torch']['train']:.2f}x, eval "
           f"{report['ratio_to_torch']['eval']:.2f}x; Heun over layers/Euler (train): "
           f"{h.fmt(report['heun_layers_to_euler_train'], '.2f')}x; Euler train "

@@ -25,6 +25,8 @@ def test_quick_report(tmp_path):
     assert rep["ratio_to_torch"]["train"] == pytest.approx(med["euler_train"] / med["torch_train"])
     assert rep["heun_layers_to_euler_train"] == pytest.approx(med["heun_layers_train"] / med["euler_train"])
     assert rep["tokens_per_s"]["euler_train"] == pytest.approx(4 * 16 / med["euler_train"])
+    cpu = rep["cpu_time"]
+    assert cpu["ratio_to_torch"]["eval"] == pytest.approx(cpu["median_s"]["euler_eval"] / cpu["median_s"]["torch_eval"])
 
 
 def test_bad_option_is_refused():
