@@ -187,3 +187,18 @@ def test_unsafe_depth_is_refused_with_the_safe_depth_and_accepted_on_request():
                     reversible=True)
     with pytest.raises(ConfigError, match="reversible_unsafe=true only"):
         build_model(block="momentum", depth=20, reversible_unsafe=True)
+
+
+def test_benchmark_quick_run_writes_its_report(tmp_path):
+    """benchmarks/multistep.py (memory and accuracy parts, smoke sizes): the report's saved bytes of a reversible
+    network do not grow with depth and its float64 gradients agree with autograd."""
+    import json
+
+    from benchmarks.multistep import main
+
+    out = tmp_path / "multistep.json"
+    assert main(["--quick", "--parts", "memory,accuracy", "--out", str(out), "--threads", "1"]) == 0
+    report = json.loads(out.read_text())
+    saved = [r["reversible_saved_mb"] for r in report["memory"]]
+    assert saved[0] == saved[-1] and report["memory"][-1]["saved_ratio"] < 0.5
+    assert all(r["relative_error"] < 1e-12 for r in report["accuracy"] if r["dtype"] == "float64")
