@@ -62,7 +62,7 @@ def _studies() -> str:
 def _model_rows() -> list[tuple[str, str]]:
     return [_model_key(k) for k in ("block", "depth", "unit", "placement", "shortcut", "width", "stages", "entry",
                                     "step", "learn_step", "tied", "inner", "norm", "zero_init_last",
-                                    "drop_path_rate")]
+                                    "drop_path_rate", "coefficient", "learn_coefficients", "reversible")]
 
 
 def fit_help() -> str:
