@@ -295,3 +295,18 @@ def test_refused_by_name(kw, words):
         build_model(**{"depth": 20, "width": 0.25, **kw})
     for w in words:
         assert w in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("scheme", ["momentum", "lm"])
+def test_torchvision_weights_load_into_a_multistep_network(scheme):
+    """The weights of an (Euler) ResNet-18 in torchvision's layout go unit by unit into a multistep ResNet-18."""
+    from horesnet import load_torchvision_state_dict, to_torchvision_state_dict
+
+    torch.manual_seed(0)
+    euler = randomise_norms(build_model(arch="imagenet", depth=18, block="euler"))
+    weights = to_torchvision_state_dict(euler)
+    model = load_torchvision_state_dict(build_model(arch="imagenet", depth=18, block=scheme), weights)
+    assert to_torchvision_state_dict(model).keys() == weights.keys()
+    for (a, ue, _), (b, um, _) in zip(euler.units(), model.units(), strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(ue.state_dict().values(), um.state_dict().values(),
+                                                     strict=True)), (a, b)

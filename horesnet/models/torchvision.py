@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..nn.multistep import MultistepBlock
 from ..nn.shortcuts import ProjectionShortcut
 
 _UNIT_KEY = re.compile(r"^layer(\d+)\.(\d+)\.(conv|bn)(\d+)\.(.+)$")
@@ -100,13 +101,13 @@ def torchvision_names(model: nn.Module) -> dict[str, str]:
     counters: dict[int, int] = {}
     for address, block, _spec in model.blocks():
         stage = int(address.split(".")[0][1:])
-        for i in range(block.scheme.increments):
+        for i in range(block.increments if isinstance(block, MultistepBlock) else block.scheme.increments):
             unit, tv = block.unit(i), f"layer{stage}.{counters.get(stage, 0)}"
             counters[stage] = counters.get(stage, 0) + 1
             for local in unit.state_dict():
                 kind, j, rest = local.split(".", 2)  # convs.0.weight / norms.2.running_mean
                 out[f"{tv}.{'conv' if kind == 'convs' else 'bn'}{int(j) + 1}.{rest}"] = f"{names[id(unit)]}.{local}"
-            if i == 0 and isinstance(block.shortcut, ProjectionShortcut):
+            if i == 0 and isinstance(getattr(block, "shortcut", None), ProjectionShortcut):
                 for local in block.shortcut.state_dict():
                     out[f"{tv}.downsample.{local}"] = f"{names[id(block.shortcut)]}.{local}"
     out.update({f"fc.{p}": f"fc.{p}" for p, _ in model.fc.named_parameters()})
