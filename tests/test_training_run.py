@@ -17,7 +17,7 @@ import torch
 
 from horesnet import list_blocks
 from horesnet.errors import ConfigError
-from horesnet.training import run as run_module
+from horesnet.training import sequence_module
 from horesnet.training.checkpoint import AtomicCheckpointIO
 from horesnet.training.divergence import DivergedError
 from horesnet.training.module import ClassifierModule
@@ -125,7 +125,7 @@ def resumed(tmp_path_factory):
             made.append(self)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_module, "ClassifierModule", Recording)
+        mp.setattr(sequence_module, "ClassifierModule", Recording)  # what run_fit's make_module builds
         a = fit(base / "A", RESUME)
         b1 = fit(base / "B", [*RESUME, "stop_after_epoch=1"])
         b1_files = {p.name for p in (base / "B").iterdir()}

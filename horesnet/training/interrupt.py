@@ -14,6 +14,7 @@ N steps.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -25,6 +26,7 @@ import pytorch_lightning as pl
 
 HANDLED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 ARGV: list[str] | None = None  # the user's command line (set by horesnet.fit.main): the continue command's base
+log = logging.getLogger("horesnet.fit")
 
 
 class Interrupted(BaseException):  # noqa: N818 -- not an Exception: Hydra and Lightning must let it pass
@@ -120,6 +122,8 @@ def interrupted_text(err: Interrupted, run_dir: Path) -> str:
         kept = f"saved a resumable checkpoint {last} ({err.position})"
     elif err.position:
         kept = f"the run continues from {last} ({err.position})"
+    elif last.is_file():
+        kept = f"the run continues from {last}"
     else:
         kept = "no checkpoint yet: the run starts again from the beginning"
     where = f" ({err.where})" if err.where else ""
@@ -139,6 +143,12 @@ class Resumable(pl.Callback):
         self.path, self.every = Path(path), every_n_steps
 
     def on_train_start(self, trainer, pl_module):
+        if not hasattr(trainer.train_dataloader, "load_state_dict"):  # a plugin's loader that cannot skip batches
+            log.warning(f"horesnet.fit: the training loader ({type(trainer.train_dataloader).__name__}) cannot "
+                        "resume mid-epoch: a signal stops the run at once and it resumes from its last epoch-end "
+                        "checkpoint" + ("; trainer.checkpoint_every_n_steps is ignored" if self.every else ""))
+            self.every = None
+            STATE.deferring = False
         if trainer.world_size > 1:
             STATE.deferring = False  # the ranks cannot agree on a step without a collective per step
         elif STATE.previous is not None and threading.current_thread() is threading.main_thread():
@@ -159,6 +169,9 @@ class Resumable(pl.Callback):
         pl_module.check_divergence()  # never a checkpoint of a diverged network (one host read per save)
         trainer.save_checkpoint(self.path)
         if pending is not None:
+            # this step's logged values, which Lightning writes right after this hook: the resumed run starts with
+            # the next step, so they would be missing from metrics.csv
+            trainer._logger_connector.update_train_step_metrics()
             raise Interrupted(pending, saved=True)
 
     def on_train_epoch_end(self, trainer, pl_module):
