@@ -176,7 +176,11 @@ def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
         run, out = runs[0], []
         if key != ref_key:
             scale = scales[key]
-            if scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
+            if (scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale
+                    and model_options(run).get("layout") == "macaron"):  # docs/transformers.md
+                out.append(f"residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}) by construction: "
+                           "Macaron's steps 1/2, 1, 1/2 are its scheme; no Euler network of the same units matches it")
+            elif scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
                 label, command = matched_control(runs)
                 if label == variant_label(run):  # it is itself the Euler network at a matched scale
                     served = [names[k] for k, sc in scales.items() if k != key and sc is not None

@@ -93,3 +93,15 @@ def test_multiply_adds_per_sequence_by_hand(capsys):
     assert main(["arch=transformer", "depth=4", "d_model=16", "heads=2", "context=6", "causal=true"]) == 0
     out = capsys.readouterr().out
     assert "transformer (causal decoder)" in out and f"{want + t * d * (10 - v):,}" in out
+
+
+def test_macaron_is_not_given_a_bogus_matched_control():
+    from horesnet.variants import variant_flags
+
+    def run(model, seed=0):
+        return {"config": {**model.config, "seed": seed, "data": {"name": "shakespeare"}}, "_dir": "/nonexistent",
+                "model": {"residual_scale": residual_scale(model), "params": 1, "units_per_stage": [1]}}
+
+    groups = {("euler",): [run(lm(depth=6))], ("macaron",): [run(lm(depth=6, layout="macaron"))]}
+    flags = variant_flags(groups)[("macaron",)]
+    assert len(flags) == 1 and "by construction" in flags[0] and "train it with" not in flags[0]

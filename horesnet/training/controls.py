@@ -26,7 +26,7 @@ def control_sweeps(argv: list[str]) -> list[list[str]]:
         cfg = compose("fit", overrides)
         rest = tuple(o for o in overrides if o.partition("=")[0].lstrip("+~") not in CONTROL_RESET)
         present.add((rest, cfg.block, float(cfg.step), cfg.inner, bool(cfg.tied)))
-        if not cfg.scale_controls or cfg.block == "ode":
+        if not cfg.scale_controls or cfg.block == "ode" or cfg.get("layout") == "macaron":  # no such control
             continue
         scale = residual_scale(build_model(model_kwargs(cfg)))["mean"]
         if abs(scale - 1.0) <= SCALE_TOLERANCE:
