@@ -66,7 +66,8 @@ def report() -> str:
         tps = statistics.fmean(r["images_per_sec"] for r in runs)
         rows.append(f"| {arm} | {' '.join(ARMS[arm])} | {m['params']:,} | {m['residual_scale']['mean']:.3g} | "
                     f"{statistics.fmean(vals):.3f} {spread} | {len(vals)} | {tps:.0f} |")
-    lines = ["| arm | options | params | residual scale | val bits/char (mean ± sd) | seeds | tokens/s |",
+    lines = ["| arm | options | params | residual scale | val bits/char (mean ± sd) | seeds "
+             "| train tokens/s (wall, shared machine) |",
              "|---|---|---|---|---|---|---|", *rows, ""]
     for arm in ARMS:
         if arm != "euler" and values.get(arm) and values.get("euler"):
