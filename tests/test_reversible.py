@@ -123,6 +123,18 @@ def test_built_reversible_network_trains_and_its_coefficients_learn():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
+def test_the_rebuilt_stage_input_is_measured_and_an_inaccurate_one_warns():
+    torch.manual_seed(0)
+    good = MultistepBlock(get_scheme("momentum"), [unit() for _ in range(8)], reversible=True).double()
+    good(torch.randn(3, 4, 5, 5, dtype=DT, requires_grad=True)).sum().backward()
+    assert 0 <= good.last_reconstruction_error < 1e-13
+    # gamma = 0.5 in float32: an error doubles per inverted unit, 60 units lose every digit
+    bad = MultistepBlock(get_scheme("momentum"), [unit() for _ in range(60)], value=0.5, reversible=True)
+    with pytest.warns(UserWarning, match="rebuilt in backward differs"):
+        bad(torch.randn(3, 4, 5, 5, requires_grad=True)).sum().backward()
+    assert bad.last_reconstruction_error > 1e-3
+
+
 def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     """Bytes of the distinct tensors autograd keeps for backward during one forward pass."""
     seen: dict[tuple, int] = {}
@@ -145,7 +157,7 @@ def test_saved_memory_does_not_grow_with_depth():
             model = build_model(block="momentum", stages=[units + 1] * 3, depth=None, width=0.25,
                                 placement="full_preact", reversible=rev)
             sizes[units, rev] = saved_bytes(model, x)
-    assert sizes[4, True] == sizes[16, True]  # k = 2 states per stage, whatever its depth
+    assert sizes[4, True] == sizes[16, True]  # k = 2 states and the input per stage, whatever its depth
     assert sizes[16, False] > 2 * sizes[4, False] and sizes[16, False] > 4 * sizes[16, True]
 
 
@@ -174,16 +186,17 @@ def test_unsafe_depth_is_refused_with_the_safe_depth_and_accepted_on_request():
     with pytest.raises(ConfigError) as err:
         build_model(**kw)
     text = str(err.value)
-    safe = math.floor(math.log(1e-3 / 2 ** -24) / math.log(20))
-    assert safe == 3 and "depth <= 26 (3 units per stage)" in text and "reversible_unsafe=true" in text
-    assert f"|k| >= {(2 ** -24 / 1e-3) ** (1 / 4):.3g}" in text and "9.54e-03" not in text and "0.00954" in text
+    safe = math.floor(math.log(1e-5 / 2 ** -24) / math.log(20))  # the factory's tolerance: 1e-5 predicted
+    assert safe == 1 and "depth <= 14 (1 unit per stage)" in text and "reversible_unsafe=true" in text
+    assert f"|k| >= {(2 ** -24 / 1e-5) ** (1 / 4):.3g}" in text and "0.00954" in text
     with pytest.warns(UserWarning, match="Training anyway"):
         build_model(**kw, reversible_unsafe=True)
-    build_model(**{**kw, "depth": 26})  # 3 units per stage: safe
-    # momentum at gamma = 0.9: 1/0.9 per unit, safe up to 92 units per stage in float32
-    build_model(block="momentum", stages=[93, 2, 2], depth=None, width=0.25, placement="full_preact", reversible=True)
-    with pytest.raises(ConfigError, match="at most 92 units per stage"):
-        build_model(block="momentum", stages=[94, 2, 2], depth=None, width=0.25, placement="full_preact",
+    build_model(**{**kw, "depth": 14})  # 1 unit per stage: safe
+    # momentum at gamma = 0.9: 1/0.9 per unit, safe up to 48 units per stage in float32 (2^-24 / 0.9^48 <= 1e-5)
+    assert math.floor(math.log(1e-5 / 2 ** -24) / math.log(1 / 0.9)) == 48
+    build_model(block="momentum", stages=[49, 2, 2], depth=None, width=0.25, placement="full_preact", reversible=True)
+    with pytest.raises(ConfigError, match="at most 48 units per stage"):
+        build_model(block="momentum", stages=[50, 2, 2], depth=None, width=0.25, placement="full_preact",
                     reversible=True)
     with pytest.raises(ConfigError, match="reversible_unsafe=true only"):
         build_model(block="momentum", depth=20, reversible_unsafe=True)

@@ -90,7 +90,8 @@ def check_reversible(model, c) -> None:
         where = f"{T} units per stage after the entry block"
         hint = [f"at most {safe} units per stage (stages=[{safe + 1}, ...])"]
         if c.arch == "cifar" and c.stages is None and safe >= 1:
-            hint = [f"depth <= {cifar_depth(model.layout.unit, safe + 1)} ({safe} units per stage)"]
+            units = f"{safe} unit{'s' if safe > 1 else ''}"
+            hint = [f"depth <= {cifar_depth(model.layout.unit, safe + 1)} ({units} per stage)"]
         family = block.coefficients.family or (block.scheme.learnable[0] if block.scheme.learnable else None)
         if family is not None and block.scheme.k == 2:
             need = (FLOAT32_EPS / REVERSIBLE_TOLERANCE) ** (1 / T)

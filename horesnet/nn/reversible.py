@@ -8,12 +8,15 @@ state x_{n−k+1} has a coefficient α_{k−1} != 0 and is not evaluated (β_{k�
     x_{n−k+1} = (x_{n+1} − Σ_{j<k−1} α_j x_{n−j} − h Σ_j β_j F_{n−j}) / α_{k−1}
 
 (momentum, LM-ResNet, leapfrog). :class:`ReversibleStage` runs the stage's forward loop without autograd, saves only
-its k newest states (and the coefficient tensors), and in backward walks the steps from the last to the first:
+its k newest states and its input (and the coefficient tensors), and in backward walks the steps from the last to
+the first:
 it rebuilds the oldest state of each step, recomputes the unit output it needs with autograd on, and accumulates
 the exact adjoint of the recurrence -- ∂L/∂x_{n−j} += α_j ∂L/∂x_{n+1}, ∂L/∂F_{n−j} += h β_j ∂L/∂x_{n+1}, then the
 vector-Jacobian product of unit n once every step using F_n is done -- plus the gradients of learned coefficients
 (Σ over the batch of ∂L/∂x_{n+1} times the term they multiply) and of every unit parameter. The saved memory is
-that of k states per stage, whatever its depth.
+that of k + 1 states per stage, whatever its depth. The rebuilt stage input is compared with the true one on the
+first pass and every 200th (``MultistepBlock.last_reconstruction_error``; a warning above 1e-3) and then
+replaced by it.
 
 Where Sander et al.'s reference implementation (momentumnet 0.10) is not exact, this one is:
 
@@ -26,8 +29,9 @@ Where Sander et al.'s reference implementation (momentumnet 0.10) is not exact, 
 - autocast is re-entered in backward as it was in the forward.
 
 Limits: the units must be deterministic (no dropout; drop-path is refused with multistep blocks), and the error of
-the reconstruction grows by the scheme's ``inversion_growth`` per unit (1/γ for momentum, 1/|k| for LM-ResNet): the
-network factory refuses a stage deeper than ``safe_inversion_depth`` unless asked (``reversible_unsafe=true``).
+the reconstruction grows by the scheme's ``inversion_growth`` per unit (1/γ for momentum, 1/|k| for LM-ResNet) and
+more through the units' Jacobians: the network factory refuses a stage whose predicted error exceeds 1e-5 in
+float32 unless asked (``reversible_unsafe=true``), and the measured error of the rebuilt input warns.
 """
 
 from __future__ import annotations
@@ -84,14 +88,14 @@ class ReversibleStage(torch.autograd.Function):
         with torch.no_grad():
             states = run_steps(block, x0, table, coefficients, window=window)
         ctx.block, ctx.table, ctx.n_coef, ctx.window = block, table, n_coef, window
-        ctx.autocast = _autocast_state()
-        ctx.save_for_backward(*states, *coefficients)
+        ctx.autocast, ctx.check = _autocast_state(), block.checking
+        ctx.save_for_backward(x0, *states, *coefficients)  # x0: one more state, to measure and correct the rebuild
         return states[-1]
 
     @staticmethod
     def backward(ctx, grad_out):
         block, table, n_coef, window = ctx.block, ctx.table, ctx.n_coef, ctx.window
-        saved = ctx.saved_tensors
+        x0, *saved = ctx.saved_tensors
         coefficients = saved[window:]
         T = len(table)
         xs = {T - window + 1 + i: t for i, t in enumerate(saved[:window])}
@@ -125,6 +129,11 @@ class ReversibleStage(torch.autograd.Function):
                         x_old = xs[n + 1] - z
                         xs[n - oldest] = (x_old / c_old if isinstance(c_old, float)
                                           else x_old / coefficients[c_old])
+                        if n - oldest == 0:  # the stage input: measure the rebuild, then use the true one
+                            if ctx.check:
+                                error = ((xs[0] - x0).norm() / x0.norm().clamp_min(1e-30)).item()
+                                block.warn_reconstruction(error, x0.dtype)
+                            xs[0] = x0
                 gn1 = g.pop(n + 1)
                 for j, c in xterms:
                     g[n - j] = _add(g.get(n - j), _scaled(gn1, c, coefficients))
