@@ -117,7 +117,7 @@ def _main() -> None:
         except ConfigError as err:
             _fail(err)
         if len(run_dirs) == 1 and run_dirs[0]:
-            if not any(a.startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
+            if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
                 sys.argv.append(f"hydra.run.dir='{run_dirs[0]}'")  # the very folder the checks were made for
             if not Path(run_dirs[0]).exists():
                 _NEW_RUN_DIR = Path(run_dirs[0]).resolve()
@@ -143,6 +143,7 @@ def _plan_controls(argv: list[str]) -> tuple[list[list[str]], str | None]:
     """With ``-m ... scale_controls=true``: the Euler control sweeps to run after this sweep (checked now, before
     anything is written), and the sweep folder they share with it (pinned on the command line)."""
     from .training.controls import control_sweeps
+    from .training.paths import hydra_value
     from .training.preflight import preflight
 
     if not any(a in ("-m", "--multirun") for a in argv) or not any(a.startswith("scale_controls=") for a in argv):
@@ -153,7 +154,7 @@ def _plan_controls(argv: list[str]) -> tuple[list[list[str]], str | None]:
             preflight("fit", ["-m", *overrides])
     except ConfigError as err:
         _fail(err)
-    sweep_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")), None)
+    sweep_dir = hydra_value(argv, "hydra.sweep.dir")
     if controls and sweep_dir is None:
         sweep_dir = time.strftime("multirun/%Y-%m-%d_%H-%M-%S")
         sys.argv.append(f"hydra.sweep.dir={sweep_dir}")

@@ -83,6 +83,22 @@ def _scale_text(model) -> str:
     return f"{scale['mean']:.4g} (per stage: {', '.join(f'{s:.4g}' for s in scale['per_stage'])})"
 
 
+def _macs(model, size, real: bool) -> int:
+    """Multiply-adds of one image, counted on the meta device (shapes only: no memory for a huge image_size);
+    an ODE block's adaptive solver needs real values, so it runs for real (without autograd)."""
+    import torch
+
+    if not real:
+        import copy
+
+        try:  # a copy: the report reads the weights' values (residual scale, steps)
+            return count_macs(copy.deepcopy(model).to("meta"), size)
+        except Exception:  # noqa: BLE001 -- an extension whose forward reads values: count for real below
+            pass
+    with torch.no_grad():
+        return count_macs(model, size)
+
+
 def model_report(cfg) -> str:
     model = model_from_config(cfg)
     layout = model.layout
@@ -94,8 +110,8 @@ def model_report(cfg) -> str:
     if not isinstance(side, int) or isinstance(side, bool) or side < 1:
         raise ConfigError(f"image_size must be a positive integer (or null for the family default), got {side!r}.")
     size = (cfg.in_channels, side, side)
-    macs = count_macs(model, size)
     params = count_params(model)
+    macs = _macs(model, size, layout.block == "ode")
     if layout.block == "ode":
         scheme_line = ("ode (continuous depth: per stage one entry unit + one torchdiffeq odeint of one unit, "
                        "whatever the depth; NOT equal-depth)")

@@ -87,7 +87,7 @@ TRAINER = {
 
 FIT = {
     **MODEL, **DATA, **OPTIM, **TRAINER,
-    "seed": COUNT,
+    "seed": Spec("int", low=0, high=2**32 - 1, hint="That is the range numpy and torch accept as a seed."),
     "channels_last": BOOL,
     "compile": BOOL,
     "compile_mode": Spec("choice", choices=COMPILE_MODES),
@@ -137,7 +137,8 @@ ANALYZE = {**MODEL, **ANALYZE_COMMAND}
 INFO = {
     **MODEL,
     "list": Spec("choice", choices=("schemes", "blocks", "units", "placements", "studies"), nullable=True),
-    "image_size": Spec("int", low=8, nullable=True),
+    "image_size": Spec("int", low=8, high=4096, nullable=True,
+                       hint="(An image of that side is pushed through the network to count its multiply-adds.)"),
     "plugins": Spec("texts"),
 }
 

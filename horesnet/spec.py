@@ -47,9 +47,9 @@ class Spec:
     def _range_text(self, plural: bool) -> str:
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+            parts.append(f"{'>' if self.open_low else '>='} {_number(self.low)}")
         if self.high is not None:
-            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+            parts.append(f"{'<' if self.open_high else '<='} {_number(self.high)}")
         return (" each " if plural else " ") + " and ".join(parts) if parts else ""
 
     def valid_choices(self) -> list:
@@ -92,6 +92,11 @@ class Spec:
         if self.low is not None and (v <= self.low if self.open_low else v < self.low):
             return False
         return not (self.high is not None and (v >= self.high if self.open_high else v > self.high))
+
+
+def _number(x) -> str:
+    """A bound as written: integers in full (seed's 4294967295, not 4.29497e+09), other numbers short."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
 
 def _show(value) -> str:

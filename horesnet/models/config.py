@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import PLUGIN_HINT, ConfigError
 from ..spec import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Spec
 
+# an adaptive solve in float32 below 1e-8 takes thousands of steps per batch (or underflows: a traceback)
+ODE_TOL = Spec("real", low=1e-8, high=1, hint="Below 1e-8 a float32 adaptive solve takes tens of thousands of "
+               "function evaluations per batch or fails with a step-size underflow; above 1 it is no tolerance.")
+
 
 def _choices(name: str):
     def get():
@@ -62,8 +66,8 @@ class ModelConfig:
     norm: str = option("batch", Spec("choice", choices=_choices("norm")), "batch | group (GroupNorm for tied/ODE)")
     stride_in_3x3: bool = option(False, BOOL, "bottleneck stride on the 3x3 conv (torchvision V1.5)")
     ode_method: str = option("dopri5", Spec("choice", choices=_choices("ode_method")), "block=ode: torchdiffeq method")
-    ode_rtol: float = option(1.0e-3, POSITIVE, "block=ode: relative tolerance")
-    ode_atol: float = option(1.0e-3, POSITIVE, "block=ode: absolute tolerance")
+    ode_rtol: float = option(1.0e-3, ODE_TOL, "block=ode: relative tolerance")
+    ode_atol: float = option(1.0e-3, ODE_TOL, "block=ode: absolute tolerance")
     ode_adjoint: bool = option(False, BOOL, "block=ode: adjoint backward pass")
     zero_init_last: bool = option(False, BOOL, "last norm of every unit starts at gamma=0: the network starts as its "
                                   "shortcut path (Goyal et al. 2017)")

@@ -78,12 +78,30 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     unknown = set(trainer_cfg) - valid
     if unknown:
         raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}.")
+    check_no_op_options(cfg, trainer_cfg)
     check_trainer(trainer_cfg)
     if run_dir is not None:
         check_writable("hydra.run.dir", run_dir)
         ckpt = resume_checkpoint(cfg.resume, Path(run_dir))
         if ckpt:
             check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data)
+
+
+def check_no_op_options(cfg, trainer_cfg: dict) -> None:
+    """Options that would silently do nothing, or train nothing while reporting a finished run."""
+    if not cfg.get("compile") and cfg.get("compile_mode", "default") != "default":
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile=true; valid: add "
+                          "compile=true, or drop compile_mode.")
+    limit = trainer_cfg.get("limit_train_batches")
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        raise ConfigError(f"trainer.limit_train_batches={limit} trains nothing (the run would be reported finished "
+                          "with untrained weights); valid: a positive number of batches, a fraction in (0, 1], or "
+                          "null (all). To shorten a run use data.limit_train=N or trainer.max_epochs=N.")
+    fast = trainer_cfg.get("fast_dev_run")
+    if fast not in (None, False, 0):
+        raise ConfigError(f"trainer.fast_dev_run={fast!r} is not supported: Lightning's debug mode switches off "
+                          "checkpoints, logging and the schedule, so the run's files would be incomplete; valid: "
+                          "false. For a quick run use data.limit_train=N trainer.max_epochs=1.")
 
 
 def check_trainer(trainer_cfg: dict) -> None:
@@ -131,11 +149,12 @@ def check_training_memory(layout, model_cfg: dict, data: dict, trainer_cfg: dict
 def run_dir_of(cfg, argv: list[str]) -> str:
     """The folder a single (non-sweep) run will use: ``hydra.run.dir`` from the command line, else the
     config's default (``outputs/<data>/<name>``, or the run that ``resume`` points to)."""
+    from .paths import hydra_value
     from .rundir import run_dir_resolver
 
-    for a in argv:
-        if a.startswith("hydra.run.dir="):
-            return a.split("=", 1)[1]
+    given = hydra_value(argv, "hydra.run.dir")  # also as ++hydra.run.dir=
+    if given is not None:
+        return given
     return run_dir_resolver(cfg.resume, f"outputs/{cfg.data.name}/{cfg.name}")
 
 
@@ -145,6 +164,16 @@ def preflight(config_name: str, argv: list[str]) -> list[str | None]:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     configs = [compose(config_name, overrides) for overrides in members]  # every key's type and range first
     run_dirs = [None if multirun else run_dir_of(cfg, argv) for cfg in configs]
+    from .paths import check_path, check_sweep_paths
+
     for cfg, run_dir in zip(configs, run_dirs, strict=True):
+        if not multirun and cfg.get("scale_controls"):
+            raise ConfigError("scale_controls=true adds the matched Euler controls to a sweep; a single run (no -m) "
+                              "has none to add. Valid: scale_controls=false, or sweep with -m (python -m "
+                              "horesnet.fit -m ... scale_controls=true).")
+        if run_dir is not None:  # its name's length, a file in its way (before the model is built)
+            check_path("hydra.run.dir", run_dir, {str(cfg.name): "name"})
         check_config(cfg, run_dir)
+    if multirun:
+        check_sweep_paths(argv, members)
     return run_dirs
