@@ -18,6 +18,7 @@ from ..errors import check_choice
 from .wandb_links import experiment_group
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+ENV_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")  # what wandb accepts as WANDB_MODE
 DEFAULT_TIMEOUT_S = 10.0
 
 
@@ -54,6 +55,7 @@ def wandb_mode(requested: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> s
     """``online`` only with an API key and a server that answers within ``timeout``; otherwise ``offline``
     (with a notice when online was asked for). ``WANDB_MODE`` in the environment counts as a request."""
     check_choice("logger.wandb.mode", requested, WANDB_MODES)
+    check_wandb_env()
     env = os.environ.get("WANDB_MODE")
     if env in ("offline", "disabled", "dryrun") and requested in ("auto", "online"):
         return "offline" if env == "dryrun" else env
@@ -71,6 +73,16 @@ def wandb_mode(requested: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> s
             "(upload later with `wandb sync`).")
         return "offline"
     return "online"
+
+
+def check_wandb_env() -> None:
+    """Refuse a ``WANDB_MODE`` in the environment that wandb would reject mid-run (checked before any output)."""
+    env = os.environ.get("WANDB_MODE")
+    if env is not None and env not in ENV_MODES:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"the environment variable WANDB_MODE={env!r} is not a W&B mode; valid: "
+                          f"{', '.join(repr(m) for m in ENV_MODES)} (or unset it and use logger.wandb.mode=...).")
 
 
 def wandb_settings(timeout: float) -> dict:
@@ -110,8 +122,8 @@ def make_loggers(cfg: dict, run_dir: Path, run_config: dict, group: str | None) 
         if mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
 
-            def logger(offline: bool) -> WandbLogger:
-                return OnceConfigWandbLogger(
+            def logger(offline: bool, **forced) -> WandbLogger:
+                return OnceConfigWandbLogger(**forced,
                     project=wb.get("project", "horesnet"), entity=wb.get("entity"), name=wb.get("name"),
                     group=experiment_group(wb, group, run_dir), tags=list(wb.get("tags") or []), save_dir=str(run_dir),
                     offline=offline, config=run_config, job_type=wb.get("job_type", "train"),
@@ -124,6 +136,7 @@ def make_loggers(cfg: dict, run_dir: Path, run_config: dict, group: str | None) 
                 except Exception as err:  # noqa: BLE001
                     notice(f"starting an online run failed ({type(err).__name__}: {str(err)[:200]}); "
                            "logging offline instead (upload later with `wandb sync`).")
-                    wandb_logger = logger(True)
+                    wandb_logger = logger(True, mode="offline")  # wandb keeps the failed start's online mode
+                    wandb_logger.experiment  # noqa: B018 -- an offline start needs no server
             loggers.append(wandb_logger)
     return loggers

@@ -79,6 +79,10 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     if unknown:
         raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}.")
     check_no_op_options(cfg, trainer_cfg)
+    if (cfg.get("logger") or {}).get("wandb"):
+        from .loggers import check_wandb_env
+
+        check_wandb_env()
     check_trainer(trainer_cfg)
     if run_dir is not None:
         check_writable("hydra.run.dir", run_dir)
