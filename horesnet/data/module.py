@@ -201,10 +201,13 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         data = self.splits[split]
+        # a last training batch of one image is dropped: BatchNorm cannot normalise one value per channel (an
+        # ImageNet network's 1x1 last stage); every other remainder is trained as before (docs/training.md)
+        lone = train and len(data) % self.batch_size == 1 and len(data) > 1
         return (ResumableLoader if train else DataLoader)(
             data, batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=EpochRandomSampler(data, self.seed) if train else None, collate_fn=_as_batch,
-            num_workers=self.num_workers, drop_last=False,
+            num_workers=self.num_workers, drop_last=lone,
             pin_memory=torch.cuda.is_available() and data.y.device.type == "cpu")
 
     def train_dataloader(self):
