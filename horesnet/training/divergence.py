@@ -46,11 +46,13 @@ class DivergenceGuard:
         tensors = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point()]
         if not tensors:
             return None
-        peaks = torch.stack([t.detach().abs().amax().float() for _, t in tensors])
+        peaks = torch.stack([_peak(n, t) for n, t in tensors])  # a negative variance counts as NaN
         if bool((peaks <= self.max_abs).all()):
             return None
-        name, value = next((n, float(p)) for (n, _), p in zip(tensors, peaks.tolist(), strict=True)
-                           if not p <= self.max_abs)
+        name, tensor, value = next((n, t, float(p)) for (n, t), p in zip(tensors, peaks.tolist(), strict=True)
+                                   if not p <= self.max_abs)
+        if _is_variance(name) and bool((tensor < 0).any()):
+            return f"{name} holds negative values (min {float(tensor.amin()):.4g}; a variance is never negative)"
         return f"max |{name}| = {value:.4g} (limit divergence.max_abs={self.max_abs:g}, or non-finite)"
 
     def check(self, model: torch.nn.Module, where: str) -> None:
@@ -58,6 +60,30 @@ class DivergenceGuard:
         found = self.problem(model)
         if found:
             raise DivergedError(f"the run diverged {where}: {found}")
+
+
+def _is_variance(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] == "running_var"
+
+
+def _peak(name: str, t: torch.Tensor) -> torch.Tensor:
+    peak = t.detach().abs().amax().float()
+    if _is_variance(name):  # BatchNorm's running variance: negative is as broken as NaN (eval gives NaN)
+        peak = torch.where(t.detach().amin() < 0, torch.full_like(peak, math.nan), peak)
+    return peak
+
+
+def invalid_tensor(module: torch.nn.Module) -> str | None:
+    """What makes ``module``'s loaded state unusable: the first tensor holding NaN or inf, or a BatchNorm
+    ``running_var`` with negative values (its evaluation would be NaN); None when all is well."""
+    for name, t in module.state_dict().items():
+        if not torch.is_tensor(t) or not t.is_floating_point():
+            continue
+        if not bool(torch.isfinite(t).all()):
+            return f"{name} holds NaN or inf"
+        if _is_variance(name) and bool((t < 0).any()):
+            return f"{name} holds negative values (min {float(t.amin()):.4g}; a variance is never negative)"
+    return None
 
 
 def non_finite_tensor(tree, prefix: str = "") -> str | None:

@@ -171,6 +171,17 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, self.val_metrics, self.val_loss, "val")
 
+    def on_validation_epoch_end(self):
+        """A non-finite validation loss is a diverged run, not a finished one (one read per epoch; the metric is
+        synchronised across processes, so every process stops together)."""
+        if self.trainer.sanity_checking or self.trainer.state.fn != "fit":  # not trainer.validate()
+            return
+        loss = float(self.val_loss.compute())
+        if not math.isfinite(loss):
+            raise DivergedError(
+                f"the run diverged at epoch {self.current_epoch + 1}, step {self.global_step}: the validation loss "
+                f"is {loss} (the network computes NaN or inf in evaluation, e.g. from a BatchNorm running_var)")
+
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, self.test_metrics, self.test_loss, "test")
 

@@ -63,6 +63,13 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     if cfg.get("weights"):  # the file fits the network (depth, variant, shapes) before any output exists
         with contextlib.redirect_stderr(io.StringIO()):  # its classifier notice: printed once, when the run loads it
             load_weights(model, cfg.weights)
+        from .divergence import invalid_tensor
+
+        bad = invalid_tensor(model)
+        if bad:
+            raise ConfigError(f"weights={cfg.weights}: {bad}, so the network would compute NaN; valid: weights "
+                              "whose tensors are finite and whose BatchNorm running_var is >= 0 (a torchvision "
+                              "checkpoint as published).")
     if cfg.get("grad_checkpointing"):  # the stages exist in this network
         model.set_grad_checkpointing(True, stages=cfg.get("grad_checkpointing_stages"))
     elif cfg.get("grad_checkpointing_stages") is not None:  # an option that would silently do nothing
