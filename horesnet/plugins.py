@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
+from .plugin_errors import CAUGHT, plugin_error
 
 ENV_PLUGINS = "HORESNET_PLUGINS"
 _LOADED: dict[str, object] = {}
@@ -62,7 +63,8 @@ def _load(name: str):
     except ModuleNotFoundError as err:
         raise ConfigError(f"plugins: cannot import {name!r} ({err}); give a .py file or a module on "
                           "the Python path.") from None
-    except Exception as err:  # noqa: BLE001 -- the user's module failed while registering: say which and why
-        raise ConfigError(f"plugins: importing {name!r} failed: {type(err).__name__}: {err}") from None
+    except CAUGHT as err:  # the user's module failed while registering (sys.exit too): say which, where and why
+        raise plugin_error(f"plugins: importing {name!r}", err,
+                           str(path.resolve()) if name.endswith(".py") else None) from None
     _LOADED[key] = module
     return module

@@ -51,7 +51,14 @@ class UnitType:
 
     def build(self, in_channels: int, out_channels: int, stride: int = 1,
               options: UnitOptions | None = None) -> nn.Module:
-        unit = self.factory(in_channels, out_channels, stride, options or UnitOptions())
+        from ..plugin_errors import is_plugin
+
+        if is_plugin(self.factory):  # a plugin's unit: its failures are plugin errors, its output shape is probed
+            from .unit_probe import build_checked
+
+            unit = build_checked(self, in_channels, out_channels, stride, options or UnitOptions())
+        else:
+            unit = self.factory(in_channels, out_channels, stride, options or UnitOptions())
         if not isinstance(unit, nn.Module):
             raise ConfigError(f"unit {self.name!r}: its factory returned {type(unit).__name__}, not an nn.Module.")
         for key, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):

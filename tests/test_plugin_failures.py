@@ -1,0 +1,70 @@
+"""A plugin's failure is a plugin error: exit status 2, one ``error:`` paragraph naming the plugin's file and line,
+no traceback, never a success (``sys.exit(0)``) or a "diverged" (``sys.exit(3)``): at import, in a unit's factory,
+in its forward (an output of the wrong shape, found by a probe at build time). docs/reliability.md, section 1."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _cli_helpers import cli_env, run_cli  # noqa: E402
+from _training_helpers import CLI_TINY  # noqa: E402
+
+UNIT = """
+from torch import nn
+from horesnet.nn.units import register_unit
+
+
+class Unit(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+
+    def forward(self, x):
+        return {forward}
+
+
+def factory(cin, cout, stride, options):
+    {factory}
+    return Unit(cin, cout, stride)
+
+
+register_unit("{name}", factory, convs=1)
+"""
+
+# name -> (tool, the plugin's import-time line, its factory's line, its forward, words of the message)
+CASES = {
+    "import_exit0": ("fit", "import sys; sys.exit(0)", "pass", "self.conv(x)", ["importing", "sys.exit(0)"]),
+    "import_interrupt": ("info", "raise KeyboardInterrupt", "pass", "self.conv(x)",
+                         ["importing", "KeyboardInterrupt"]),
+    "factory_raises": ("info", "", "raise RuntimeError('boom')", "self.conv(x)",
+                       ["its factory", "RuntimeError: boom"]),
+    "factory_exit3": ("fit", "", "import sys; sys.exit(3)", "self.conv(x)", ["its factory", "sys.exit(3)"]),
+    "wrong_shape": ("fit", "", "pass", "self.conv(x)[:, :1]", ["returned (1, 1,", "out_channels"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_failing_plugin_is_a_plugin_error(tmp_path, case):
+    tool, top, factory, forward, words = CASES[case]
+    name = f"bad_{case}"
+    plugin = tmp_path / f"{name}.py"
+    plugin.write_text(textwrap.dedent(f"{top}\n") + UNIT.format(forward=forward, factory=factory, name=name))
+    (tmp_path / "cwd").mkdir()
+    args = ([*CLI_TINY, f"unit={name}", "depth=5"] if tool == "fit" else [f"unit={name}", "depth=5"])
+    res = run_cli(f"horesnet.{tool}", [*args, f"plugins=[{plugin}]"], tmp_path / "cwd",
+                  cli_env(home=tmp_path / "home"), timeout=150)
+    err = res["stderr"]
+    assert res["rc"] == 2, f"exit status {res['rc']}\n{err[-3000:]}"
+    assert "Traceback" not in err + res["stdout"], err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith(f"horesnet.{tool}: error: ")]
+    assert len(errors) == 1, err[-3000:]
+    for word in ["plugin error", str(plugin), *words]:
+        assert word in errors[0], f"{word!r} not in {errors[0]}"
+    if case != "wrong_shape":
+        assert f"{plugin}:" in errors[0], "the plugin's line is named"
+    assert list((tmp_path / "cwd").iterdir()) == [], "a refused command wrote files"
