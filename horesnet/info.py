@@ -46,9 +46,17 @@ def schemes_table() -> str:
 
 
 def units_table() -> str:
-    rows = [(name, str(get_unit(name).convs), str(get_unit(name).expansion), get_unit(name).description)
-            for name in list_units()]
-    return _table([("unit", "convs", "expansion", "description"), *rows])
+    def said(value) -> str:
+        return "-" if value is None else "yes" if value else "no"
+
+    rows = []
+    for name in list_units():
+        u = get_unit(name)
+        places = u.supported_placements()
+        rows.append((name, str(u.convs), str(u.expansion), "all" if places is None else ",".join(places),
+                     said(u.zero_init_last), said(u.responses), u.description))
+    return _table([("unit", "convs", "expansion", "placements", "zero_init_last", "responses", "description"),
+                   *rows])
 
 
 def placements_table() -> str:

@@ -68,3 +68,46 @@ def test_a_failing_plugin_is_a_plugin_error(tmp_path, case):
     if case != "wrong_shape":
         assert f"{plugin}:" in errors[0], "the plugin's line is named"
     assert list((tmp_path / "cwd").iterdir()) == [], "a refused command wrote files"
+
+
+# ---------------------------------------------------------------- what a unit declares it supports
+def _plain_unit():
+    from torch import nn
+
+    class Plain(nn.Module):
+        def __init__(self, cin, cout, stride, options):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    return Plain
+
+
+def test_a_plugin_unit_implements_only_the_placements_it_declares():
+    from horesnet import build_model
+    from horesnet.errors import ConfigError
+    from horesnet.info import units_table
+    from horesnet.nn.units import register_unit
+
+    register_unit("test_plain_original", _plain_unit(), convs=1, overwrite=True)
+    register_unit("test_plain_any", _plain_unit(), convs=1, overwrite=True,
+                  placements=("original", "full_preact"))
+    build_model(unit="test_plain_original", depth=5, width=0.25)  # the default placement
+    with pytest.raises(ConfigError, match=r"'test_plain_original' does not implement placement='full_preact'.*"
+                                          r"valid for it: 'original'"):
+        build_model(unit="test_plain_original", depth=5, width=0.25, placement="full_preact")
+    build_model(unit="test_plain_any", depth=5, width=0.25, placement="full_preact")
+    table = units_table()
+    assert "test_plain_original" in table and "original,full_preact" in table and "placements" in table
+
+
+def test_a_unit_declaring_zero_init_last_must_have_the_method():
+    from horesnet import build_model
+    from horesnet.errors import ConfigError
+    from horesnet.nn.units import register_unit
+
+    register_unit("test_plain_zero", _plain_unit(), convs=1, overwrite=True, zero_init_last=True)
+    with pytest.raises(ConfigError, match=r"declares zero_init_last=True but .* no zero_init_last\(\) method"):
+        build_model(unit="test_plain_zero", depth=5, width=0.25)

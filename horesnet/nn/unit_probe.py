@@ -56,3 +56,21 @@ def _probe(name: str, unit: nn.Module, in_channels: int, out_channels: int, stri
                           f"of {tuple(x.shape)} (in_channels={in_channels}, out_channels={out_channels}, "
                           f"stride={stride}); a unit must return {expected}: out_channels channels, the spatial "
                           "size divided by stride (docs/extending.md, \"Units\").")
+
+
+def check_placement(unit_type, options) -> None:
+    """Refuse a placement the unit does not implement (the network around it would change while it ignores it)."""
+    allowed = unit_type.supported_placements()
+    if allowed is not None and options.placement not in allowed:
+        raise ConfigError(f"unit {unit_type.name!r} does not implement placement={options.placement!r}; valid for "
+                          f"it: {', '.join(repr(p) for p in allowed)} (a unit declares what it implements with "
+                          "register_unit(..., placements=(...)); docs/extending.md, \"What a unit supports\").")
+
+
+def check_declared(unit_type, unit: nn.Module) -> None:
+    """A unit that declares ``zero_init_last=True`` or ``responses=True`` must have that method."""
+    for method in ("zero_init_last", "responses"):
+        if getattr(unit_type, method) and not callable(getattr(unit, method, None)):
+            raise ConfigError(f"unit {unit_type.name!r} declares {method}=True but its module "
+                              f"{type(unit).__name__} has no {method}() method (docs/extending.md, \"What a unit "
+                              "supports\").")

@@ -48,11 +48,25 @@ class UnitType:
     expansion: int = 1
     cost: Callable[[int], tuple[int, int]] | None = None
     description: str = ""
+    placements: tuple[str, ...] | None = None  # what it implements (docs/extending.md, "What a unit supports")
+    zero_init_last: bool | None = None
+    responses: bool | None = None
+
+    def supported_placements(self) -> tuple[str, ...] | None:
+        """The placements this unit implements; None: every registered one (horesnet's own units). A plugin's
+        unit that declares none implements only ``original``."""
+        from ..plugin_errors import is_plugin
+
+        if self.placements is not None:
+            return tuple(self.placements)
+        return ("original",) if is_plugin(self.factory) else None
 
     def build(self, in_channels: int, out_channels: int, stride: int = 1,
               options: UnitOptions | None = None) -> nn.Module:
         from ..plugin_errors import is_plugin
+        from .unit_probe import check_declared, check_placement
 
+        check_placement(self, options or UnitOptions())
         if is_plugin(self.factory):  # a plugin's unit: its failures are plugin errors, its output shape is probed
             from .unit_probe import build_checked
 
@@ -64,6 +78,7 @@ class UnitType:
         for key, value in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):
             if not hasattr(unit, key):  # the block and the analysis tools read a unit's shape from these
                 setattr(unit, key, value)
+        check_declared(self, unit)
         return unit
 
 
@@ -72,8 +87,11 @@ _UNITS: dict[str, UnitType] = {}
 
 def register_unit(name: str, factory: UnitFactory, convs: int, expansion: int = 1,
                   cost: Callable[[int], tuple[int, int]] | None = None, description: str = "",
-                  overwrite: bool = False) -> UnitType:
-    """Register a unit type; ``unit=<name>`` then builds it under every scheme (``block=rk4 unit=<name>``)."""
+                  overwrite: bool = False, placements: tuple[str, ...] | None = None,
+                  zero_init_last: bool | None = None, responses: bool | None = None) -> UnitType:
+    """Register a unit type; ``unit=<name>`` then builds it under every scheme (``block=rk4 unit=<name>``).
+    ``placements``: the placements it implements (a plugin's unit declaring none: ``original`` only);
+    ``zero_init_last``/``responses``: whether it provides those methods (checked when a unit is built)."""
     if not (isinstance(name, str) and name.isidentifier()):
         raise ConfigError(f"unit name {name!r} must be a Python identifier.")
     for key, value in (("convs", convs), ("expansion", expansion)):
@@ -81,7 +99,8 @@ def register_unit(name: str, factory: UnitFactory, convs: int, expansion: int = 
             raise ConfigError(f"unit {name!r}: {key} must be a positive integer, got {value!r}.")
     if name in _UNITS and not overwrite:
         raise ConfigError(f"unit {name!r} is already registered (overwrite=True replaces it).")
-    _UNITS[name] = UnitType(name, factory, convs, expansion, cost, description)
+    _UNITS[name] = UnitType(name, factory, convs, expansion, cost, description,
+                            tuple(placements) if placements is not None else None, zero_init_last, responses)
     return _UNITS[name]
 
 
@@ -175,7 +194,8 @@ def _bottleneck(in_channels: int, out_channels: int, stride: int, options: UnitO
     return ConvUnit("bottleneck", specs, options.placement, options.norm)
 
 
-register_unit("basic", _basic, convs=2, cost=lambda c: (2 * 9 * c * c, 2 * c),
+register_unit("basic", _basic, convs=2, cost=lambda c: (2 * 9 * c * c, 2 * c), zero_init_last=True, responses=True,
               description="two 3x3 convs (He et al. 2015, Fig. 5 left)")
 register_unit("bottleneck", _bottleneck, convs=3, expansion=4, cost=lambda c: (17 * c * c, 6 * c),
+              zero_init_last=True, responses=True,
               description="1x1, 3x3, 1x1 convs, expansion 4 (He et al. 2015, Fig. 5 right)")
