@@ -154,11 +154,12 @@ def _layer(cin, cout, stride, options):
 
 
 register_unit("attn", _attn, convs=1, cost=lambda c: (4 * c * c, 4 * c),
-              description="Attn(LN(x)): pre-norm self-attention branch (arch=transformer)")
+              description="Attn(LN(x)): pre-norm self-attention branch (arch=transformer)", zero_init_last=True)
 register_unit("mlp", _mlp, convs=1, cost=lambda c: (8 * c * c, 5 * c),
-              description="MLP(LN(x)): pre-norm feed-forward branch (arch=transformer)")
+              description="MLP(LN(x)): pre-norm feed-forward branch (arch=transformer)", zero_init_last=True)
 register_unit("layer", _layer, convs=2, cost=lambda c: (12 * c * c, 9 * c),
-              description="G(x) = layer(x) - x: a whole pre-norm Transformer layer's residual (arch=transformer)")
+              description="G(x) = layer(x) - x: a whole pre-norm Transformer layer's residual (arch=transformer)",
+              zero_init_last=True)
 
 
 @torch.no_grad()
