@@ -60,9 +60,10 @@ def _studies() -> str:
 
 
 def _model_rows() -> list[tuple[str, str]]:
-    return [_model_key(k) for k in ("block", "depth", "unit", "placement", "shortcut", "width", "stages", "entry",
-                                    "step", "learn_step", "tied", "inner", "norm", "zero_init_last",
-                                    "drop_path_rate", "coefficient", "learn_coefficients", "reversible")]
+    return [_model_key(k) for k in ("arch", "block", "depth", "unit", "placement", "shortcut", "width", "stages",
+                                    "entry", "step", "learn_step", "tied", "inner", "norm", "zero_init_last",
+                                    "drop_path_rate", "coefficient", "learn_coefficients", "reversible", "layout",
+                                    "d_model", "heads", "context")]
 
 
 def fit_help() -> str:

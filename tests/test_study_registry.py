@@ -23,6 +23,11 @@ BEFORE = {
     "strict": False, "tied": False, "step": 1.0, "learn_step": False, "inner": None, "norm": "batch",
     "stride_in_3x3": False, "ode_method": "dopri5", "ode_rtol": 0.001, "ode_atol": 0.001, "ode_adjoint": False,
     "zero_init_last": False, "drop_path_rate": 0.0,
+    # the model options added since, at their defaults: multistep schemes and Transformer stacks
+    "coefficient": None, "learn_coefficients": None, "coefficient_per_channel": False, "reversible": False,
+    "reversible_unsafe": False, "layout": "alternate", "d_model": 64, "heads": 4, "mlp_ratio": 4.0, "context": None,
+    "vocab_size": None, "embed": None, "causal": None, "pos": "learned", "pool": "avg", "activation": "gelu",
+    "dropout": 0.0,
     "ckpt": None, "study": "all", "split": "test", "data_name": None, "data_root": None, "limit": 2000,
     "batch_size": 250, "out": None, "seed": 0, "device": "auto", "granularity": "unit",
     "ks": None, "trials": 5, "swaps": None, "weighted": False,  # null: sized to the network being analysed

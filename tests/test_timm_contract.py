@@ -27,7 +27,8 @@ CHANNELS, REDUCTIONS, SIDE = [4, 4, 8, 16], [1, 1, 2, 4], 16
 
 
 def build(block: str, **kw) -> nn.Module:
-    extra = {} if block == "ode" else {"drop_path_rate": 0.1}
+    # stochastic depth where the block supports it (an ODE block and the multistep stages refuse it by name)
+    extra = {"drop_path_rate": 0.1} if block in horesnet.list_schemes("rk") else {}
     return horesnet.build_model(block=block, depth=smallest_depth(block), width=0.25, **extra, **kw)
 
 

@@ -119,4 +119,9 @@ def test_every_plot_names_its_axes(monkeypatch, tmp_path):
     assert random_ax.get_legend() is not None
     ticks = [t for t in paths_ax.get_xticks() if paths_ax.get_xlim()[0] <= t <= paths_ax.get_xlim()[1]]
     assert all(float(t).is_integer() for t in ticks)
-    assert [t.get_text() for t in rob_ax.get_legend().get_texts()] == ["accuracy (%, left axis)", "ECE (right axis)"]
+    # robustness: accuracy and ECE on two axes side by side, each from zero (no twin axes, no legend over a curve)
+    rob = saved[-1]
+    assert [ax.get_ylabel() for ax in rob.axes] == ["accuracy (%)", "expected calibration error (ECE)"]
+    assert all(ax.get_ylim()[0] <= 0 and ax.get_legend() is None for ax in rob.axes)
+    responses = saved[3]
+    assert all(ax.get_ylim()[0] <= 0 for ax in responses.axes)  # no auto-zoom into noise

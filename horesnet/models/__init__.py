@@ -8,6 +8,7 @@ from .layout import ARCHS, ENTRIES, BlockSpec, Layout, StageLayout, list_blocks,
 from .resnet import ResNet, UnitInfo
 from .timm_models import register_timm_models
 from .torchvision import load_torchvision_state_dict, to_torchvision_state_dict
+from .transformer import build_transformer  # noqa: F401 -- registers the transformer family (layout and builder)
 
 __all__ = [
     "ARCHS", "ENTRIES", "MODEL_KEYS", "BlockSpec", "Layout", "ModelConfig", "ResNet", "StageLayout", "UnitInfo",

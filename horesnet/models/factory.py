@@ -59,12 +59,9 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     config["stages"] = list(config["stages"]) if config["stages"] is not None else None
     c = ModelConfig(**config)
     multistep.check_options(c)  # what a multistep block refuses, and its options given to another block
-    if c.arch == "transformer":  # residual functions of Transformer layers (horesnet/models/transformer.py)
-        from .transformer import build_transformer
-
+    if c.arch in FAMILY_BUILDERS:  # transformer: residual functions of layers (horesnet/models/transformer.py)
         refuse_multistep_transformer(c.block)
-
-        return build_transformer(c, global_pool)
+        return FAMILY_BUILDERS[c.arch](c, global_pool)
     arch, depth, block, unit, placement, shortcut = c.arch, c.depth, c.block, c.unit, c.placement, c.shortcut
     num_classes, in_channels, width, stem_stride, entry = c.num_classes, c.in_channels, c.width, c.stem_stride, c.entry
     stages, strict, tied, step, learn_step = c.stages, c.strict, c.tied, c.step, c.learn_step
@@ -147,6 +144,10 @@ def _add_drop_path(model: ResNet, rate: float) -> None:
         s = block.scheme.increments
         block.hook = DropPath([rate * (seen + i + 1) / total for i in range(s)])
         seen += s
+
+
+# families built in their own module, which registers its builder here when the package loads (as FAMILY_PLANNERS)
+FAMILY_BUILDERS: dict = {}
 
 
 def stage_widths(arch: str, width: float) -> list[int]:

@@ -17,6 +17,9 @@ from ..nn.units import get_unit, list_units
 from ..schemes import get_scheme, list_schemes
 
 ARCHS = ("cifar", "imagenet", "transformer")
+# families whose layout is planned in their own module, which registers its planner here when the package loads
+# (horesnet/models/__init__.py imports it): this module never imports them, so imports point one way
+FAMILY_PLANNERS: dict = {}
 ENTRIES = ("euler", "scheme")
 IMAGENET_STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -206,12 +209,9 @@ def plan_layout(
     inner: str | None = None,
 ) -> Layout:
     """Group a depth's units into blocks of ``block``; raise ConfigError for an impossible request."""
-    if arch == "transformer":  # depth counts residual functions (horesnet/models/transformer_layout.py)
-        from .transformer_layout import plan_transformer
-
+    if arch in FAMILY_PLANNERS:  # transformer: depth counts residual functions (horesnet/models/transformer_layout.py)
         refuse_multistep_transformer(block)
-
-        return plan_transformer(depth, block, "alternate", strict, inner, stages, entry, unit)
+        return FAMILY_PLANNERS[arch](depth, block, "alternate", strict, inner, stages, entry, unit)
     check_choice("arch", arch, ARCHS)
     check_choice("block", block, list_blocks())
     check_choice("entry", entry, ENTRIES)

@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..nn import SchemeBlock, get_unit
 from ..nn.transformer import TransformerUnitOptions
 from ..schemes import get_scheme
+from .factory import FAMILY_BUILDERS
 from .resnet import Stage, _block_units
 from .transformer_layout import plan_transformer
 
@@ -239,3 +240,6 @@ def _init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+FAMILY_BUILDERS["transformer"] = build_transformer

@@ -29,6 +29,8 @@ from ..errors import ConfigError
 from ..schemes import Multistep
 from .block import NO_TORCHSCRIPT
 from .multistep_coefficients import StageCoefficients
+from .multistep_steps import combine_terms, run_steps  # noqa: F401 -- combine_terms re-exported
+from .reversible import reversible_stage
 
 # A reversible stage may have a predicted relative reconstruction error eps * growth^T up to this. The prediction
 # is the linear part of the recurrence only; the units' Jacobians add to the growth, and the measured gradient
@@ -36,53 +38,6 @@ from .multistep_coefficients import StageCoefficients
 REVERSIBLE_TOLERANCE = 1e-5
 MEASURED_TOLERANCE = 1e-3  # relative error of the rebuilt stage input, measured in backward, that warns
 CHECK_EVERY = 200  # reversible passes between two checks (host reads): the first pass and every 200th
-
-
-def combine_terms(terms, coefficients) -> tuple[torch.Tensor, bool]:
-    """``Σ c·t`` over ``terms = [(t, c), ...]`` (``c`` a float or an index into ``coefficients``); returns the sum and
-    whether it is a new tensor (False: it is one of the ``t`` itself)."""
-    out, fresh = None, False
-    for t, c in terms:
-        if isinstance(c, float):
-            if out is None:
-                out, fresh = (t, False) if c == 1.0 else (t * c, True)
-            elif fresh:
-                out = out.add_(t, alpha=c)  # our own temporary; add needs no saved inputs
-            else:
-                out, fresh = out.add(t, alpha=c), True
-        else:
-            tc = t * coefficients[c]
-            if out is None:
-                out, fresh = tc, True
-            elif fresh:
-                out = out.add_(tc)
-            else:
-                out, fresh = out + tc, True
-    return out, fresh
-
-
-def run_steps(block: MultistepBlock, x0, table, coefficients, window: int = 0):
-    """The stage's forward loop; returns x_T, or with ``window`` > 0 the ``window`` newest states (oldest first)."""
-    units, posts, hook = block.units, block.posts, block.hook
-    T, keep = len(table), block.history
-    xs, fs = [x0] + [None] * T, [None] * T
-    for n, (xterms, fterms) in enumerate(table):
-        base = xs[n]
-        if hook is not None:
-            got = hook(block, n, base, fs)
-            base = None if got is None else got[0]
-        if base is not None:
-            fs[n] = units[n](base)
-        terms = [(xs[n - j], c) for j, c in xterms] + [(fs[n - j], c) for j, c in fterms if fs[n - j] is not None]
-        z, fresh = combine_terms(terms, coefficients)
-        post = posts[n]
-        if not fresh and not isinstance(post, nn.Identity):
-            z = z.clone()  # every term but one state switched off: never let an in-place post touch that state
-        xs[n + 1] = post(z)
-        if keep and n + 1 - keep >= 0 and n + 1 - keep < T + 1 - max(window, 1):
-            xs[n + 1 - keep] = None  # no later step uses it
-            fs[n + 1 - keep] = None
-    return xs[T] if not window else xs[T + 1 - window:]
 
 
 class MultistepBlock(nn.Module):
@@ -212,8 +167,6 @@ class MultistepBlock(nn.Module):
     def forward(self, x):
         table, coefficients = self.coefficients.table()
         if self._use_reversible(x):
-            from .reversible import reversible_stage
-
             self._check_learned(x)
             return reversible_stage(self, x, table, coefficients)
         return run_steps(self, x, table, coefficients)

@@ -41,7 +41,7 @@ import contextlib
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .multistep import combine_terms, run_steps
+from .multistep_steps import combine_terms, run_steps
 
 
 @contextlib.contextmanager
