@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from . import data  # noqa: F401 -- registers the built-in datasets in Hydra's ConfigStore before @hydra.main
 from .errors import ConfigError
 from .models.config import store_model_node
+from .plugin_errors import CAUGHT, from_plugin, plugin_error
 from .plugins import load_plugins, plugins_from_argv
 from .training import console, interrupt, runlock
 from .training.interrupt import Interrupted
@@ -42,6 +43,14 @@ _LOCK: Path | None = None  # the single run's fit.lock, held from the checks unt
 def _fail(err: Exception, status: int = 2) -> None:
     print(f"horesnet.fit: error: {err}", file=sys.stderr)
     sys.exit(status)
+
+
+def _fail_if_plugin(err: BaseException, what: str) -> None:
+    """Report ``err`` as a plugin error (exit 2) when plugin code raised it; re-raise anything else unchanged."""
+    file = from_plugin(err)
+    if file is None:
+        raise err
+    _fail(plugin_error(f"plugin code run while {what}", err, file))
 
 
 @hydra.main(config_path="configs", config_name="fit", version_base="1.3")
@@ -74,6 +83,8 @@ def _hydra_main(cfg) -> None:
     except Interrupted as err:  # progress.json says status "interrupted"; 130 (SIGINT), 143 (SIGTERM), ...
         log.warning(interrupt.interrupted_text(err, run_dir))
         sys.exit(err.status)
+    except CAUGHT as err:  # plugin code that raised or called sys.exit in training: not "finished", not "diverged"
+        _fail_if_plugin(err, "training")
     finally:
         runlock.release(member_lock)
     if summary.get("is_global_zero", True):
@@ -116,6 +127,8 @@ def _main() -> None:
             run_dirs = preflight("fit", argv)
         except ConfigError as err:
             _fail(err)
+        except CAUGHT as err:  # a plugin's dataset, scheme or placement failed (sys.exit too): a plugin error
+            _fail_if_plugin(err, "checking the command line")
         if len(run_dirs) == 1 and run_dirs[0]:
             if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
                 sys.argv.append(f"hydra.run.dir='{run_dirs[0]}'")  # the very folder the checks were made for

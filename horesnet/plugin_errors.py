@@ -50,3 +50,17 @@ def plugin_error(what: str, err: BaseException, file: str | None) -> ConfigError
     factory``) at the plugin's file and line, and the exception."""
     return ConfigError(f"plugin error: {what} failed at {where(err, file)}: {describe(err)}. This is the plugin's "
                        "code, not horesnet's; fix the plugin (docs/extending.md).")
+
+
+def plugin_files() -> list[str]:
+    """The files of the plugins loaded so far (horesnet.plugins)."""
+    from .plugins import _LOADED
+
+    return [str(Path(m.__file__).resolve()) for m in _LOADED.values() if getattr(m, "__file__", None)]
+
+
+def from_plugin(err: BaseException) -> str | None:
+    """The plugin file in which ``err`` was raised (its traceback's last frame in a loaded plugin), else None."""
+    files = set(plugin_files())
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if str(Path(f.filename).resolve()) in files]
+    return frames[-1].filename if frames else None

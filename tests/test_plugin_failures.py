@@ -45,6 +45,9 @@ CASES = {
                        ["its factory", "RuntimeError: boom"]),
     "factory_exit3": ("fit", "", "import sys; sys.exit(3)", "self.conv(x)", ["its factory", "sys.exit(3)"]),
     "wrong_shape": ("fit", "", "pass", "self.conv(x)[:, :1]", ["returned (1, 1,", "out_channels"]),
+    # past the build-time probe (it runs in evaluation mode): exit status 3 would read as "diverged"
+    "forward_exit3_training": ("fit", "", "pass", "__import__('sys').exit(3) if self.training else self.conv(x)",
+                               ["while training", "sys.exit(3)"]),
 }
 
 
@@ -67,7 +70,8 @@ def test_a_failing_plugin_is_a_plugin_error(tmp_path, case):
         assert word in errors[0], f"{word!r} not in {errors[0]}"
     if case != "wrong_shape":
         assert f"{plugin}:" in errors[0], "the plugin's line is named"
-    assert list((tmp_path / "cwd").iterdir()) == [], "a refused command wrote files"
+    if case != "forward_exit3_training":  # that one failed in training: its run folder stays, as after a crash
+        assert list((tmp_path / "cwd").iterdir()) == [], "a refused command wrote files"
 
 
 # ---------------------------------------------------------------- what a unit declares it supports
