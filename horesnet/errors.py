@@ -44,9 +44,20 @@ def check_writable(option: str, folder) -> None:
     from pathlib import Path
 
     path = Path(folder).expanduser().absolute()
+    for part in path.parts:  # Linux's limits: 255 bytes a name, 4095 a path
+        if len(os.fsencode(part)) > 255:
+            raise ConfigError(f"{option}={str(folder)[:60]!r}... has a name of {len(os.fsencode(part))} bytes "
+                              f"({part[:40]!r}...), more than the 255 bytes a file system allows in one name; valid: "
+                              "names of at most 255 bytes. Give a shorter one.")
+    if len(os.fsencode(str(path))) > 4095:
+        raise ConfigError(f"{option}={str(folder)[:60]!r}... is a path of {len(os.fsencode(str(path)))} bytes, more "
+                          "than the 4095 a path may have; valid: a path of at most 4095 bytes. Give a shorter one.")
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option}={str(folder)!r} cannot be made: {probe} is an existing file, not a folder. "
+                          "Give a folder (an existing one or a new path).")
     try:  # really try (permission bits say nothing for root, nor for read-only or virtual file systems)
         os.rmdir(tempfile.mkdtemp(prefix=".horesnet-write-test-", dir=probe))
     except OSError:

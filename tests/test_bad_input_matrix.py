@@ -151,6 +151,7 @@ CASES = {
     "analyze_granularity": (ANALYZE, ["ckpt={ckpt}", "granularity=cell"], ["'cell'", "'block'"]),
     "analyze_sigmas": (ANALYZE, ["ckpt={ckpt}", "sigmas=[-1]"], ["sigmas=[-1]", ">= 0"]),
     "analyze_no_ckpt": (ANALYZE, ["study=lesion"], ["study='lesion'", "ckpt=PATH"]),
+    "analyze_out_file": (ANALYZE, ["ckpt={ckpt}", "out={trunc}/x", "study=paths"], ["{trunc}", "existing file"]),
     # compare
     "compare_empty_object": (COMPARE, ["{sum_object}"], ["summary.json", "'status'"]),
     "compare_list": (COMPARE, ["{sum_list}"], ["summary.json", "list"]),
@@ -160,6 +161,7 @@ CASES = {
     "compare_out": (COMPARE, ["{run}", "out=/proc/horesnet-cmp"], ["/proc/horesnet-cmp", "writable"]),
     "compare_option": (COMPARE, ["{run}", "foo=1"], ["'foo'", "allow_unfair"]),
     "compare_no_runs": (COMPARE, ["{empty}"], ["{empty}", "no finished runs"]),
+    "compare_out_long": (COMPARE, ["{run}", "out=" + "c" * 300], ["out=", "300 bytes", "255"]),
 }
 
 # fit cases run on tiny synthetic data unless they choose their own
