@@ -91,6 +91,9 @@ def _scale_text(model) -> str:
     return f"{scale['mean']:.4g} (per stage: {', '.join(f'{s:.4g}' for s in scale['per_stage'])})"
 
 
+ODE_MAX_SIDE = 512
+
+
 def _macs(model, size, real: bool) -> int:
     """Multiply-adds of one image, counted on the meta device (shapes only: no memory for a huge image_size);
     an ODE block's adaptive solver needs real values, so it runs for real (without autograd)."""
@@ -117,6 +120,10 @@ def model_report(cfg) -> str:
     side = cfg.image_size if cfg.image_size is not None else (32 if layout.arch == "cifar" else 224)
     if not isinstance(side, int) or isinstance(side, bool) or side < 1:
         raise ConfigError(f"image_size must be a positive integer (or null for the family default), got {side!r}.")
+    if layout.block == "ode" and side > ODE_MAX_SIDE:  # its solver runs for real: memory grows with side**2
+        raise ConfigError(f"image_size={side} with block=ode: the multiply-adds of an ODE block are counted by "
+                          f"solving it for a real image; valid: image_size <= {ODE_MAX_SIDE} for block=ode "
+                          "(multiply-adds grow with image_size**2).")
     size = (cfg.in_channels, side, side)
     params = count_params(model)
     macs = _macs(model, size, layout.block == "ode")

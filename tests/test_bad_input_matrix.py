@@ -136,6 +136,7 @@ CASES = {
     "info_imagenet_depth": (INFO, ["arch=imagenet", "depth=51"], ["51", "50"]),
     "info_width": (INFO, ["width=abc"], ["width='abc'"]),
     "info_image_size_huge": (INFO, ["image_size=100000"], ["image_size=100000", "4096"]),
+    "info_ode_image_size": (INFO, ["block=ode", "image_size=1024"], ["image_size=1024", "512"]),
     # analyze
     "analyze_limit_zero": (ANALYZE, ["ckpt={ckpt}", "limit=0"], ["limit=0", ">= 1"]),
     "analyze_limit_negative": (ANALYZE, ["ckpt={ckpt}", "limit=-5"], ["limit=-5"]),
