@@ -17,14 +17,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import stat
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from .compare_plot import plot
 from .errors import ConfigError, check_writable
 from .stats import ALPHA, LEVEL, MIN_SEEDS, format_mean_std, format_p, holm, mean_std, welch
+from .summaries import check_summary, load_runs  # noqa: F401 -- check_summary is part of compare's API
 from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS are part of compare's API
     RECIPE_KEYS,
     fairness_problems,
@@ -37,90 +38,6 @@ from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS
 )
 
 OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
-
-
-def load_runs(paths: list[str]) -> list[dict]:
-    runs = []
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            raise ConfigError(f"{p!r} does not exist; give run folders or multirun roots that hold summary.json.")
-        if path.exists() and not path.is_dir() and not path.is_file():
-            raise ConfigError(f"{p!r} is neither a folder nor a regular file (a FIFO or device?); give run folders "
-                              "or multirun roots that hold summary.json.")
-        files = [path] if path.is_file() else sorted(f for f in path.rglob("summary.json") if _regular(f))
-        for f in files:
-            try:
-                s = json.loads(f.read_text())
-            except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
-                raise ConfigError(f"{f} is not a readable summary.json ({err}).") from None
-            check_summary(s, f)
-            s["_dir"] = str(f.parent)
-            runs.append(s)
-    if not runs:
-        raise ConfigError(f"no finished runs (summary.json) under {', '.join(paths)}.")
-    return runs
-
-
-def _regular(f: Path) -> bool:
-    """A regular file (never open a FIFO or a device named summary.json: reading it could block forever)."""
-    try:
-        return stat.S_ISREG(f.stat().st_mode)
-    except OSError:
-        return False
-
-
-SUMMARY_FIELDS = {"status": str, "config": dict, "model": dict}
-MODEL_FIELDS = {"params": int, "units_per_stage": list}
-# the numbers compare reads: (section, key, lowest, highest, required when finished); None: no bound
-NUMBERS = ((("test", "test/acc1"), 0.0, 1.0, True), (("val", "val/acc1"), 0.0, 1.0, True),
-           (("wall_time_s",), 0.0, None, False), (("images_per_sec",), 0.0, None, False),
-           (("model", "macs"), 0, None, False), (("model", "residual_scale", "mean"), 0.0, None, False))
-
-
-def _number_problem(value, low, high) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"is {json.dumps(value)[:40]}, not a number"
-    if not math.isfinite(value):
-        return f"is {value}, not a finite number"
-    if (low is not None and value < low) or (high is not None and value > high):
-        return f"is {value}, outside [{low}, {high if high is not None else '∞'}]"
-    return None
-
-
-def check_summary(s, path) -> None:
-    """Refuse a summary.json that horesnet.fit did not write (wrong type, missing fields)."""
-    if not isinstance(s, dict):
-        raise ConfigError(f"{path} is not a horesnet run summary: it holds a JSON {type(s).__name__}, not an object "
-                          f"with the fields {', '.join(SUMMARY_FIELDS)}.")
-    for fields, tree, where in ((SUMMARY_FIELDS, s, ""), (MODEL_FIELDS, s.get("model"), "model.")):
-        for key, kind in fields.items():
-            if not isinstance(tree, dict) or not isinstance(tree.get(key), kind):
-                raise ConfigError(f"{path} is not a horesnet run summary: field {where}{key!r} is missing or not "
-                                  f"a JSON {kind.__name__} (needed: {', '.join(where + k for k in fields)}).")
-    for key in ("block", "depth"):
-        if key not in s["config"]:
-            raise ConfigError(f"{path} is not a horesnet run summary: config has no {key!r}.")
-    m = s["model"]
-    if m["params"] < 1 or not m["units_per_stage"] or not all(
-            isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in m["units_per_stage"]):
-        raise ConfigError(f"{path}: model.params ({m['params']}) must be >= 1 and model.units_per_stage "
-                          f"({m['units_per_stage']!r}) a list of unit counts.")
-    seed = s["config"].get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"{path}: config.seed is {seed!r}, not an integer.")
-    for keys, low, high, required in NUMBERS:
-        tree, value = s, None
-        for k in keys:
-            value = tree.get(k) if isinstance(tree, dict) else None
-            tree = value
-        if value is None and not (required and s["status"] == "finished"):
-            continue
-        problem = "is missing" if value is None else _number_problem(value, low, high)
-        if problem:
-            raise ConfigError(f"{path}: field {'.'.join(keys)!r} {problem} (horesnet.fit writes a finite number "
-                              f"in [{low}, {high if high is not None else '∞'}]); the file is damaged or was not "
-                              "written by horesnet.fit.")
 
 
 def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
@@ -242,73 +159,6 @@ def _spread(mean: float, std: float, n: int) -> str:
     return f"{mean:.0f}" + (f" ± {std:.0f}" if n > 1 and not math.isnan(std) else " (1 run)")
 
 
-def plot(rows: list[dict], groups: dict, path: Path) -> None:
-    """Left: every seed's final test accuracy (dots) with the variant's mean and 95% CI (t over seeds), each variant
-    annotated with its difference from the reference (CI, p); right: validation accuracy per epoch, one line per run.
-    The titles say the dataset, the split and the epochs."""
-    from .analysis import style as S
-
-    fig, (ax1, ax2) = S.figure(2, width=12, height=4.8)
-    names = [r["variant"] for r in rows]
-    diffs = {d["a"]: d for d in differences(rows) if d["reference"]}
-    for i, r in enumerate(rows):
-        seeds = r["test_acc_seeds"]
-        jitter = [(k - (len(seeds) - 1) / 2) * 0.06 for k in range(len(seeds))]
-        ax1.scatter([i + j for j in jitter], seeds, s=18, color=f"C{i % 10}", alpha=0.8, zorder=3,
-                    label="one seed" if i == 0 else None)
-        half = _ci_half(seeds)
-        ax1.errorbar([i + 0.3], [r["test_acc_mean"]], yerr=[[half], [half]] if half == half else None,
-                     fmt="D", color="k", ms=5, capsize=4, zorder=4, label="mean, 95% CI" if i == 0 else None)
-        d = diffs.get(r["variant"])
-        note = "reference (Δ = variant − this)" if r.get("reference") else (
-            f"Δ {d['difference']:+.2f}" + (f" [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]\n{format_p(d['p'])}"
-                                          if d["verdict"] != "not tested" else "\nnot tested") if d else "")
-        ax1.annotate(note, (i, 0), xycoords=("data", "axes fraction"), xytext=(0, 4), textcoords="offset points",
-                     ha="center", va="bottom", fontsize=7)
-    ax1.set_xticks(range(len(rows)), names, rotation=30, ha="right")
-    ax1.set_xlim(-0.6, len(rows) - 0.4)
-    low, high = ax1.get_ylim()
-    ax1.set_ylim(low - 0.18 * (high - low), high)  # room for the notes under the points
-    data = _data_note(groups)
-    S.label(ax1, "variant", "final test accuracy (%)", f"test accuracy per seed, {data}")
-    ax1.legend(fontsize=8, loc="upper left")
-    for i, row in enumerate(rows):
-        for run_dir in row["runs"]:  # one colour per variant, one line per run
-            curve = _val_curve(Path(run_dir) / "metrics.csv")
-            if curve:
-                label = row["variant"] if run_dir == row["runs"][0] else None
-                ax2.plot(*zip(*curve, strict=True), alpha=0.7, marker=".", color=f"C{i % 10}", label=label)
-    S.label(ax2, "epoch", "validation accuracy (%)", "validation accuracy per epoch, one line per run")
-    S.integer_ticks(ax2)
-    if ax2.get_legend_handles_labels()[0]:
-        ax2.legend(fontsize=8)
-    S.save(fig, path)
-
-
-def _ci_half(values: list[float]) -> float:
-    """Half-width of the 95% t interval of the mean of ``values`` (NaN below two values)."""
-    from scipy.stats import t as student_t
-
-    values = [v for v in values if v == v]
-    if len(values) < 2:
-        return math.nan
-    return float(student_t.ppf((1 + LEVEL) / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def _data_note(groups: dict) -> str:
-    """``fashion_mnist test split (first 2,000 images)`` from the runs' recorded data config."""
-    data = next(iter(groups.values()))[0]["config"].get("data") or {}
-    limit = data.get("limit_test")
-    return f"{data.get('name', '?')} test split" + (f" (first {limit:,} images)" if isinstance(limit, int) else "")
-
-
-def _val_curve(path: Path) -> list[tuple[int, float]]:
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [(int(r["epoch"]) + 1, 100 * float(r["val/acc1"])) for r in csv.DictReader(f) if r.get("val/acc1")]
-
-
 def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False, wandb: bool = False,
             wandb_project: str = "horesnet") -> tuple[list[dict], list[str], Path]:
     runs = load_runs(paths)
@@ -344,7 +194,7 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
     (out_dir / "comparison.json").write_text(json.dumps(
         json_safe({"variants": [{k: v for k, v in r.items() if k != "runs"} for r in rows], "differences": pairs,
                  "fairness_problems": problems}), indent=2, allow_nan=False) + "\n")
-    plot(rows, groups, out_dir / "comparison.png")
+    plot(rows, groups, out_dir / "comparison.png", [d for d in pairs if d["reference"]])
     if wandb:
         _log_wandb(rows, pairs, out_dir, wandb_project, runs)
     return rows, problems, out_dir

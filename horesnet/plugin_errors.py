@@ -52,11 +52,14 @@ def plugin_error(what: str, err: BaseException, file: str | None) -> ConfigError
                        "code, not horesnet's; fix the plugin (docs/extending.md).")
 
 
+# the plugins loaded so far, by name: filled by horesnet.plugins (kept here so that it imports this module, not
+# the other way round)
+LOADED: dict[str, object] = {}
+
+
 def plugin_files() -> list[str]:
     """The files of the plugins loaded so far (horesnet.plugins)."""
-    from .plugins import _LOADED
-
-    return [str(Path(m.__file__).resolve()) for m in _LOADED.values() if getattr(m, "__file__", None)]
+    return [str(Path(m.__file__).resolve()) for m in LOADED.values() if getattr(m, "__file__", None)]
 
 
 def from_plugin(err: BaseException) -> str | None:

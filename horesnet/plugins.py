@@ -17,9 +17,9 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .plugin_errors import CAUGHT, plugin_error
+from .plugin_errors import LOADED as _LOADED
 
 ENV_PLUGINS = "HORESNET_PLUGINS"
-_LOADED: dict[str, object] = {}
 
 
 def plugins_from_argv(argv: list[str]) -> list[str]:
