@@ -45,7 +45,7 @@ main() {  # one function: bash reads it whole before running, so editing this fi
 
   scale_steps() {  # "block depth ..." -> the Euler steps matching those networks' residual scales (4 decimals)
     "$PY" -c "import sys; from horesnet.models import build_model; from horesnet.models.scale import residual_scale; \
-from horesnet.variants import control_step; a = sys.argv[1:]; \
+from horesnet.comparison.variants import control_step; a = sys.argv[1:]; \
 print(' '.join(str(control_step(residual_scale(build_model(block=b, depth=int(d)))['mean'])) \
 for b, d in zip(a[::2], a[1::2])))" "$@"
   }

@@ -5,7 +5,7 @@
 
 Every number is read from the runs' summary.json, metrics.csv and analysis/robustness.csv; nothing is typed in.
 Variants with fewer seeds than the others are reported with the seeds they have (the table says how many).
-Every difference between variants is ``horesnet.stats.welch`` (difference of means, 95% CI, Welch p, verdict;
+Every difference between variants is ``horesnet.comparison.stats.welch`` (difference of means, 95% CI, Welch p, verdict;
 docs/design.md "Statistics").
 """
 
@@ -23,8 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from horesnet.compare import compare, differences, json_safe, mean_std  # noqa: E402
-from horesnet.stats import Difference, format_difference, format_mean_std, welch  # noqa: E402
+from horesnet.comparison.stats import Difference, format_difference, format_mean_std, welch  # noqa: E402
+from horesnet.comparison.table import compare, differences, json_safe, mean_std  # noqa: E402
 
 RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
 

@@ -4,8 +4,8 @@
     python experiments/report_converged.py extra  RUNS       # the runs of seeds 3 4 that the study adds (phase 5)
 
 Every number is read from the runs' summary.json / metrics.csv (final epoch; nothing is selected on the test set).
-Differences are ``horesnet.stats.welch`` over seeds: difference of the means, 95% CI, Welch p; "significant" is
-p < 0.05, fewer than 3 seeds per arm is "not tested" (docs/design.md "Statistics").
+Differences are ``horesnet.comparison.stats.welch`` over seeds: difference of the means, 95% CI, Welch p;
+"significant" is p < 0.05, fewer than 3 seeds per arm is "not tested" (docs/design.md "Statistics").
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from report import convergence_plot, degradation, epoch_curves, final, finished_runs, learned_steps, write_json
 
-from horesnet.compare import compare, mean_std
-from horesnet.stats import Difference, format_difference, format_mean_std, welch
+from horesnet.comparison.stats import Difference, format_difference, format_mean_std, welch
+from horesnet.comparison.table import compare, mean_std
 
 DEPTHS = (56, 32)
 PLANNED_SEEDS = 3  # seeds 0-2 of every arm (phase 5 adds seeds 3 and 4 to some)

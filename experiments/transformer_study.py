@@ -52,7 +52,7 @@ def run() -> None:
 
 
 def report() -> str:
-    from horesnet.stats import format_difference, welch
+    from horesnet.comparison.stats import format_difference, welch
 
     rows, values = [], {}
     for arm in ARMS:

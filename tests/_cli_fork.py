@@ -19,10 +19,10 @@ import time
 import traceback
 
 import horesnet.analyze  # noqa: F401 -- warm imports shared by every child
+import horesnet.cli.preflight  # noqa: F401
 import horesnet.compare  # noqa: F401
 import horesnet.fit  # noqa: F401
 import horesnet.info  # noqa: F401
-import horesnet.training.preflight  # noqa: F401
 import horesnet.training.run  # noqa: F401
 
 PARALLEL = 2

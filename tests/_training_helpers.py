@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from horesnet.config import compose
+from horesnet.cli.compose import compose
 from horesnet.training.run import run_fit
 
 QUIET = "trainer.enable_progress_bar=false"

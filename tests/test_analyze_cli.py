@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from horesnet.analyze import main
-from horesnet.config import compose
+from horesnet.cli.compose import compose
 from horesnet.training.run import run_fit
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from horesnet.compare import compare, main
-from horesnet.config import compose
+from horesnet.cli.compose import compose
+from horesnet.compare import main
+from horesnet.comparison.table import compare
 from horesnet.errors import ConfigError
 
 PARAMS = {20: 269_722, 32: 464_154}

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from horesnet.config import _config_groups, compose
+from horesnet.cli.compose import _config_groups, compose
+from horesnet.cli.schema import Spec
 from horesnet.data import (
     ArrayDataModule,
     DataError,
@@ -30,7 +31,6 @@ from horesnet.data import (
     register_dataset,
 )
 from horesnet.errors import ConfigError
-from horesnet.schema import Spec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _data_helpers import _fake_urlopen, _files  # noqa: E402

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from horesnet.config import compose, model_from_config
+from horesnet.cli.compose import compose
 from horesnet.errors import ConfigError
 from horesnet.models.complexity import count_params
+from horesnet.training.config import model_from_config
 from horesnet.training.run import report
 
 sys.path.insert(0, str(Path(__file__).parent))

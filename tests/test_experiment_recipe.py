@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from horesnet.config import compose
+from horesnet.cli.compose import compose
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from horesnet.cli.schema import Spec
 from horesnet.data import DatasetFacts, register_dataset
-from horesnet.schema import Spec
 
 THIS_FILE = Path(__file__).resolve()
 CHANNELS, CLASSES, SIDE, N_TRAIN, N_TEST = 2, 3, 16, 120, 30
@@ -113,7 +113,7 @@ def test_the_option_reaches_the_reader(tmp_path):
     3 pixels to the right."""
     from omegaconf import OmegaConf
 
-    from horesnet.config import compose
+    from horesnet.cli.compose import compose
     from horesnet.data import ArrayDataModule
 
     def test_images(*overrides):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from horesnet.analysis import Option, register_study
-from horesnet.schema import Spec
+from horesnet.cli.schema import Spec
 
 # --------------------------------------------------------------------------------------------------------------
 # The plugin: everything a user writes to add a study
@@ -154,7 +154,7 @@ def test_a_bad_option_value_is_refused(value, runs, tmp_path, capsys):
 
 
 def test_the_option_default_comes_from_the_registration():
-    from horesnet.config import compose
+    from horesnet.cli.compose import compose
 
     assert compose("analyze", [])["my_scale"] == 1.0
     assert compose("analyze", ["my_scale=3"])["my_scale"] == 3

@@ -85,7 +85,7 @@ IMAGENET_TINY = [o for o in CLI_TINY if not o.startswith(("depth=", "width="))] 
 
 
 def test_weights_with_a_negative_running_var_are_refused_by_name(tmp_path):
-    from horesnet.training.preflight import preflight
+    from horesnet.cli.preflight import preflight
 
     path = _weights_with_negative_variance(tmp_path / "bad.pth")
     with pytest.raises(ConfigError, match=r"weights=.*bad\.pth: .*running_var holds negative values"):

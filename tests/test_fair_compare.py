@@ -18,8 +18,8 @@ import pytest
 
 import horesnet
 from horesnet import build_model
-from horesnet.compare import compare, variant_label
-from horesnet.config import compose
+from horesnet.cli.compose import compose
+from horesnet.comparison.table import compare, variant_label
 from horesnet.models import ModelConfig, model_defaults
 from horesnet.models.scale import residual_scale, residual_weights
 from horesnet.training.run import model_facts
@@ -137,8 +137,8 @@ def test_changing_one_default_moves_every_consumer(tmp_path):
     script = textwrap.dedent("""
         import io, contextlib
         from horesnet import build_model
-        from horesnet.compare import variant_label
-        from horesnet.config import compose
+        from horesnet.comparison.table import variant_label
+        from horesnet.cli.compose import compose
         from horesnet.models import model_defaults
         from horesnet import info
         print(build_model(depth=20).config["width"])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from horesnet.config import compose
+from horesnet.cli.compose import compose
+from horesnet.cli.help import fit_help
 from horesnet.errors import ConfigError
-from horesnet.help import fit_help
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -73,7 +73,7 @@ def test_the_graph_is_read():
     graph = import_graph()
     assert "horesnet.schemes.tableau" in graph["horesnet.schemes.registry"]
     assert "horesnet.models.budget" in graph["horesnet.models.factory"]
-    assert "horesnet.data.registry" in graph["horesnet.schema"], "imports inside functions count"
+    assert "horesnet.data.registry" in graph["horesnet.cli.schema"], "imports inside functions count"
 
 
 def test_a_cycle_would_be_found():
@@ -82,3 +82,39 @@ def test_a_cycle_would_be_found():
 
 def test_no_import_cycle_in_the_package():
     assert cycles(import_graph()) == []
+
+
+ENTRIES = {"horesnet.fit", "horesnet.info", "horesnet.analyze", "horesnet.compare"}
+# The layers, bottom to top; a module may import its own layer and the ones below, never one above.
+LAYERS = [
+    ("horesnet.errors", "horesnet.spec", "horesnet.plugin_errors", "horesnet.plugins", "horesnet.configs"),
+    ("horesnet.schemes",),
+    ("horesnet.nn",),
+    ("horesnet.models",),
+    ("horesnet.data",),
+    ("horesnet.training", "horesnet.analysis"),
+    ("horesnet.comparison",),
+    ("horesnet.cli",),
+]
+
+
+def _layer(module: str) -> int | None:
+    if module in ENTRIES:
+        return len(LAYERS)
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def test_every_import_points_down_the_layers():
+    """The command lines on top (``horesnet.cli`` and the four thin ``python -m`` entry modules), comparison below
+    them, training and analysis below that, and so on down to the schemes: no import runs back up a layer."""
+    upward = [f"{m} -> {d}" for m, deps in import_graph().items() for d in deps
+              if _layer(m) is not None and _layer(d) is not None and _layer(d) > _layer(m)]
+    assert upward == []
+
+
+def test_every_module_has_a_layer():
+    unplaced = [m for m in import_graph() if m != "horesnet" and _layer(m) is None]
+    assert unplaced == []

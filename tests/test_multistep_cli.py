@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from horesnet import build_model
-from horesnet.compare import compare
+from horesnet.cli.controls import control_sweeps
+from horesnet.comparison.table import compare
 from horesnet.info import main as info_main
 from horesnet.models import model_defaults
-from horesnet.training.controls import control_sweeps
 from horesnet.training.run import model_facts
 
 sys.path.insert(0, str(Path(__file__).parent))

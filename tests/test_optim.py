@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from horesnet import build_model
-from horesnet.config import compose
+from horesnet.cli.compose import compose
 from horesnet.training.optim import build_optimizer, lr_factor
 
 # --------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_wheel_ships_configs_and_cli_runs_from_it(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "853,018" in run.stdout
     # the data group has no YAML files: each dataset's config node comes from the dataset registry
-    data = subprocess.run([sys.executable, "-c", "from horesnet.config import compose; "
+    data = subprocess.run([sys.executable, "-c", "from horesnet.cli.compose import compose; "
                            "d = compose('fit', ['data=fashion_mnist']).data; print(d.name, d.channels, d.val_size)"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert data.returncode == 0, data.stderr

@@ -91,8 +91,8 @@ def _plain_unit():
 
 def test_a_plugin_unit_implements_only_the_placements_it_declares():
     from horesnet import build_model
+    from horesnet.cli.info import units_table
     from horesnet.errors import ConfigError
-    from horesnet.info import units_table
     from horesnet.nn.units import register_unit
 
     register_unit("test_plain_original", _plain_unit(), convs=1, overwrite=True)

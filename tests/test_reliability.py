@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from horesnet.config import compose
+from horesnet.cli.compose import compose
+from horesnet.cli.schema import PRECISIONS, flatten, schema_for
 from horesnet.errors import ConfigError
-from horesnet.schema import PRECISIONS, flatten, schema_for
 from horesnet.training import loggers
 from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
 from horesnet.training.divergence import DivergedError, DivergenceGuard
@@ -33,7 +33,7 @@ from test_bad_input_matrix import Evil  # noqa: E402
 
 
 def _group_choices():
-    from horesnet.config import _config_groups
+    from horesnet.cli.compose import _config_groups
 
     groups = _config_groups()
     return [f"{g}={c}" for g in ("data", "optim", "trainer", "logger", "experiment") for c in groups[g]]
@@ -88,7 +88,7 @@ def crafted(trained, tmp_path):
 
 
 def _load_paths():
-    from horesnet.analyze import load_trained
+    from horesnet.cli.analyze import load_trained
 
     return {"check_checkpoint": check_checkpoint, "lightning_checkpoint_io": AtomicCheckpointIO().load_checkpoint,
             "analyze_load_trained": load_trained}
@@ -110,7 +110,7 @@ def test_crafted_checkpoint_refused_when_resuming_in_process(crafted, tmp_path):
 
 
 def test_trained_checkpoint_reloads_bitwise(trained):
-    from horesnet.analyze import load_trained
+    from horesnet.cli.analyze import load_trained
 
     model, data, _, cfg = load_trained(str(trained))
     saved = torch.load(trained, weights_only=True)["state_dict"]

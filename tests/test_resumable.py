@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from horesnet.config import compose
+from horesnet.cli.compose import compose
 from horesnet.errors import ConfigError
 from horesnet.training import interrupt, machine
 from horesnet.training import run as run_module
@@ -181,8 +181,8 @@ def test_the_weights_classifier_notice_is_printed_once(tmp_path, capfd):
     """The checks before the run load ``weights=`` silently; the run itself says that the classifier starts
     fresh (tests/test_torchvision_weights.py)."""
     import horesnet
+    from horesnet.cli.preflight import check_config
     from horesnet.models.torchvision import to_torchvision_state_dict
-    from horesnet.training.preflight import check_config
 
     path = tmp_path / "resnet18.pth"
     source = horesnet.build_model(arch="imagenet", depth=18, width=0.25, num_classes=1000)

@@ -295,7 +295,8 @@ def test_compile_mode_is_checked():
 
 # ------------------------------------------------------------------------------------------- trainer=gpu
 def test_gpu_trainer_group_sets_the_fast_defaults():
-    from horesnet.config import compose, trainer_kwargs
+    from horesnet.cli.compose import compose
+    from horesnet.training.config import trainer_kwargs
 
     cfg = compose("fit", ["trainer=gpu", "data=synthetic"])
     assert cfg.channels_last is True and cfg.trainer.precision == "bf16-mixed"

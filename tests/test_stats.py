@@ -1,4 +1,4 @@
-"""Tests of horesnet.stats.welch / format_difference (docs/design.md, "Statistics").
+"""Tests of horesnet.comparison.stats.welch / format_difference (docs/design.md, "Statistics").
 
 Two independent references:
 - hand cases built so that Welch's df is an integer (2 or 4), where Student's t has a closed-form CDF and quantile
@@ -16,7 +16,7 @@ import random
 import pytest
 from scipy import stats as scipy_stats
 
-from horesnet.stats import Difference, format_difference, format_p, welch
+from horesnet.comparison.stats import Difference, format_difference, format_p, welch
 
 
 def _t_quantile_2(alpha: float) -> float:

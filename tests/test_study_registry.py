@@ -13,9 +13,9 @@ import pytest
 
 from horesnet.analysis import Option, builtin_studies, get_study, list_studies, register_study, unregister_study
 from horesnet.analysis.registry import defaults
-from horesnet.config import compose
+from horesnet.cli.compose import compose
+from horesnet.cli.schema import COUNT, Spec, schema_for
 from horesnet.errors import ConfigError
-from horesnet.schema import COUNT, Spec, schema_for
 
 BEFORE = {
     "arch": "cifar", "depth": 56, "block": "euler", "unit": None, "placement": "original", "shortcut": None,
@@ -131,7 +131,7 @@ def test_a_shared_option_and_unregistering():
 
 
 def test_a_study_returning_an_undeclared_table_is_a_bug():
-    from horesnet.analyze import run_study
+    from horesnet.cli.analyze import run_study
 
     study = register_study("tmp_b", lambda m, d, o: {"other": [{"a": 1}]}, _plot, needs_data=False)
     try:

@@ -188,7 +188,7 @@ def test_cli_sweep(cli):
     assert {r["run"]["group"] for r in runs} == {"out"}, "sweep members are grouped by the sweep folder name"
     assert sorted((r["config"]["model"]["block"], r["config"]["seed"]) for r in runs) == sorted(members)
     # the sweep is a fair comparison (same depth, parameters and recipe)
-    from horesnet.compare import compare
+    from horesnet.comparison.table import compare
 
     rows, problems, _ = compare([str(out)], out=str(cli.base / "sweep" / "cmp"))
     assert problems == []

@@ -11,9 +11,9 @@ import torch
 from horesnet.analysis.common import EvalData, error_and_loss
 from horesnet.analysis.lesion import lesion_single
 from horesnet.analysis.paths import path_lengths
+from horesnet.comparison.variants import matched_control
 from horesnet.models import build_model
 from horesnet.models.scale import residual_scale
-from horesnet.variants import matched_control
 
 V, T = 7, 6
 
@@ -96,7 +96,7 @@ def test_multiply_adds_per_sequence_by_hand(capsys):
 
 
 def test_macaron_is_not_given_a_bogus_matched_control():
-    from horesnet.variants import variant_flags
+    from horesnet.comparison.variants import variant_flags
 
     def run(model, seed=0):
         return {"config": {**model.config, "seed": seed, "data": {"name": "shakespeare"}}, "_dir": "/nonexistent",

@@ -37,9 +37,9 @@ def linked(tmp_path_factory):
         overrides = [o for o in CLI_TINY if o != "logger=csv"] + [
             "logger=wandb", "logger.wandb.mode=offline", "logger.wandb.log_model=true"]
         summary = fit(run_dir, overrides)
-        from horesnet.analyze import analyze
-        from horesnet.compare import compare
-        from horesnet.config import compose
+        from horesnet.cli.analyze import analyze
+        from horesnet.cli.compose import compose
+        from horesnet.comparison.table import compare
 
         analyze(compose("analyze", [f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", "study=paths",
                                     "wandb=offline", f"out={base / 'analysis'}"]))

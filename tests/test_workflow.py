@@ -17,9 +17,9 @@ from horesnet import build_model
 from horesnet.analysis import plots as P
 from horesnet.analysis import style
 from horesnet.analysis.studies import deletable_units, sized, swappable_pairs
-from horesnet.argv import normalise
-from horesnet.compare import compare
-from horesnet.config import compose
+from horesnet.cli.argv import normalise
+from horesnet.cli.compose import compose
+from horesnet.comparison.table import compare
 from horesnet.training.console import ConsoleFilter, third_party
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -18,13 +18,37 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from ..schema import ANALYZE_COMMAND, MODEL
-from ..spec import Spec, extend, retract
+from ..models.config import model_specs
+from ..spec import BOOL, OPT_POSITIVE_INT, POSITIVE_INT, TEXT, Spec, extend, retract
 
 #: Name of the ConfigStore node holding every registered option's default (listed in ``configs/analyze.yaml``).
 OPTIONS_NODE = "analyze_studies"
 RESERVED_NAMES = frozenset({"all"})  # study=all selects every registered study
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _datasets():
+    from ..data.registry import list_datasets
+
+    return list_datasets()
+
+
+# The keys of python -m horesnet.analyze itself; every registered study adds its own options (lesion's
+# ``granularity``, robustness's ``sigmas``, ...) with ``extend`` when it registers (docs/extending_studies.md).
+ANALYZE_COMMAND = {
+    "ckpt": Spec("text", nullable=True),
+    "study": TEXT,
+    "split": Spec("choice", choices=("test", "val")),
+    "data_name": Spec("choice", choices=_datasets, nullable=True),
+    "data_root": Spec("text", nullable=True),
+    "limit": OPT_POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "out": Spec("text", nullable=True),
+    "device": TEXT,
+    "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
+    "fresh": BOOL,
+    "plugins": Spec("texts"),
+}
 
 PlotFn = Callable[[list, Path, str], Path]
 ComputeFn = Callable[[Any, Any, Mapping[str, Any]], "dict[str, list[dict]]"]
@@ -179,7 +203,7 @@ def _check_identifier(what: str, name) -> None:
 def _check_options(name: str, options: dict, others: dict[str, Study]) -> None:
     for key, option in options.items():
         _check_identifier(f"study {name!r}: option", key)
-        if key in ANALYZE_COMMAND or key in MODEL or key == "study":
+        if key in ANALYZE_COMMAND or key in model_specs() or key == "study":
             raise ValueError(f"study {name!r}: option {key!r} is already a key of python -m horesnet.analyze "
                              "(the command's own keys and the model keys); choose another name.")
         if not isinstance(option, Option) or not isinstance(option.spec, Spec):

@@ -83,7 +83,7 @@ class Dataset:
     (their hosts are probed before a run); ``present(root)`` says whether the data is on disk (None: the dataset
     needs no files); ``missing(root, why)`` builds the DataError for data that is neither on disk nor downloadable
     (None: a message naming the files, checksums and URLs). ``options_schema`` maps each ``data.<key>`` of the
-    dataset's own keys to its :class:`horesnet.schema.Spec`."""
+    dataset's own keys to its :class:`horesnet.spec.Spec`."""
 
     name: str
     load: Loader

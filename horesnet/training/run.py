@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from .. import __version__
-from ..config import model_kwargs, plain, trainer_kwargs
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
 from ..models.torchvision import load_weights
@@ -28,6 +27,7 @@ from .checkpoint import (
     load_checkpoint,
     resume_checkpoint,
 )
+from .config import model_kwargs, plain, trainer_kwargs
 from .divergence import DivergedError
 from .interrupt import Interrupted, Resumable
 from .loggers import make_loggers

@@ -8,17 +8,18 @@ accepts) follow in :func:`check_consistency`. See ``docs/reliability.md``.
 
 from __future__ import annotations
 
-from .errors import PLUGIN_HINT, ConfigError, unknown_option
-from .models.compile import COMPILE_MODES
-from .models.config import model_specs
-from .spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
+from ..analysis.registry import ANALYZE_COMMAND
+from ..errors import PLUGIN_HINT, ConfigError, unknown_option
+from ..models.compile import COMPILE_MODES
+from ..models.config import model_specs
+from ..spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
 
 __all__ = ["BOOL", "COUNT", "FREE", "NON_NEGATIVE", "OPT_POSITIVE_INT", "POSITIVE", "POSITIVE_INT", "TEXT", "Spec",
            "SCHEMAS", "flatten", "schema_for", "validate", "check_consistency"]
 
 
 def _datasets():
-    from .data.registry import list_datasets
+    from ..data.registry import list_datasets
 
     return list_datasets()
 
@@ -115,23 +116,6 @@ FIT = {
     "plugins": Spec("texts"),
 }
 
-# The keys of python -m horesnet.analyze itself; every registered study adds its own options (lesion's
-# ``granularity``, robustness's ``sigmas``, ...) with ``extend`` when it registers (docs/extending_studies.md).
-ANALYZE_COMMAND = {
-    "ckpt": Spec("text", nullable=True),
-    "study": TEXT,
-    "split": Spec("choice", choices=("test", "val")),
-    "data_name": Spec("choice", choices=_datasets, nullable=True),
-    "data_root": Spec("text", nullable=True),
-    "limit": OPT_POSITIVE_INT,
-    "batch_size": POSITIVE_INT,
-    "out": Spec("text", nullable=True),
-    "device": TEXT,
-    "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
-    "fresh": BOOL,
-    "plugins": Spec("texts"),
-}
-
 ANALYZE = {**MODEL, **ANALYZE_COMMAND}
 
 INFO = {
@@ -183,7 +167,7 @@ def validate(config: dict, config_name: str) -> None:
 
 def check_consistency(config: dict) -> None:
     """Rules between keys of a training config: the model's input and head match the data."""
-    from .data.registry import dataset_facts
+    from ..data.registry import dataset_facts
 
     data = config.get("data") or {}
     facts = dataset_facts(data)

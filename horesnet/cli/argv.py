@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: Keys whose values are file or folder paths, taken verbatim.
 PATH_KEYS = {"analyze": ("ckpt", "out", "data_root"), "fit": ("resume",)}

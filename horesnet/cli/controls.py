@@ -11,10 +11,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ..config import compose, model_kwargs
+from ..comparison.variants import CONTROL_RESET, SCALE_TOLERANCE, control_overrides, control_step
 from ..models import build_model
 from ..models.scale import residual_scale
-from ..variants import CONTROL_RESET, SCALE_TOLERANCE, control_overrides, control_step
+from ..training.config import model_kwargs
+from .compose import compose
 from .preflight import expand_overrides
 
 

@@ -1,4 +1,4 @@
-"""Hydra composition shared by the command-line tools, and model construction from a config."""
+"""Hydra composition shared by the command-line tools: ``compose`` checks every override against the schema."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from .data.registry import CONFIG_GROUP as DATA_GROUP  # importing the data package registers the built-ins
-from .errors import PLUGIN_HINT, ConfigError, check_choice, unknown_option
-from .models import MODEL_KEYS, build_model  # noqa: F401 -- MODEL_KEYS re-exported
-from .models.config import store_model_node
-from .plugins import load_plugins, plugins_from_argv
+from ..data.registry import CONFIG_GROUP as DATA_GROUP  # importing the data package registers the built-ins
+from ..errors import PLUGIN_HINT, ConfigError, check_choice, unknown_option
+from ..models.config import store_model_node
+from ..plugins import load_plugins, plugins_from_argv
 from .schema import schema_for, validate
 
 store_model_node()  # the Hydra ``model`` config, made from ModelConfig
@@ -18,14 +17,14 @@ store_model_node()  # the Hydra ``model`` config, made from ModelConfig
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose ``horesnet/configs/<config_name>.yaml`` with ``key=value`` overrides (Hydra compose API) and check
-    every value against its schema (``horesnet.schema``)."""
+    every value against its schema (``horesnet.cli.schema``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     if config_name == "analyze":  # the registered studies hold the defaults of their options (analyze.yaml)
-        from . import analysis  # noqa: F401
+        from .. import analysis  # noqa: F401
     load_plugins(plugins_from_argv(overrides))  # what they register is a valid choice below
     try:
         with initialize_config_module(config_module="horesnet.configs", version_base="1.3"):
@@ -69,28 +68,3 @@ def _config_groups() -> dict[str, list[str]]:
         if group in store.list(""):
             names.update(n[:-5] for n in store.list(group) if n.endswith(".yaml"))
     return {group: sorted(names) for group, names in groups.items()}
-
-
-def model_kwargs(cfg: DictConfig) -> dict:
-    """The ``build_model`` options found at the top level of ``cfg``."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    return {k: container[k] for k in MODEL_KEYS if k in container}
-
-
-# keys of the trainer group that horesnet reads itself (not pytorch_lightning.Trainer arguments)
-OWN_TRAINER_KEYS = ("channels_last",)
-
-
-def trainer_kwargs(cfg: DictConfig) -> dict:
-    """The ``pytorch_lightning.Trainer`` arguments of ``cfg.trainer`` (null values and horesnet's own keys left out)."""
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    return {k: v for k, v in trainer.items() if v is not None and k not in OWN_TRAINER_KEYS}
-
-
-def model_from_config(cfg: DictConfig):
-    return build_model(**model_kwargs(cfg))
-
-
-def plain(value):
-    """An OmegaConf list or dict as a plain Python one (None and scalars unchanged)."""
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value

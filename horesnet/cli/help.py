@@ -18,7 +18,7 @@ def wants_help(argv: list[str]) -> bool:
 def _model_key(name: str) -> tuple[str, str]:
     from dataclasses import fields
 
-    from .models.config import ModelConfig
+    from ..models.config import ModelConfig
 
     f = next(f for f in fields(ModelConfig) if f.name == name)
     spec = f.metadata["spec"]
@@ -44,17 +44,17 @@ def _rows(rows: list[tuple[str, str]], width: int = 100) -> str:
 
 
 def _registries() -> dict[str, str]:
-    from . import data  # noqa: F401 -- registers the built-in datasets
-    from .data.registry import list_datasets
-    from .models import list_blocks
-    from .nn import list_placements, list_units
+    from .. import data  # noqa: F401 -- registers the built-in datasets
+    from ..data.registry import list_datasets
+    from ..models import list_blocks
+    from ..nn import list_placements, list_units
 
     return {"blocks": ", ".join(list_blocks()), "units": ", ".join(list_units()),
             "placements": ", ".join(list_placements()), "datasets": ", ".join(list_datasets())}
 
 
 def _studies() -> str:
-    from .analysis import get_study, list_studies
+    from ..analysis import get_study, list_studies
 
     return "\n".join(f"  {n.ljust(14)}{get_study(n).description}" for n in list_studies())
 
@@ -152,7 +152,7 @@ def info_help() -> str:
 
 
 def analyze_help() -> str:
-    from .analysis.registry import _REGISTRY
+    from ..analysis.registry import _REGISTRY
 
     options = {}
     for study in _REGISTRY.values():
@@ -219,8 +219,8 @@ def print_help(command: str, argv: list[str]) -> int:
     that cannot be loaded)."""
     import sys
 
-    from .errors import ConfigError
-    from .plugins import load_plugins, plugins_from_argv
+    from ..errors import ConfigError
+    from ..plugins import load_plugins, plugins_from_argv
 
     try:
         load_plugins(plugins_from_argv(argv))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .nn.multistep import REVERSIBLE_TOLERANCE, MultistepBlock
-from .schemes import get_scheme
-from .schemes.stage import FLOAT32_EPS
+from ..nn.multistep import REVERSIBLE_TOLERANCE, MultistepBlock
+from ..schemes import get_scheme
+from ..schemes.stage import FLOAT32_EPS
 
 
 def multistep_line(model, cfg) -> str:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import compose, model_kwargs, plain, trainer_kwargs
 from ..data.sequences import check_task
 from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
 from ..models.torchvision import load_weights
+from ..training.config import model_kwargs, plain, trainer_kwargs
+from .compose import compose
 
 
 def trainer_keys() -> set[str]:
@@ -63,7 +64,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     if cfg.get("weights"):  # the file fits the network (depth, variant, shapes) before any output exists
         with contextlib.redirect_stderr(io.StringIO()):  # its classifier notice: printed once, when the run loads it
             load_weights(model, cfg.weights)
-        from .divergence import invalid_tensor
+        from ..training.divergence import invalid_tensor
 
         bad = invalid_tensor(model)
         if bad:
@@ -77,7 +78,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
                           "grad_checkpointing=true (valid: add grad_checkpointing=true, or drop the stages).")
     del model
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
-    from .checkpoint import check_resume_compatible, resume_checkpoint
+    from ..training.checkpoint import check_resume_compatible, resume_checkpoint
 
     ArrayDataModule(**data)
     check_available(data["name"], data.get("root"), data.get("download", True))
@@ -87,7 +88,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
         raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}.")
     check_no_op_options(cfg, trainer_cfg)
     if (cfg.get("logger") or {}).get("wandb"):
-        from .loggers import check_wandb_env
+        from ..training.loggers import check_wandb_env
 
         check_wandb_env()
     check_trainer(trainer_cfg)
@@ -160,8 +161,8 @@ def check_training_memory(layout, model_cfg: dict, data: dict, trainer_cfg: dict
 def run_dir_of(cfg, argv: list[str]) -> str:
     """The folder a single (non-sweep) run will use: ``hydra.run.dir`` from the command line, else the
     config's default (``outputs/<data>/<name>``, or the run that ``resume`` points to)."""
-    from .paths import hydra_value
-    from .rundir import run_dir_resolver
+    from ..training.paths import hydra_value
+    from ..training.rundir import run_dir_resolver
 
     given = hydra_value(argv, "hydra.run.dir")  # also as ++hydra.run.dir=
     if given is not None:
@@ -175,7 +176,7 @@ def preflight(config_name: str, argv: list[str]) -> list[str | None]:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     configs = [compose(config_name, overrides) for overrides in members]  # every key's type and range first
     run_dirs = [None if multirun else run_dir_of(cfg, argv) for cfg in configs]
-    from .paths import check_path, check_sweep_paths
+    from ..training.paths import check_path, check_sweep_paths
 
     for cfg, run_dir in zip(configs, run_dirs, strict=True):
         if not multirun and cfg.get("scale_controls"):

@@ -16,7 +16,7 @@ def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]
     annotated with its difference from the reference (``reference_diffs``: CI, p); right: validation accuracy per
     epoch, one line per run.
     The titles say the dataset, the split and the epochs."""
-    from .analysis import style as S
+    from ..analysis import style as S
 
     fig, (ax1, ax2) = S.figure(2, width=12, height=4.8)
     names = [r["variant"] for r in rows]

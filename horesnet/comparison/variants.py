@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .models.config import MODEL_KEYS, arch_defaults, complete
+from ..models.config import MODEL_KEYS, arch_defaults, complete
 
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
                "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
@@ -96,9 +96,9 @@ def scale_of(run: dict) -> float | None:
 
 @functools.lru_cache(maxsize=256)
 def _scale_from_options(options: str) -> float | None:
-    from .errors import ConfigError
-    from .models import build_model
-    from .models.scale import residual_scale
+    from ..errors import ConfigError
+    from ..models import build_model
+    from ..models.scale import residual_scale
 
     try:
         scale = residual_scale(build_model(json.loads(options)))

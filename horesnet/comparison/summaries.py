@@ -9,7 +9,7 @@ import math
 import stat
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def load_runs(paths: list[str]) -> list[dict]:

@@ -1,0 +1,181 @@
+"""``python -m horesnet.info block=rk4 depth=56``: a network's layout, conv layers, parameters, multiply-adds.
+
+``python -m horesnet.info list=schemes`` prints every registered scheme with its computed order; ``list=units``,
+``list=placements``, ``list=studies`` and ``list=blocks`` print the other registries.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from .. import __version__
+from ..errors import ConfigError
+from ..models import count_macs, count_params, list_blocks
+from ..models.scale import residual_scale
+from ..nn import get_placement, get_unit, list_placements, list_units
+from ..schemes import SchemeError, get_scheme, list_schemes
+from ..training.config import model_from_config
+from .compose import compose
+from .info_multistep import multistep_line, multistep_lines
+
+
+def schemes_table() -> str:
+    """Every scheme, Runge-Kutta and multistep, with the common properties of ``summary()`` (docs/multistep.md):
+    increments (units per step), computed order, sum(b) (Runge-Kutta), kind, zero stability, effective step,
+    inversion growth factor and the mean residual weight of a stage of 8 units. An inconsistent or flagged scheme
+    is marked ``!!`` and its warning follows the table."""
+    rows = [("scheme", "increments", "order", "sum(b)", "kind", "zero-stable", "h_eff", "growth", "w_mean(8)",
+             "description")]
+    notes = []
+    for name in list_schemes():
+        t = get_scheme(name)
+        p = t.summary(8)
+        flags = [f for f, on in (("INCONSISTENT (sum(b) != 1)" if p["kind"] == "rk" else "INCONSISTENT",
+                                  not t.consistent), ("FLAGGED (note below)", bool(t.warning))) if on]
+        marker = f"!! {', '.join(flags)}: " if flags else ""
+        sum_b = f"{math.fsum(t.b):.6g}" if p["kind"] == "rk" else "-"
+        rows.append((name, str(p["units_per_step"]), str(p["order"]), sum_b, p["kind"],
+                     "yes" if p["zero_stable"] else "NO", f"{p['effective_step']:.4g}", f"{p['inversion_growth']:.4g}",
+                     f"{p['residual_weight_mean']:.3f}", marker + t.description))
+        notes += [f"!! {name}: {t.warning}"] if t.warning else []
+    return "\n\n".join([_table(rows), *notes,
+                         "growth: per-unit error growth when a stage is inverted (reversible=true; inf: not "
+                         "invertible); w_mean(8): mean residual weight of 8 units (docs/design.md, "
+                         "\"Residual scale\").",
+                         "block=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."])
+
+
+def units_table() -> str:
+    def said(value) -> str:
+        return "-" if value is None else "yes" if value else "no"
+
+    rows = []
+    for name in list_units():
+        u = get_unit(name)
+        places = u.supported_placements()
+        rows.append((name, str(u.convs), str(u.expansion), "all" if places is None else ",".join(places),
+                     said(u.zero_init_last), said(u.responses), u.description))
+    return _table([("unit", "convs", "expansion", "placements", "zero_init_last", "responses", "description"),
+                   *rows])
+
+
+def placements_table() -> str:
+    rows = []
+    for name in list_placements():
+        p = get_placement(name)
+        rows.append((name, "-".join(p.conv), "-".join(p.last), "-".join(p.post) or "-", p.description))
+    return _table([("placement", "around a conv", "last conv", "after add", "description"), *rows])
+
+
+def _table(rows) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows)
+
+
+def studies_table() -> str:
+    from ..analysis import get_study, list_studies
+
+    rows = [(name, ("" if get_study(name).needs_checkpoint else "no checkpoint needed"), get_study(name).description)
+            for name in list_studies()]
+    return _table([("study", "", "description"), *rows])
+
+
+LISTS = {"schemes": lambda: schemes_table(), "blocks": lambda: "\n".join(list_blocks()),
+         "units": lambda: units_table(), "placements": lambda: placements_table(), "studies": lambda: studies_table()}
+
+
+def _scale_text(model) -> str:
+    scale = residual_scale(model)
+    if scale is None:
+        return "n/a (continuous ODE blocks)"
+    return f"{scale['mean']:.4g} (per stage: {', '.join(f'{s:.4g}' for s in scale['per_stage'])})"
+
+
+ODE_MAX_SIDE = 512
+
+
+def _macs(model, size, real: bool) -> int:
+    """Multiply-adds of one image, counted on the meta device (shapes only: no memory for a huge image_size);
+    an ODE block's adaptive solver needs real values, so it runs for real (without autograd)."""
+    import torch
+
+    if not real:
+        import copy
+
+        try:  # a copy: the report reads the weights' values (residual scale, steps)
+            return count_macs(copy.deepcopy(model).to("meta"), size)
+        except Exception:  # noqa: BLE001 -- an extension whose forward reads values: count for real below
+            pass
+    with torch.no_grad():
+        return count_macs(model, size)
+
+
+def model_report(cfg) -> str:
+    model = model_from_config(cfg)
+    layout = model.layout
+    if layout.arch == "transformer":  # horesnet/models/transformer_info.py
+        from ..models.transformer_info import transformer_report
+
+        return transformer_report(model, __version__)
+    side = cfg.image_size if cfg.image_size is not None else (32 if layout.arch == "cifar" else 224)
+    if not isinstance(side, int) or isinstance(side, bool) or side < 1:
+        raise ConfigError(f"image_size must be a positive integer (or null for the family default), got {side!r}.")
+    if layout.block == "ode" and side > ODE_MAX_SIDE:  # its solver runs for real: memory grows with side**2
+        raise ConfigError(f"image_size={side} with block=ode: the multiply-adds of an ODE block are counted by "
+                          f"solving it for a real image; valid: image_size <= {ODE_MAX_SIDE} for block=ode "
+                          "(multiply-adds grow with image_size**2).")
+    size = (cfg.in_channels, side, side)
+    params = count_params(model)
+    macs = _macs(model, size, layout.block == "ode")
+    if layout.block == "ode":
+        scheme_line = ("ode (continuous depth: per stage one entry unit + one torchdiffeq odeint of one unit, "
+                       "whatever the depth; NOT equal-depth)")
+    elif get_scheme(layout.block).kind == "multistep":
+        scheme_line = multistep_line(model, cfg)
+    else:
+        t = get_scheme(layout.block)
+        scheme_line = f"{t.name} ({t.increments} increment(s) per block, computed order {t.order})"
+        if cfg.inner:
+            scheme_line += f" with inner={cfg.inner} units"
+    shortcut = model.config["shortcut"]  # null in cfg: the family's default, resolved by build_model
+    head = "ResNet" if shortcut != "plain" else "plain net"
+    lines = [
+        f"horesnet {__version__}: {layout.arch} {head}-{layout.depth}, block={scheme_line}",
+        f"unit={layout.unit}, placement={cfg.placement}, shortcut={shortcut}, entry={cfg.entry}, "
+        f"tied={cfg.tied}, step={cfg.step}{' (learnable)' if cfg.learn_step else ''}",
+        "",
+        layout.describe(),
+        "  (* entry block: changes resolution/width; ' leftover units grouped as Euler blocks)",
+        "",
+        f"units per stage: {list(layout.units_per_stage)}, leftover units: {layout.leftovers}, "
+        f"{layout.block} blocks: {layout.scheme_blocks()}",
+        f"conv layers in units: {layout.conv_layers} ({get_unit(layout.unit).convs} per unit) "
+        f"+ stem conv + fc = {layout.conv_layers + 2} weighted layers",
+        f"residual scale (mean over units of their first-order weight, h*b_i in a Runge-Kutta block, "
+        f"docs/design.md): {_scale_text(model)}",
+        f"parameters: {params:,}",
+        *multistep_lines(model),
+        f"multiply-adds per image ({'x'.join(map(str, size))}): {macs:,} ({macs / 1e9:.3f} G)"
+        + (f", at NFE={model.nfe} for a zero input" if layout.block == "ode" else ""),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from .help import print_help, wants_help
+
+    if wants_help(argv):
+        return print_help("info", argv)
+    try:
+        cfg = compose("info", argv)
+        if cfg.list is not None:
+            print(LISTS[cfg.list]())
+            return 0
+        print(model_report(cfg))
+        return 0
+    except (ConfigError, SchemeError) as err:
+        print(f"horesnet.info: error: {err}", file=sys.stderr)
+        return 2
+

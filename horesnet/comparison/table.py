@@ -1,0 +1,234 @@
+"""``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: compare trained variants.
+
+Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (every model
+option and every recipe key; only the seed may differ), labels each variant by the model options that differ from
+their defaults, and writes a Markdown + CSV table (residual scale, parameters, mean ± std over seeds) and a PNG.
+Each variant is flagged where it is confounded against the reference (the plain Euler variant): a residual scale
+more than 10% away (with the matched Euler control and the command that trains it), or other parameters or
+multiply-adds (docs/design.md, "Fair comparisons"). For every pair of variants it gives the difference in test
+accuracy with its 95% confidence interval and Welch p-value (``horesnet.comparison.stats.welch``, docs/design.md
+"Statistics"): first each variant against the reference, then the remaining pairs; Markdown,
+``comparison_pairs.csv`` and ``comparison.json`` list them all. It refuses a comparison across units per stage,
+recipes, data or epochs unless ``allow_unfair=true``, and says what differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from ..errors import ConfigError, check_writable
+from .plot import plot
+from .stats import ALPHA, LEVEL, MIN_SEEDS, format_mean_std, format_p, holm, mean_std, welch
+from .summaries import check_summary, load_runs  # noqa: F401 -- check_summary is part of compare's API
+from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS are part of compare's API
+    RECIPE_KEYS,
+    fairness_problems,
+    labels,
+    reference_key,
+    scale_of,
+    variant_flags,
+    variant_key,
+    variant_label,
+)
+
+
+def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
+    rows, names, flags, ref = [], labels(groups), variant_flags(groups), reference_key(groups)
+    for key, runs in groups.items():
+        r0 = runs[0]
+        per_seed = by_seed(runs)
+        test_seeds = [statistics.fmean(100 * r.get("test", {}).get("test/acc1", float("nan")) for r in rs)
+                      for rs in per_seed.values()]
+        test = mean_std(test_seeds)
+        val = mean_std([statistics.fmean(100 * r.get("val", {}).get("val/acc1", float("nan")) for r in rs)
+                        for rs in per_seed.values()])
+        repeated = {s: len(rs) for s, rs in per_seed.items() if len(rs) > 1}
+        notes = [f"{n} runs share seed {s} (averaged: one value per distinct seed)" for s, n in repeated.items()]
+        wall = mean_std([r.get("wall_time_s") for r in runs])
+        ips = mean_std([r.get("images_per_sec") for r in runs])
+        rows.append({
+            "variant": names[key], "block": r0["config"]["block"], "depth": r0["config"]["depth"],
+            "residual_scale": scale_of(r0), "flags": "; ".join([*flags[key], *notes]), "reference": key == ref,
+            "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
+            "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
+            "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "wall_time_s_std": wall[1],
+            "images_per_sec": ips[0], "images_per_sec_std": ips[1],
+            "seeds": len(per_seed), "n_runs": len(runs), "seed_list": list(per_seed),
+            "test_acc_seeds": test_seeds,
+            "runs": [r["_dir"] for r in runs],
+        })
+    return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
+
+
+def by_seed(runs: list[dict]) -> dict:
+    """``{seed: [runs]}`` in seed order: the statistics count distinct seeds, not runs (two runs of one seed are
+    one observation, not two)."""
+    groups: dict = defaultdict(list)
+    for r in runs:
+        groups[r["config"].get("seed")].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+
+
+def reference_row(rows: list[dict]) -> dict:
+    """The variant every other one is compared with first (``horesnet.comparison.variants.reference_key``: the
+    plain Euler variant when present)."""
+    return next((r for r in rows if r.get("reference")), rows[0])
+
+
+def differences(rows: list[dict]) -> list[dict]:
+    """Test-accuracy difference a − b (points) for every pair of variants, by ``horesnet.comparison.stats.welch``.
+
+    Each variant against the reference comes first (a = the variant, b = the reference); then every other pair in
+    table order, a = the later row. Each entry: a, b, reference (b is the reference), and welch's fields.
+    """
+    ref = reference_row(rows)
+    others = [r for r in rows if r is not ref]
+    pairs = [(r, ref) for r in others]
+    pairs += [(others[j], others[i]) for i in range(len(others)) for j in range(i + 1, len(others))]
+    out = [{"a": a["variant"], "b": b["variant"], "reference": b is ref,
+            **welch(a["test_acc_seeds"], b["test_acc_seeds"]).as_dict()} for a, b in pairs]
+    adjusted = holm([d["p"] for d in out])  # every tested pair is one of a family: Holm–Bonferroni
+    for d, p in zip(out, adjusted, strict=True):
+        d["p_holm"] = p
+        d["verdict_holm"] = d["verdict"] if d["verdict"] == "not tested" else (
+            "significant" if p < ALPHA else "not significant")
+    return out
+
+
+def differences_markdown(pairs: list[dict]) -> list[str]:
+    if not pairs:
+        return []
+    tested = sum(d["verdict"] != "not tested" for d in pairs)
+    lines = ["", f"Test accuracy differences a − b (points), {100 * LEVEL:.0f}% confidence interval from Welch's t, "
+             f"Welch's two-sided p; significant: p < {ALPHA}; not tested: fewer than {MIN_SEEDS} seeds in an arm."]
+    if tested > 1:
+        lines.append(f"{tested} pairs are tested here: 'p (Holm)' is the Holm–Bonferroni adjusted p over them (it "
+                     f"bounds the chance of any false 'significant' at {ALPHA}); the verdict follows the raw p, "
+                     "'Holm' the adjusted one.")
+    lines += ["", "| a | b | a − b | 95% CI | p | p (Holm) | seeds a/b | verdict | Holm |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for d in pairs:
+        ok = d["verdict"] != "not tested"
+        ci = f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" if ok else "n/a"
+        p = format_p(d["p"]).removeprefix("p=") if ok else "n/a"
+        ph = format_p(d["p_holm"]).removeprefix("p=") if ok and tested > 1 else "n/a"
+        holm_verdict = d["verdict_holm"] if ok and tested > 1 else "n/a"
+        lines.append(f"| {d['a']} | {d['b']} | {d['difference']:+.2f} | {ci} | {p} | {ph} | {d['n_a']}/{d['n_b']} | "
+                     f"{d['verdict']} | {holm_verdict} |")
+    return lines
+
+
+def markdown(rows: list[dict], problems: list[str]) -> str:
+    head = ("| variant | block | depth | units/stage | residual scale | params | mult-adds | test acc % | val acc % "
+            "| wall s | train img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        macs = f"{r['macs'] / 1e6:.1f}M" if r["macs"] else "n/a"
+        scale = f"{r['residual_scale']:.3f}" if r["residual_scale"] is not None else "n/a"
+        lines.append(f"| {r['variant']} | {r['block']} | {r['depth']} | {r['units_per_stage']} | {scale} | "
+                     f"{r['params']:,} | "
+                     f"{macs} | {format_mean_std(r['test_acc_mean'], r['test_acc_std'])} | "
+                     f"{format_mean_std(r['val_acc_mean'], r['val_acc_std'])} | "
+                     f"{_spread(r['wall_time_s'], r['wall_time_s_std'], r['n_runs'])} | "
+                     f"{_spread(r['images_per_sec'], r['images_per_sec_std'], r['n_runs'])} | {r['seeds']} |")
+    lines.append("")
+    lines.append("Accuracies: mean ± standard deviation over distinct seeds. Wall time and training img/s: mean ± "
+                 "standard deviation over runs; they depend on the machine and its load while each run trained "
+                 "(runs of one sweep share a machine with whatever else ran), so they are not a property of the "
+                 "scheme: compare speeds with benchmarks/.")
+    lines.append("Fairness: " + ("passed (same units per stage, recipe, data and epochs)." if not problems
+                                 else "NOT FAIR -- " + "; ".join(problems)))
+    flagged = [r for r in rows if r["flags"]]
+    lines += [f"- {r['variant']}: {r['flags']}" for r in flagged] or ["- no variant is confounded by residual "
+                                                                      "scale, parameters or multiply-adds."]
+    lines += differences_markdown(differences(rows))
+    return "\n".join(lines) + "\n"
+
+
+def _spread(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.0f}" + (f" ± {std:.0f}" if n > 1 and not math.isnan(std) else " (1 run)")
+
+
+def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False, wandb: bool = False,
+            wandb_project: str = "horesnet") -> tuple[list[dict], list[str], Path]:
+    runs = load_runs(paths)
+    unfinished = [r for r in runs if r["status"] != "finished"]
+    runs = [r for r in runs if r["status"] == "finished"]
+    for r in unfinished:
+        print(f"horesnet.compare: left out {r['_dir']}: status {r['status']!r}", file=sys.stderr)
+    if not runs:
+        raise ConfigError(f"no finished runs under {', '.join(paths)} ({len(unfinished)} run(s) did not finish: "
+                          f"{', '.join(sorted({r['status'] for r in unfinished}))}).")
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[variant_key(r)].append(r)
+    problems = fairness_problems(groups)
+    if problems and not allow_unfair:
+        raise ConfigError("unfair comparison: " + "; ".join(problems) + ". Compare runs of the same depth and "
+                          "recipe, or pass allow_unfair=true to write the table anyway (it will say NOT FAIR).")
+    rows = summarise(groups)
+    out_dir = Path(out) if out else Path(paths[0] if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "comparison"
+    check_writable("out", out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "comparison.md").write_text(markdown(rows, problems))
+    with open(out_dir / "comparison.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "runs"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    pairs = differences(rows)
+    if pairs:
+        with open(out_dir / "comparison_pairs.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(pairs[0]))
+            writer.writeheader()
+            writer.writerows(pairs)
+    (out_dir / "comparison.json").write_text(json.dumps(
+        json_safe({"variants": [{k: v for k, v in r.items() if k != "runs"} for r in rows], "differences": pairs,
+                 "fairness_problems": problems}), indent=2, allow_nan=False) + "\n")
+    plot(rows, groups, out_dir / "comparison.png", [d for d in pairs if d["reference"]])
+    if wandb:
+        _log_wandb(rows, pairs, out_dir, wandb_project, runs)
+    return rows, problems, out_dir
+
+
+def json_safe(obj):
+    """NaN and ±inf (a spread or test that does not exist) become null: strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _log_wandb(rows, pairs, out_dir: Path, project: str, runs: list[dict]) -> None:
+    """The comparison table, its differences, a bar chart of test accuracy and the plot, in the W&B group the
+    compared runs share (docs/wandb.md); the config names every training run it read."""
+    import wandb as wb
+
+    from ..training.loggers import init_run, wandb_mode
+    from ..training.wandb_links import training_link, write_offline_files
+
+    links = [training_link(r["_dir"]) for r in runs]
+    groups = {link.get("group") for link in links}
+    run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
+                   group=groups.pop() if len(groups) == 1 else None, reinit="create_new",
+                   config={"runs": [r["_dir"] for r in runs], "train_run_ids": [link.get("id") for link in links]})
+    cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds", "n_runs")]
+    table = wb.Table(columns=cols, data=[[json_safe(r[c]) for c in cols] for r in rows])
+    tables = {"comparison": table}
+    if pairs:
+        tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
+                                                    data=[list(json_safe(d).values()) for d in pairs])
+    chart = wb.plot.bar(table, "variant", "test_acc_mean", title="test accuracy (%), mean over seeds")
+    run.log(tables | {"comparison_chart": chart, "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
+    write_offline_files(run)
+    run.finish()
