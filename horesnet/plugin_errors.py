@@ -57,6 +57,16 @@ def plugin_error(what: str, err: BaseException, file: str | None) -> ConfigError
 LOADED: dict[str, object] = {}
 
 
+# the plugins being imported now, innermost last (a plugin may load another): what a registry records as the origin
+# of what they register (horesnet.registry)
+LOADING: list[str] = []
+
+
+def loading_plugin() -> str | None:
+    """The file (or module name) of the plugin being imported now, else None."""
+    return LOADING[-1] if LOADING else None
+
+
 def plugin_files() -> list[str]:
     """The files of the plugins loaded so far (horesnet.plugins)."""
     return [str(Path(m.__file__).resolve()) for m in LOADED.values() if getattr(m, "__file__", None)]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
-from .plugin_errors import CAUGHT, plugin_error
+from .plugin_errors import CAUGHT, LOADING, plugin_error
 from .plugin_errors import LOADED as _LOADED
 
 ENV_PLUGINS = "HORESNET_PLUGINS"
@@ -43,6 +43,7 @@ def _load(name: str):
     key = str(path.resolve()) if name.endswith(".py") else name
     if key in _LOADED:
         return _LOADED[key]
+    LOADING.append(key)  # what a registry records as the origin of what the plugin registers
     try:
         if name.endswith(".py"):
             if not path.is_file():
@@ -57,6 +58,7 @@ def _load(name: str):
             finally:
                 sys.path.remove(str(path.resolve().parent))
         else:
+            LOADING[-1] = _module_file(name)
             module = importlib.import_module(name)
     except ConfigError:
         raise
@@ -66,5 +68,16 @@ def _load(name: str):
     except CAUGHT as err:  # the user's module failed while registering (sys.exit too): say which, where and why
         raise plugin_error(f"plugins: importing {name!r}", err,
                            str(path.resolve()) if name.endswith(".py") else None) from None
+    finally:
+        LOADING.pop()
     _LOADED[key] = module
     return module
+
+
+def _module_file(name: str) -> str:
+    """The file of module ``name`` as found before importing it (the name itself when it cannot be found)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # import_module reports it
+        return name
+    return spec.origin if spec is not None and spec.origin else name

@@ -104,20 +104,6 @@ def _load_nothing(root, download, verify, options):
     return ()
 
 
-@pytest.fixture(autouse=True)
-def _forget_test_datasets():
-    """Datasets registered by a test are removed afterwards (registry and ConfigStore), so no other test sees them."""
-    from hydra.core.config_store import ConfigStore
-
-    from horesnet.data import registry
-
-    before = set(registry._REGISTRY)
-    yield
-    for name in set(registry._REGISTRY) - before:
-        del registry._REGISTRY[name]
-        ConfigStore.instance().repo["data"].pop(f"{name}.yaml", None)
-
-
 @pytest.mark.parametrize("kwargs, words", [
     ({"name": "cifar10"}, ["built in"]),
     ({"name": "My-Data"}, ["invalid dataset name", "'My-Data'"]),

@@ -37,12 +37,9 @@ EPS32 = 2.0**-24
 
 
 @pytest.fixture
-def registry_guard():
-    """Unregister whatever a test registers, of any kind (the shared guard sees only list_schemes())."""
-    before = set(list_schemes("all"))
-    yield
-    for name in set(list_schemes("all")) - before:
-        unregister_scheme(name)
+def registry_guard(registries):
+    """What a test registers is gone after it (the autouse ``registries`` fixture of conftest.py)."""
+    return registries
 
 
 def nodepy_method(alpha, beta):

@@ -1,4 +1,5 @@
-"""A plain dict registry of analysis studies: the built-ins plus whatever users register (docs/extending_studies.md).
+"""The registry of analysis studies (:data:`STUDIES`, a :class:`horesnet.registry.Registry`): the built-ins plus
+whatever users register (docs/extending_studies.md).
 
 A study is described in one place, a :class:`Study`: how it computes its tables, the plot of each table, its
 command-line options (default and schema spec), whether it needs a trained checkpoint and evaluation data, and a
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.config import model_specs
+from ..registry import Registry
 from ..spec import BOOL, OPT_POSITIVE_INT, POSITIVE_INT, TEXT, Spec, extend, retract
 
 #: Name of the ConfigStore node holding every registered option's default (listed in ``configs/analyze.yaml``).
@@ -101,33 +103,48 @@ class Study:
         return values
 
 
-_REGISTRY: dict[str, Study] = {}
-_BUILTIN: set[str] = set()
+def _unknown(registry, name) -> ConfigError:
+    return registry.error(f"unknown study {name!r}; valid choices: {', '.join(repr(n) for n in registry.names())}. "
+                          "Add your own with horesnet.analysis.register_study (docs/extending_studies.md).")
+
+
+#: every study by name, in registration order (horesnet.registry): horesnet.analysis.studies locks the built-ins
+STUDIES: Registry[Study] = Registry(
+    "study", sort=False, plural="studies", unknown=_unknown,
+    reserved={n: "study=all runs every registered study" for n in RESERVED_NAMES},
+    rule="use letters, digits and underscores, not starting with a digit (it is a command-line value and a file name)")
+
+
+@STUDIES.on_change
+def _declare_options(name: str, old: Study | None, new: Study | None) -> None:
+    """A study's options join the analyze command line (horesnet.spec) and the composed config's defaults (the
+    ConfigStore node :data:`OPTIONS_NODE`), and leave them with the study."""
+    if new is None:
+        retract("analyze", f"study {name!r}")
+    else:
+        extend("analyze", f"study {name!r}", {key: option.spec for key, option in new.options.items()})
+    _store_defaults()
 
 
 def list_studies() -> list[str]:
     """Names of all registered studies, in registration order (the built-ins first)."""
-    return list(_REGISTRY)
+    return STUDIES.names()
 
 
 def builtin_studies() -> list[str]:
     """Names of the studies horesnet itself registers."""
-    return [n for n in _REGISTRY if n in _BUILTIN]
+    return STUDIES.builtins()
 
 
 def get_study(name: str) -> Study:
     """The registered study called ``name``; an unknown name is a ConfigError naming it and the valid choices."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown study {name!r}; valid choices: {', '.join(repr(n) for n in _REGISTRY)}. "
-                          "Add your own with horesnet.analysis.register_study (docs/extending_studies.md).") from None
+    return STUDIES.get(name)
 
 
 def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | PlotFn, *,
                    options: Mapping[str, Option] | None = None, needs_checkpoint: bool = True,
                    needs_data: bool = True, description: str = "", overwrite: bool = False,
-                   applies: Callable | None = None, cost: Callable | None = None, _builtin: bool = False) -> Study:
+                   applies: Callable | None = None, cost: Callable | None = None) -> Study:
     """Validate and register a study; return its :class:`Study`.
 
     ``applies(model, options)`` (optional) returns why the study cannot apply to a network (one line; ``analyze``
@@ -136,67 +153,44 @@ def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | 
     option may be sized to the network by ``compute`` itself).
 
     ``plots`` is ``{table name: plot}`` or one plot function for a study writing the single table ``name``.
-    Refused (ValueError): a name or key that is not identifier-like, ``all``, a table another study writes, an
-    option that is a key of the command itself or a model key, an option another study declares differently, a
-    default its own spec refuses. Re-using a name needs ``overwrite=True``; built-in studies are never replaced.
+    Refused (ConfigError, a ValueError): a name or key that is not identifier-like, ``all``, a table another study
+    writes, an option that is a key of the command itself or a model key, an option another study declares
+    differently, a default its own spec refuses. Re-using a name needs ``overwrite=True``; built-in studies are
+    never replaced.
     """
-    _check_identifier("study name", name)
-    if name in RESERVED_NAMES:
-        raise ValueError(f"study name {name!r} is reserved (study=all runs every registered study).")
-    if name in _BUILTIN:
-        raise ValueError(f"study {name!r} is built in and cannot be replaced; register yours under another name. "
-                         f"Built-in studies: {', '.join(builtin_studies())}.")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"study {name!r} is already registered; pass overwrite=True to replace it, or choose a "
-                         f"new name. Registered studies: {', '.join(_REGISTRY)}.")
+    STUDIES.check_new(name, overwrite=overwrite)
     if not callable(compute):
-        raise ValueError(f"study {name!r}: compute must be a function (model, data, options) -> tables.")
+        raise ConfigError(f"study {name!r}: compute must be a function (model, data, options) -> tables.")
     plots = {name: plots} if callable(plots) else dict(plots or {})
     if not plots:
-        raise ValueError(f"study {name!r}: give the plot function of every table it writes.")
-    others = {n: s for n, s in _REGISTRY.items() if n != name}
+        raise ConfigError(f"study {name!r}: give the plot function of every table it writes.")
+    others = {n: s for n, s in STUDIES.items() if n != name}
     for table, plot in plots.items():
         _check_identifier(f"study {name!r}: table name", table)
         if not callable(plot):
-            raise ValueError(f"study {name!r}: the plot of table {table!r} must be a function "
-                             "(records, path, title) -> path.")
+            raise ConfigError(f"study {name!r}: the plot of table {table!r} must be a function "
+                              "(records, path, title) -> path.")
         owner = next((n for n, s in others.items() if table in s.plots), None)
         if owner:
-            raise ValueError(f"study {name!r}: table {table!r} is already written by study {owner!r}.")
+            raise ConfigError(f"study {name!r}: table {table!r} is already written by study {owner!r}.")
     options = dict(options or {})
     _check_options(name, options, others)
     for what, fn in (("applies", applies), ("cost", cost)):
         if fn is not None and not callable(fn):
-            raise ValueError(f"study {name!r}: {what} must be a function (model, options) or None.")
+            raise ConfigError(f"study {name!r}: {what} must be a function (model, options) or None.")
     study = Study(name, compute, MappingProxyType(plots), MappingProxyType(options), bool(needs_checkpoint),
                   bool(needs_data), str(description), applies, cost)
-    if name in _REGISTRY:
-        _remove(name)
-    extend("analyze", f"study {name!r}", {key: option.spec for key, option in options.items()})
-    _REGISTRY[name] = study
-    if _builtin:
-        _BUILTIN.add(name)
-    _store_defaults()
-    return study
+    return STUDIES.register(name, study, overwrite=overwrite)  # its options follow (on_change)
 
 
 def unregister_study(name: str) -> None:
     """Remove a user-registered study and the options no other study declares (built-ins cannot be removed)."""
-    if name in _BUILTIN:
-        raise ValueError(f"study {name!r} is built in and cannot be unregistered.")
-    get_study(name)
-    _remove(name)
-    _store_defaults()
-
-
-def _remove(name: str) -> None:
-    _REGISTRY.pop(name)
-    retract("analyze", f"study {name!r}")
+    STUDIES.unregister(name)
 
 
 def _check_identifier(what: str, name) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"invalid {what} {name!r}: use letters, digits and underscores, not starting with a digit "
+        raise ConfigError(f"invalid {what} {name!r}: use letters, digits and underscores, not starting with a digit "
                          "(it is a command-line value and a file name).")
 
 
@@ -204,19 +198,19 @@ def _check_options(name: str, options: dict, others: dict[str, Study]) -> None:
     for key, option in options.items():
         _check_identifier(f"study {name!r}: option", key)
         if key in ANALYZE_COMMAND or key in model_specs() or key == "study":
-            raise ValueError(f"study {name!r}: option {key!r} is already a key of python -m horesnet.analyze "
+            raise ConfigError(f"study {name!r}: option {key!r} is already a key of python -m horesnet.analyze "
                              "(the command's own keys and the model keys); choose another name.")
         if not isinstance(option, Option) or not isinstance(option.spec, Spec):
-            raise ValueError(f"study {name!r}: option {key!r} must be an Option(default, Spec(...), help).")
+            raise ConfigError(f"study {name!r}: option {key!r} must be an Option(default, Spec(...), help).")
         try:
             option.spec.check(key, option.default)
         except ConfigError as err:
-            raise ValueError(f"study {name!r}: the default of option {key!r} is refused by its own spec: "
+            raise ConfigError(f"study {name!r}: the default of option {key!r} is refused by its own spec: "
                              f"{err}") from None
         for other, study in others.items():
             theirs = study.options.get(key)
             if theirs is not None and (theirs.spec != option.spec or theirs.default != option.default):
-                raise ValueError(f"study {name!r}: option {key!r} is already declared by study {other!r} as "
+                raise ConfigError(f"study {name!r}: option {key!r} is already declared by study {other!r} as "
                                  f"{theirs.spec.describe()} with default {theirs.default!r}; a shared option "
                                  "needs the same default and spec.")
 
@@ -224,7 +218,7 @@ def _check_options(name: str, options: dict, others: dict[str, Study]) -> None:
 def defaults() -> dict[str, Any]:
     """Every registered option with its default (what ``configs/analyze.yaml`` composes), in registration order."""
     out = {}
-    for study in _REGISTRY.values():
+    for study in STUDIES.values():
         for key, option in study.options.items():
             out.setdefault(key, list(option.default) if isinstance(option.default, tuple) else option.default)
     return out

@@ -12,7 +12,7 @@ from .effective import effective_paths
 from .lesion import lesion_random, lesion_single, lesion_targets, reorder
 from .paths import multistep_reason, path_lengths
 from .refinement import refinement
-from .registry import Option, register_study
+from .registry import STUDIES, Option, register_study
 from .responses import responses
 from .robustness import robustness
 
@@ -96,7 +96,7 @@ def _reorder_applies(model, o) -> str | None:
 
 def _register_builtins() -> None:
     def add(name, compute, plots, description, options=None, **kw):
-        register_study(name, compute, plots, options=options, description=description, _builtin=True, **kw)
+        register_study(name, compute, plots, options=options, description=description, **kw)
 
     add("lesion", _lesion, {"lesion": P.plot_lesion, "lesion_block": P.plot_lesion},
         "delete each unit (table lesion) or block (lesion_block) at test time; error vs the intact network",
@@ -134,3 +134,4 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+STUDIES.lock_builtins()  # what is registered so far is horesnet's own: never replaced, never removed

@@ -152,10 +152,10 @@ def info_help() -> str:
 
 
 def analyze_help() -> str:
-    from ..analysis.registry import _REGISTRY
+    from ..analysis.registry import STUDIES
 
     options = {}
-    for study in _REGISTRY.values():
+    for study in STUDIES.values():
         for key, opt in study.options.items():
             options.setdefault(key, (opt, []))[1].append(study.name)
     rows = [("ckpt=", "a checkpoint or run folder of horesnet.fit (a sweep member folder as the shell gives it: "

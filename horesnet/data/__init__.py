@@ -11,6 +11,9 @@ from . import (
     builtin,  # noqa: F401 -- registers cifar10, cifar100, fashion_mnist, mnist, synthetic
     sequences,  # noqa: F401 -- registers shakespeare, fashion_mnist_rows (docs/transformers.md)
 )
+from .registry import DATASETS
+
+DATASETS.lock_builtins()  # what is registered so far is horesnet's own: never replaced, never removed
 
 # Lazy (PEP 562): the registry and the readers load without Lightning; the data module loads on use.
 _WHERE = {
@@ -19,7 +22,7 @@ _WHERE = {
     "ArrayDataModule": "module", "check_available": "module", "load_arrays": "module", "DataError": "sources",
     "data_root": "sources", "make_synthetic": "synthetic", "Dataset": "registry", "DatasetFacts": "registry",
     "Download": "registry", "dataset_facts": "registry", "fetch": "registry", "get_dataset": "registry",
-    "list_datasets": "registry", "register_dataset": "registry",
+    "list_datasets": "registry", "register_dataset": "registry", "unregister_dataset": "registry",
 }
 
 
@@ -33,5 +36,5 @@ __all__ = [
     "CIFAR", "IDX", "ArrayDataModule", "check_available", "DataError", "Dataset", "DatasetFacts", "Download",
     "RestrictedUnpickler", "data_root", "dataset_facts", "fetch", "get_dataset", "list_datasets", "load_arrays",
     "load_cifar", "load_idx_dataset", "make_synthetic", "normalise", "random_crop_flip", "read_idx",
-    "register_dataset", "safe_unpickle",
+    "register_dataset", "safe_unpickle", "unregister_dataset",
 ]

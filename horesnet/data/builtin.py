@@ -22,7 +22,7 @@ def _register_cifar(name: str, description: str) -> None:
         DatasetFacts(3, spec.num_classes, 50_000), description=description,
         downloads=(Download(spec.url, frozenset({spec.archive_md5})),),
         present=lambda root: cifar.is_present(cifar.CIFAR[name], root),
-        missing=lambda root, why: cifar.missing_error(cifar.CIFAR[name], root, why), builtin=True)
+        missing=lambda root, why: cifar.missing_error(cifar.CIFAR[name], root, why))
 
 
 def _register_idx(name: str, description: str) -> None:
@@ -32,7 +32,7 @@ def _register_idx(name: str, description: str) -> None:
         DatasetFacts(1, 10, 60_000), description=description,
         downloads=tuple(Download(spec.url + f + ".gz", frozenset(spec.md5s[f + ".gz"])) for f in idx.FILES),
         present=lambda root: idx.locate(idx.IDX[name], root) is not None,
-        missing=lambda root, why: idx.missing_error(idx.IDX[name], root, why), builtin=True)
+        missing=lambda root, why: idx.missing_error(idx.IDX[name], root, why))
 
 
 def _load_synthetic(root: Path, download: bool, verify: bool, options: dict):
@@ -56,5 +56,4 @@ register_dataset(
                             "channels": "${..channels}", "image_size": 32}},
     options_schema={"data.synthetic.train_size": POSITIVE_INT, "data.synthetic.test_size": POSITIVE_INT,
                     "data.synthetic.num_classes": Spec("int", low=2), "data.synthetic.channels": POSITIVE_INT,
-                    "data.synthetic.image_size": Spec("int", low=4)},
-    builtin=True)
+                    "data.synthetic.image_size": Spec("int", low=4)})

@@ -1,23 +1,24 @@
 """The dataset registry: every dataset, built in or a plugin, described in one place (docs/extending_datasets.md).
 
 ``register_dataset`` records a :class:`Dataset` -- its reader, facts, file sources, presence check, config defaults,
-option specs -- and stores its config node in Hydra's ConfigStore (group ``data``), so ``data=<name>`` composes
-without a YAML file. The data module, the availability check, the schema's choices and the consistency rules all
-read this registry. Kept free of Lightning and torch: the command line is checked before either is imported.
+option specs -- in :data:`DATASETS` (a :class:`horesnet.registry.Registry`), whose change callbacks store its config
+node in Hydra's ConfigStore (group ``data``), so ``data=<name>`` composes without a YAML file. The data module, the
+availability check, the schema's choices and the consistency rules all read this registry. Kept free of Lightning
+and torch: the command line is checked before either is imported.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from ..errors import ConfigError, check_choice
-from ..spec import extend
+from ..errors import ConfigError
+from ..registry import Registry
+from ..spec import extend, retract
 from .sources import DataError, download, md5
 
 CONFIG_GROUP = "data"  # the Hydra config group every registered dataset is an option of
@@ -42,8 +43,6 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "limit_test": None,
     "num_workers": 0,
 }
-
-_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 
 
 class DatasetFacts(NamedTuple):
@@ -116,19 +115,49 @@ class Dataset:
         return node
 
 
-_REGISTRY: dict[str, Dataset] = {}
-_BUILTIN: set[str] = set()
+#: every dataset by name (horesnet.registry): horesnet.data locks the built-ins once it has registered them
+DATASETS: Registry[Dataset] = Registry(
+    "dataset", sort=True, label="data.name", pattern=r"[a-z_][a-z0-9_]*\Z",
+    rule="use lower-case letters, digits and underscores, not starting with a digit (e.g. 'my_data')")
+
+
+@DATASETS.on_change
+def _declare_options(name: str, old: Dataset | None, new: Dataset | None) -> None:
+    """A dataset's own keys join the fit command line (horesnet.spec), and leave it with the dataset."""
+    if new is None:
+        retract("fit", f"dataset {name!r}")
+        return
+    try:
+        extend("fit", f"dataset {name!r}", new.options_schema)
+    except ValueError as err:
+        raise DATASETS.error(f"dataset {name!r}: {err}.") from None
+
+
+@DATASETS.on_change
+def _store_node(name: str, old: Dataset | None, new: Dataset | None) -> None:
+    """The config node ``data=<name>`` in Hydra's ConfigStore (group ``data``), so it composes without a YAML file."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    if new is None:
+        store.repo.get(CONFIG_GROUP, {}).pop(f"{name}.yaml", None)
+    else:
+        store.store(group=CONFIG_GROUP, name=name, node=new.config_node(), provider="horesnet")
 
 
 def list_datasets() -> list[str]:
     """Sorted names of all registered datasets."""
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def get_dataset(name: str) -> Dataset:
     """The registered dataset ``name``; an unknown name is a ConfigError naming it and the valid choices."""
-    check_choice("data.name", name, list_datasets())
-    return _REGISTRY[name]
+    return DATASETS.get(name)
+
+
+def unregister_dataset(name: str) -> Dataset:
+    """Remove a user-registered dataset, its config node and its options (built-ins cannot be removed)."""
+    return DATASETS.unregister(name)
 
 
 def dataset_facts(data: dict) -> DatasetFacts:
@@ -138,7 +167,7 @@ def dataset_facts(data: dict) -> DatasetFacts:
 
 def all_option_keys() -> set[str]:
     """Every registered dataset's own top-level keys: what the data module accepts beyond the common ones."""
-    return {key for ds in _REGISTRY.values() for key in ds.option_keys}
+    return {key for ds in DATASETS.values() for key in ds.option_keys}
 
 
 def _leaves(tree: Mapping, prefix: str) -> set[str]:
@@ -152,9 +181,6 @@ def _leaves(tree: Mapping, prefix: str) -> set[str]:
 
 
 def _check(ds: Dataset) -> None:
-    if not isinstance(ds.name, str) or not _NAME.match(ds.name):
-        raise ConfigError(f"invalid dataset name {ds.name!r}: use lower-case letters, digits and underscores, not "
-                          "starting with a digit (e.g. 'my_data').")
     if not callable(ds.load):
         raise ConfigError(f"dataset {ds.name!r}: load must be a function (root, download, verify, options).")
     if not ds.description or "\n" in ds.description:
@@ -181,35 +207,21 @@ def _check(ds: Dataset) -> None:
 def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[dict], DatasetFacts], *,
                      description: str, downloads=(), present: Callable[[Path], bool] | None = None,
                      missing: Callable[[Path, str], DataError] | None = None, defaults: Mapping | None = None,
-                     options_schema: Mapping | None = None, overwrite: bool = False, builtin: bool = False) -> Dataset:
+                     options_schema: Mapping | None = None, overwrite: bool = False) -> Dataset:
     """Register a dataset (see :class:`Dataset`) and its config node ``data=<name>``; return the Dataset.
 
     ``downloads``: :class:`Download` objects (or URL strings). With downloads and no ``present``, the data is
     present when every downloaded file is in ``root/<name>/`` (see :func:`fetch`). Re-using a name needs
     ``overwrite=True``; built-in datasets can never be replaced.
     """
-    from hydra.core.config_store import ConfigStore
-
-    if name in _BUILTIN:
-        raise ConfigError(f"dataset {name!r} is built in and cannot be replaced; register yours under another name. "
-                          f"Built-in datasets: {', '.join(sorted(_BUILTIN))}.")
-    if name in _REGISTRY and not overwrite:
-        raise ConfigError(f"dataset {name!r} is already registered; pass overwrite=True to replace it.")
+    DATASETS.check_new(name, overwrite=overwrite)
     downloads = tuple(Download(d) if isinstance(d, str) else d for d in downloads)
     if present is None and downloads:
         present = lambda root: all((root / name / d.file).is_file() for d in downloads)
     ds = Dataset(name=name, load=load, facts=facts, description=description, downloads=downloads, present=present,
                  missing=missing, defaults=dict(defaults or {}), options_schema=dict(options_schema or {}))
     _check(ds)
-    try:
-        extend("fit", f"dataset {ds.name!r}", ds.options_schema)  # its keys join the fit command line
-    except ValueError as err:
-        raise ConfigError(f"dataset {ds.name!r}: {err}.") from None
-    _REGISTRY[name] = ds
-    if builtin:
-        _BUILTIN.add(name)
-    ConfigStore.instance().store(group=CONFIG_GROUP, name=name, node=ds.config_node(), provider="horesnet")
-    return ds
+    return DATASETS.register(name, ds, overwrite=overwrite)  # its options and config node follow (on_change)
 
 
 def missing_error(ds: Dataset, root: Path, why: str) -> DataError:

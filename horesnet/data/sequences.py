@@ -122,7 +122,7 @@ register_sequence_dataset(
     missing=shakespeare.missing_error,
     defaults={"channels": 1, "num_classes": len(shakespeare.VOCAB), "val_size": 0, "batch_size": 32,
               "eval_batch_size": 256, "augment": False, "flip": False, "seq_len": 64},
-    options_schema={"data.seq_len": Spec("int", low=1)}, builtin=True)
+    options_schema={"data.seq_len": Spec("int", low=1)})
 
 _fm = idx.IDX["fashion_mnist"]
 register_sequence_dataset(
@@ -131,7 +131,7 @@ register_sequence_dataset(
     downloads=tuple(Download(_fm.url + f + ".gz", frozenset(_fm.md5s[f + ".gz"])) for f in idx.FILES),
     present=lambda root: idx.locate(idx.IDX["fashion_mnist"], root) is not None,
     missing=lambda root, why: idx.missing_error(idx.IDX["fashion_mnist"], root, why),
-    defaults={"augment": False, "flip": False, "batch_size": 128}, builtin=True)
+    defaults={"augment": False, "flip": False, "batch_size": 128})
 
 
 def is_sequence(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -21,12 +22,13 @@ from ..nn import (
     make_shortcut,
     normalise_shortcut,
 )
+from ..registry import Registry
 from ..schemes import get_scheme, warn_flagged
 from . import multistep
 from .budget import check_fits, estimate
 from .config import ModelConfig, complete
 from .contract import check_head
-from .layout import BlockSpec, plan_layout, refuse_multistep_transformer
+from .layout import FAMILY_PLANNERS, BlockSpec, plan_layout, refuse_multistep_transformer
 from .resnet import ResNet, Stage, Stem
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -146,8 +148,52 @@ def _add_drop_path(model: ResNet, rate: float) -> None:
         seen += s
 
 
-# families built in their own module, which registers its builder here when the package loads (as FAMILY_PLANNERS)
-FAMILY_BUILDERS: dict = {}
+@dataclass(frozen=True)
+class Family:
+    """An architecture family planned and built in its own module (``arch=transformer``): ``plan(depth, block,
+    layout, strict, inner, stages, entry, unit) -> Layout`` and ``build(config, global_pool) -> nn.Module``."""
+
+    name: str
+    plan: Callable
+    build: Callable
+
+
+#: the families with their own planner and builder (horesnet.registry), registered by their module when the package
+#: loads (horesnet/models/__init__.py imports it), so that this module and layout.py never import them
+FAMILIES: Registry[Family] = Registry("family", sort=False, label="arch", plural="families")
+# what plan_layout and build_model look up, derived from FAMILIES
+FAMILY_BUILDERS: dict[str, Callable] = {}
+
+
+@FAMILIES.on_change
+def _derive_tables(name: str, old: Family | None, new: Family | None) -> None:
+    for table, fn in ((FAMILY_PLANNERS, new and new.plan), (FAMILY_BUILDERS, new and new.build)):
+        if new is None:
+            table.pop(name, None)
+        else:
+            table[name] = fn
+
+
+def register_family(name: str, plan: Callable, build: Callable, *, overwrite: bool = False) -> Family:
+    """Register an architecture family: ``arch=<name>`` is then planned by ``plan`` and built by ``build``."""
+    FAMILIES.check_new(name, overwrite=overwrite)
+    for what, fn in (("plan", plan), ("build", build)):
+        if not callable(fn):
+            raise FAMILIES.error(f"family {name!r}: {what} must be a function, got {type(fn).__name__}.")
+    return FAMILIES.register(name, Family(name, plan, build), overwrite=overwrite)
+
+
+def get_family(name: str) -> Family:
+    return FAMILIES.get(name)
+
+
+def list_families() -> list[str]:
+    return FAMILIES.names()
+
+
+def unregister_family(name: str) -> Family:
+    """Remove a user-registered family (built-ins cannot be removed); return it."""
+    return FAMILIES.unregister(name)
 
 
 def stage_widths(arch: str, width: float) -> list[int]:

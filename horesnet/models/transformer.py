@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..nn import SchemeBlock, get_unit
 from ..nn.transformer import TransformerUnitOptions
 from ..schemes import get_scheme
-from .factory import FAMILY_BUILDERS
+from .factory import FAMILIES, register_family
 from .resnet import Stage, _block_units
 from .transformer_layout import plan_transformer
 
@@ -242,4 +242,5 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-FAMILY_BUILDERS["transformer"] = build_transformer
+register_family("transformer", plan_transformer, build_transformer)
+FAMILIES.lock_builtins()  # what is registered so far is horesnet's own: never replaced, never removed

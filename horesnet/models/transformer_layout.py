@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, check_choice
 from ..schemes import get_scheme, list_schemes
-from .layout import FAMILY_PLANNERS, BlockSpec, Layout, StageLayout
+from .layout import BlockSpec, Layout, StageLayout
 
 LAYOUTS = ("alternate", "layer", "macaron")
 PATTERN = {"alternate": ("attn", "mlp"), "layer": ("layer",), "macaron": ("mlp", "attn", "mlp")}
@@ -114,5 +114,3 @@ def plan_transformer(depth, block: str = "euler", layout: str = "alternate", str
     return TransformerLayout("transformer", "layer" if layout == "layer" else "attn", block, depth, (stage,),
                              True, layout, names, steps)
 
-
-FAMILY_PLANNERS["transformer"] = plan_transformer

@@ -7,7 +7,7 @@ from .drop_path import DropPath
 from .hooks import BlockHook, SwitchOff, hooked
 from .norms import NORMS, make_norm
 from .ode import ODE_METHODS, ODEBlock
-from .placements import Placement, get_placement, list_placements, register_placement
+from .placements import Placement, get_placement, list_placements, register_placement, unregister_placement
 from .shortcuts import SHORTCUTS, make_shortcut, normalise_shortcut
 from .units import ConvUnit, UnitOptions, UnitType, get_unit, list_units, make_unit, register_unit
 
@@ -15,5 +15,5 @@ __all__ = [
     "BlockHook", "ConvUnit", "DropPath", "NORMS", "NestedUnit", "ODEBlock", "ODE_METHODS", "Placement", "SHORTCUTS",
     "SchemeBlock", "SwitchOff", "UnitOptions", "UnitType", "get_placement", "get_unit", "hooked", "list_placements",
     "list_units", "make_norm", "make_shortcut", "make_unit", "normalise_shortcut", "register_placement",
-    "register_unit",
+    "register_unit", "unregister_placement",
 ]

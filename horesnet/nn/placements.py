@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import PLUGIN_HINT, ConfigError, check_choice
+from ..errors import PLUGIN_HINT, ConfigError
+from ..registry import Registry
 from .norms import make_norm
 
 OPS = ("conv", "norm", "relu")
@@ -59,11 +60,16 @@ def op_modules(names, norm: str, channels: int, first_in_place: bool) -> nn.Modu
     return mods[0] if len(mods) == 1 else nn.Sequential(*mods)
 
 
-_PLACEMENTS: dict[str, Placement] = {}
+#: every placement by name (horesnet.registry): the built-ins below are locked, users add theirs
+PLACEMENTS: Registry[Placement] = Registry("placement", sort=False, hint=PLUGIN_HINT)
 
 
 def register_placement(placement: Placement, overwrite: bool = False) -> Placement:
-    """Add ``placement`` to the registry (its name becomes a valid ``placement=``)."""
+    """Add ``placement`` to the registry (its name, identifier-like, becomes a valid ``placement=``)."""
+    if not isinstance(placement, Placement):
+        raise PLACEMENTS.error(f"register_placement takes a Placement(name, conv, last, post, stem, final); got "
+                               f"{type(placement).__name__}.")
+    PLACEMENTS.check_new(placement.name, overwrite=overwrite)
     for field in ("conv", "last"):
         ops = getattr(placement, field)
         if ops.count("conv") != 1 or any(op not in OPS for op in ops):
@@ -72,19 +78,20 @@ def register_placement(placement: Placement, overwrite: bool = False) -> Placeme
     for field in ("post", "stem", "final"):
         if any(op not in ("norm", "relu") for op in getattr(placement, field)):
             raise ConfigError(f"placement {placement.name!r}: {field} may only hold 'norm' and 'relu'.")
-    if placement.name in _PLACEMENTS and not overwrite:
-        raise ConfigError(f"placement {placement.name!r} is already registered (overwrite=True replaces it).")
-    _PLACEMENTS[placement.name] = placement
-    return placement
+    return PLACEMENTS.register(placement.name, placement, overwrite=overwrite)
 
 
 def get_placement(name: str) -> Placement:
-    check_choice("placement", name, _PLACEMENTS, PLUGIN_HINT)
-    return _PLACEMENTS[name]
+    return PLACEMENTS.get(name)
 
 
 def list_placements() -> list[str]:
-    return list(_PLACEMENTS)
+    return PLACEMENTS.names()
+
+
+def unregister_placement(name: str) -> Placement:
+    """Remove a user-registered placement (built-ins cannot be removed); return it."""
+    return PLACEMENTS.unregister(name)
 
 
 _CBR, _CB = ("conv", "norm", "relu"), ("conv", "norm")
@@ -101,3 +108,4 @@ for _p in (
               (), "BN-ReLU-conv units + ReLU after the addition (the HO-ResNet authors' code, Luo et al. 2021)"),
 ):
     register_placement(_p)
+PLACEMENTS.lock_builtins()

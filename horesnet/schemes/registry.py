@@ -1,5 +1,5 @@
-"""One dict registry of named schemes, Runge–Kutta tableaux and linear multistep methods alike: the built-ins plus
-whatever users register.
+"""One registry of named schemes (:data:`SCHEMES`, a :class:`horesnet.registry.Registry`), Runge–Kutta tableaux and
+linear multistep methods alike: the built-ins plus whatever users register.
 
 A registered name is usable everywhere a scheme is accepted (``block=NAME`` in the CLI, comparisons,
 analysis). Names are identifier-like (letters, digits, underscore; not starting with a digit) and
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import warnings
 
+from ..registry import Registry
 from .builtin import BUILTIN_TABLEAUX
 from .builtin_multistep import BUILTIN_MULTISTEP
 from .compat import ho2021_rk8_published
@@ -27,27 +27,12 @@ from .order import MAX_COMPUTED_ORDER, OrderCondition, conditions
 from .tableau import Tableau
 
 RESERVED_NAMES = frozenset({"ode"})
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KINDS = ("rk", "multistep", "all")
 
 Scheme = Tableau | Multistep
 
-_REGISTRY: dict[str, Scheme] = {t.name: t for t in BUILTIN_TABLEAUX}
-COMPAT_TABLEAUX: tuple[Tableau, ...] = (ho2021_rk8_published(_REGISTRY["rk8"]),)
-_REGISTRY.update({t.name: t for t in COMPAT_TABLEAUX})
-_REGISTRY.update({m.name: m for m in BUILTIN_MULTISTEP})
-BUILTIN_NAMES = frozenset(_REGISTRY)
 
-
-def list_schemes(kind: str = "all") -> list[str]:
-    """Sorted names of the registered schemes of one ``kind``: ``"all"`` (the default: every scheme a network can be
-    built of), ``"rk"`` (Runge–Kutta tableaux) or ``"multistep"``."""
-    if kind not in KINDS:
-        raise SchemeError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
-    return sorted(name for name, s in _REGISTRY.items() if kind == "all" or s.kind == kind)
-
-
-def _unknown(name) -> SchemeError:
+def _unknown(registry, name) -> SchemeError:
     close = difflib.get_close_matches(str(name).lower(), list_schemes("all"), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return SchemeError(
@@ -55,6 +40,28 @@ def _unknown(name) -> SchemeError:
         f"{', '.join(list_schemes('multistep'))}.{hint} Add your own with horesnet.schemes.register_scheme(name, A, b) "
         "or register_scheme(name, alpha=..., beta=...)."
     )
+
+
+#: every scheme by name (horesnet.registry): the built-ins below are locked, users add theirs
+SCHEMES: Registry[Scheme] = Registry(
+    "scheme", sort=True, error=SchemeError, unknown=_unknown,
+    rule="use letters, digits and underscores, not starting with a digit (e.g. 'my_rk3')",
+    reserved={"ode": "block=ode is the continuous-depth Neural ODE reference"})
+for _t in BUILTIN_TABLEAUX:
+    SCHEMES.register(_t.name, _t)
+COMPAT_TABLEAUX: tuple[Tableau, ...] = (ho2021_rk8_published(SCHEMES.get("rk8")),)
+for _t in (*COMPAT_TABLEAUX, *BUILTIN_MULTISTEP):
+    SCHEMES.register(_t.name, _t)
+SCHEMES.lock_builtins()
+BUILTIN_NAMES = frozenset(SCHEMES.builtins())
+
+
+def list_schemes(kind: str = "all") -> list[str]:
+    """Sorted names of the registered schemes of one ``kind``: ``"all"`` (the default: every scheme a network can be
+    built of), ``"rk"`` (Runge–Kutta tableaux) or ``"multistep"``."""
+    if kind not in KINDS:
+        raise SchemeError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
+    return [name for name, s in SCHEMES.items() if kind == "all" or s.kind == kind]
 
 
 def get_scheme(name: str | Scheme) -> Scheme:
@@ -67,24 +74,7 @@ def get_scheme(name: str | Scheme) -> Scheme:
             f"a scheme must be given as a name (str), a Tableau or a Multistep; got {name!r} of type "
             f"{type(name).__name__}. Valid schemes: {', '.join(list_schemes())}."
         )
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise _unknown(name) from None
-
-
-def _check_name(name) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SchemeError(
-            f"invalid scheme name {name!r}: use letters, digits and underscores, not starting with a "
-            "digit (e.g. 'my_rk3')."
-        )
-    if name.lower() in RESERVED_NAMES:
-        raise SchemeError(
-            f"scheme name {name!r} is reserved (block=ode is the continuous-depth Neural ODE reference); "
-            "choose another name."
-        )
-    return name
+    return SCHEMES.get(name)
 
 
 def register_scheme(name: str, A=None, b=None, *, alpha=None, beta=None, description: str = "", warning: str = "",
@@ -100,17 +90,7 @@ def register_scheme(name: str, A=None, b=None, *, alpha=None, beta=None, descrip
     text as a ``UserWarning`` (:func:`warn_flagged`). Re-using a name needs ``overwrite=True``; built-in schemes can
     never be replaced.
     """
-    _check_name(name)
-    if name in BUILTIN_NAMES:
-        raise SchemeError(
-            f"scheme {name!r} is built in and cannot be replaced; register your scheme under another "
-            f"name. Built-in schemes: {', '.join(sorted(BUILTIN_NAMES))}."
-        )
-    if name in _REGISTRY and not overwrite:
-        raise SchemeError(
-            f"scheme {name!r} is already registered; pass overwrite=True to replace it, or choose a new "
-            f"name. Registered schemes: {', '.join(list_schemes('all'))}."
-        )
+    SCHEMES.check_new(name, overwrite=overwrite)
     rk, lmm = (A is not None or b is not None), (alpha is not None or beta is not None)
     if rk == lmm or (rk and multistep):
         raise SchemeError(
@@ -131,8 +111,7 @@ def register_scheme(name: str, A=None, b=None, *, alpha=None, beta=None, descrip
         scheme = Multistep(name, alpha, beta, description=description, warning=warning, **multistep)
         if not warning:
             _check_sound(scheme)
-    _REGISTRY[name] = scheme
-    return scheme
+    return SCHEMES.register(name, scheme, overwrite=overwrite)
 
 
 def _check_sound(m: Multistep) -> None:
@@ -165,11 +144,7 @@ def warn_flagged(*names, stacklevel: int = 2) -> None:
 
 def unregister_scheme(name: str) -> None:
     """Remove a user-registered scheme (built-ins cannot be removed)."""
-    if name in BUILTIN_NAMES:
-        raise SchemeError(f"scheme {name!r} is built in and cannot be unregistered.")
-    if name not in _REGISTRY:
-        raise _unknown(name)
-    del _REGISTRY[name]
+    SCHEMES.unregister(name)
 
 
 def order_conditions(tableau, max_order: int = MAX_COMPUTED_ORDER) -> list[OrderCondition]:
