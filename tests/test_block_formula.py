@@ -10,6 +10,7 @@ from torch import nn
 
 from horesnet.nn import NestedUnit, SchemeBlock, SwitchOff, hooked, make_unit
 from horesnet.nn.hooks import OUTPUT
+from horesnet.nn.transformer import AttentionUnit
 from horesnet.schemes import get_scheme
 
 
@@ -69,7 +70,7 @@ def test_learned_step_midpoint_is_its_formula_and_h_gets_its_gradient():
     x = _input()
     y = block(x)
     with torch.no_grad():
-        h = 0.4
+        h = block.step.item()  # float32(0.4), the parameter's value
         want = x + h * f2(x + h / 2 * f1(x))
     torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
     y.sum().backward()
@@ -166,5 +167,5 @@ def test_declared_output_shapes():
     with hooked({inner: SwitchOff([0, 1])}):  # every inner increment off: the nested unit gives zeros of its shape
         out = nested(torch.randn(3, 4, 9, 10))
     assert out.shape == (3, 8, 5, 5) and not out.any()
-    attn = make_unit("attn", 8, 8, 1)
-    assert attn.out_shape(torch.Size((2, 5, 8))) == (2, 5, 8)
+    attn = AttentionUnit(8, heads=2)
+    assert attn.out_shape(torch.Size((2, 5, 8))) == attn(torch.randn(2, 5, 8)).shape == (2, 5, 8)

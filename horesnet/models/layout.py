@@ -2,7 +2,7 @@
 
 A depth fixes the number of units per stage; the scheme only decides how they are grouped. With
 ``entry="euler"`` each stage opens with one Euler entry block and the other n-1 units are grouped into
-blocks of s units (s = stages of the scheme, times the inner scheme's stages when nested); units that do
+blocks of s units (s = increments of the scheme, times the inner scheme's increments when nested); units that do
 not fill a block become Euler blocks ("leftovers"). With ``entry="scheme"`` the first scheme block's first
 unit does the stride/width change (the HO-ResNet authors' layout). A multistep scheme (docs/multistep.md) takes
 the n-1 units after the Euler entry block as one block of n-1 steps, its first steps taken by its starter rule.

@@ -4,7 +4,8 @@
 
 Euler (s=1, b=[1], h=1) is exactly the ResNet block of He et al. 2015, Eq. (1)-(2); the other tableaux
 give the HO-ResNet blocks of Luo et al. 2021 (arXiv 2103.15244, Sec. 3). Schemes are data: there is no
-per-scheme class.
+per-scheme class. "Increment" is k_i (the RK literature's "stage"); a stage here is a run of blocks at one
+resolution (docs/design.md, "Terms").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..schemes import Tableau
 from .combine import Pass, combine
+from .hooks import OUTPUT
 from .recompute import checkpointed
 
 NO_TORCHSCRIPT = (
@@ -22,6 +24,18 @@ NO_TORCHSCRIPT = (
     "its fused combination are Python that TorchScript does not support, and TorchScript is in maintenance mode. "
     "Use torch.fx.symbolic_trace (timm's FeatureGraphNet, torchvision's create_feature_extractor), torch.compile "
     "(horesnet.models.compile_model) or torch.export.export instead (docs/model_api.md, \"TorchScript\").")
+
+
+def unit_out_shape(unit: nn.Module, in_shape) -> tuple:
+    """The output shape ``unit`` gives for an input of ``in_shape``, as it declares it: ``unit.out_shape(in_shape)``
+    (horesnet's units and :class:`NestedUnit` declare it). A unit that declares none (a plugin's) is taken to map
+    ``(B, C, H, W)`` to ``(B, out_channels, ceil(H/stride), ceil(W/stride))`` from its attributes, stride 1 and the
+    input's channels where it has none (docs/extending.md, "Units")."""
+    declared = getattr(unit, "out_shape", None)
+    if callable(declared):
+        return declared(in_shape)
+    stride, channels = getattr(unit, "stride", 1), getattr(unit, "out_channels", in_shape[1])
+    return in_shape[0], channels, -(-in_shape[2] // stride), -(-in_shape[3] // stride)
 
 
 class SchemeBlock(nn.Module):
@@ -56,12 +70,29 @@ class SchemeBlock(nn.Module):
         weights = tuple((i, w * scale) for i, w in scheme.nonzero_b())
         used = {i for i, _ in weights} | {j for row in rows for j, _ in row}
         self.needed = tuple(i in used for i in range(s))  # increments that reach the output
-        self._targets = tuple((i, row) for i, row in enumerate(rows) if self.needed[i]) + (("y", weights),)
+        # (target, its non-zero (j, h a_ij)), in order: the increments that reach the output, then OUTPUT's (j, h b_j)
+        self._targets = tuple((i, row) for i, row in enumerate(rows) if self.needed[i]) + ((OUTPUT, weights),)
         self._uses = tuple(sum(j == i for _, row in self._targets for j, _ in row) for i in range(s))
         self._shared = any(u > 1 for u in self._uses)  # without a shared increment autograd's adds are as cheap
         self.hook = None
-        self.fused = True  # the stage combination with a fused backward (nn/combine.py); False: plain autograd
+        self.fused = True  # chooses the combiner, see the setter
         self.recompute_units = False  # activation checkpointing, one checkpoint per unit call (nn/recompute.py)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the increment combinations use the fused backward of nn/combine.py (default) rather than plain
+        autograd adds. Setting it chooses ``_combine``, the block's combiner, once (``__init__`` sets it)."""
+        return self._fused
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        self._fused = value
+        # fused only where it pays (an increment read by several combinations) and h is folded into the coefficients
+        self._fusable = bool(value) and self._shared and not self.learn_step
+        if self.learn_step:
+            self._combine = self._combine_learned
+        else:
+            self._combine = self._combine_fused if self._fusable else self._add_terms
 
     @property
     def active(self) -> tuple[bool, ...]:
@@ -73,20 +104,59 @@ class SchemeBlock(nn.Module):
         """The module computing increment ``i`` (0-based)."""
         return self.units[0 if self.tied else i]
 
-    def _combine(self, base, terms, k, state):
-        """``base + h * sum(a * k_j)`` over the non-zero terms whose k_j exists; ``base=None`` means 0."""
-        if state is not None:
-            return combine(state, base, terms, k, self._uses)
-        if self.learn_step:
-            acc = self._combine_fixed(None, terms, k)
-            if acc is None:
-                return base
-            acc = acc * self.step
-            return acc if base is None else base + acc
-        return self._combine_fixed(base, terms, k)
+    def _increments(self, x, sx, y_base):
+        """One step of the scheme, from its Butcher tableau (A, b) (Luo et al. 2021, HO-ResNet, Sec. 3):
+
+            k_i = F_i(x + h sum_j a_ij k_j),   y = x + h sum_i b_i k_i
+
+        where x is the block input for k_1 and the shortcut s_x for the other increments, and ``y_base`` for y (s_x,
+        or None: 0 for a nested unit's increment). Returns y without ``post`` (None: all zero). Increments that do
+        not reach the output are not computed; the hook may change a target's (base, k) or switch increment i off.
+        """
+        k, state = [None] * self.scheme.increments, self._new_pass()
+        try:
+            for i, a_i in self._targets:  # a_i: the non-zero (j, h a_ij) of row i; for OUTPUT the (j, h b_j)
+                base = x if i == 0 else (y_base if i == OUTPUT else sx)
+                ks = k
+                if self.hook is not None:
+                    got = self.hook(self, i, base, k)
+                    if got is None:  # increment switched off: k_i = 0
+                        continue
+                    base, ks = got
+                z = self._combine(base, a_i, ks, state)  # base + h sum_j a_ij k_j
+                if i == OUTPUT:
+                    return z
+                k[i] = self._unit_out(i, z if z is not None else self._zeros_out(x))  # k_i = F_i(z)
+            return None
+        finally:
+            if state is not None:
+                state.taps.clear()  # the pass's tensors are not kept alive for backward
+
+    def _new_pass(self) -> Pass | None:
+        """The fused combiner's gradient accumulators for this call, or None (its plain adds). Decided per call, not
+        at construction: grad mode changes between calls (no backward: nothing to fuse), and under torch.compile
+        dynamo traces the plain adds and fuses them itself."""
+        fused = self._fusable and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        return Pass() if fused else None
+
+    def _combine_fused(self, base, terms, k, state):
+        """The combination with a fused backward (nn/combine.py); plain adds when this call has no pass."""
+        if state is None:
+            return self._add_terms(base, terms, k)
+        return combine(state, base, terms, k, self._uses)
+
+    def _combine_learned(self, base, terms, k, state=None):
+        """``base + h * sum(a * k_j)`` with h the learnable ``step`` (always plain adds)."""
+        acc = self._add_terms(None, terms, k)
+        if acc is None:
+            return base
+        acc = acc * self.step
+        return acc if base is None else base + acc
 
     @staticmethod
-    def _combine_fixed(base, terms, k):
+    def _add_terms(base, terms, k, state=None):
+        """``base + sum(a * k_j)`` over the ``(j, a)`` of ``terms`` whose k_j exists with plain autograd adds
+        (``base=None``: 0; None when nothing is summed)."""
         out, fresh = base, False
         for j, a in terms:
             kj = k[j]
@@ -104,38 +174,7 @@ class SchemeBlock(nn.Module):
 
     def _zeros_out(self, x):
         """Zeros of the block's output shape (what a fully switched-off plain block passes on)."""
-        unit = self.unit(0)
-        while isinstance(unit, NestedUnit):
-            unit = unit.block.unit(0)
-        stride, channels = getattr(unit, "stride", 1), getattr(unit, "out_channels", x.shape[1])
-        return x.new_zeros(x.shape[0], channels, -(-x.shape[2] // stride), -(-x.shape[3] // stride))
-
-    def _step(self, x, sx, y_base):
-        """k_1 = F_1(x); k_i = F_i(s_x + h sum_j A[i,j] k_j); return y_base + h sum_i b_i k_i (None: all zero)."""
-        fused = (self.fused and self._shared and not self.learn_step and torch.is_grad_enabled()
-                 and not torch.compiler.is_compiling())
-        state = Pass() if fused else None  # compiled graphs fuse the plain adds themselves
-        try:
-            return self._stages(x, sx, y_base, state)
-        finally:
-            if state is not None:
-                state.taps.clear()  # the pass's tensors are not kept alive for backward
-
-    def _stages(self, x, sx, y_base, state):
-        k = [None] * self.scheme.increments
-        for target, terms in self._targets:
-            base = x if target == 0 else (y_base if target == "y" else sx)
-            ks = k
-            if self.hook is not None:
-                got = self.hook(self, target, base, k)
-                if got is None:  # increment switched off: k_i = 0
-                    continue
-                base, ks = got
-            z = self._combine(base, terms, ks, state)
-            if target == "y":
-                return z
-            k[target] = self._unit_out(target, z if z is not None else self._zeros_out(x))
-        return None
+        return x.new_zeros(unit_out_shape(self.unit(0), x.shape))
 
     def _unit_out(self, i: int, z):
         """``F_i(z)``; with ``recompute_units`` while training, only ``z`` is kept for backward."""
@@ -145,12 +184,12 @@ class SchemeBlock(nn.Module):
     def increment(self, x):
         """``h * sum_i b_i k_i`` without the skip (used when the block is a unit of an outer scheme)."""
         sx = self.shortcut(x) if self.shortcut is not None else None
-        out = self._step(x, sx, None)
+        out = self._increments(x, sx, None)
         return out if out is not None else self._zeros_out(x)
 
     def forward(self, x):
         sx = self.shortcut(x) if self.shortcut is not None else None
-        y = self._step(x, sx, sx)
+        y = self._increments(x, sx, sx)
         if y is None:  # plain block with its only increment switched off
             y = self._zeros_out(x)
         elif y is sx:  # every increment switched off: never let an in-place post-activation touch the input
@@ -171,6 +210,10 @@ class NestedUnit(nn.Module):
     def __init__(self, block: SchemeBlock):
         super().__init__()
         self.block = block
+
+    def out_shape(self, in_shape) -> tuple:
+        """The inner block's increments' shape: that of its (first) unit."""
+        return unit_out_shape(self.block.unit(0), in_shape)
 
     def forward(self, x):
         return self.block.increment(x)

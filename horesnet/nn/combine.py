@@ -1,12 +1,13 @@
-"""The stage combination of a scheme block, ``base + sum_j a_j k_j``, with a fused backward (docs/speed.md).
+"""The increment combination of a scheme block, ``base + sum_j a_j k_j``, with a fused backward (docs/speed.md).
 
 Written with autograd's ``add(alpha=a)``, every term costs a multiply in backward (``g * a``) and every increment
-used by several stages one more add when autograd sums its gradients. Here the forward is one autograd node per
-stage (a chain of in-place adds that records nothing), and in backward each stage adds ``a_j g`` straight into the
-gradient of every increment it used (one ``add_(g, alpha=a_j)`` per term); an increment used more than once is
-wrapped in a :class:`_Tap`, an identity whose backward hands autograd the finished sum. An increment used once
-gets ``a_j g`` (``g`` itself when ``a_j = 1``) directly. The result equals the autograd formulation (tests compare
-them in float64 for every scheme). Not twice differentiable: double backward runs through the plain path.
+used by several combinations one more add when autograd sums its gradients. Here the forward is one autograd node
+per combination (a chain of in-place adds that records nothing), and in backward each combination adds ``a_j g``
+straight into the gradient of every increment it used (one ``add_(g, alpha=a_j)`` per term); an increment used more
+than once is wrapped in a :class:`_Tap`, an identity whose backward hands autograd the finished sum. An increment
+used once gets ``a_j g`` (``g`` itself when ``a_j = 1``) directly. The result equals the autograd formulation
+(tests compare them in float64 for every scheme). Not twice differentiable: double backward runs through the plain
+path.
 """
 
 from __future__ import annotations

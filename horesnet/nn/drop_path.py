@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .hooks import BlockHook
+from .hooks import OUTPUT, BlockHook
 
 
 class DropPath(BlockHook):
@@ -34,6 +34,6 @@ class DropPath(BlockHook):
         if not block.training or not any(self.rates):
             return base, k
         out = [kj if kj is None or self.rates[j] == 0 else self._scale(k, j) for j, kj in enumerate(k)]
-        if target == "y":
+        if target == OUTPUT:
             self._scaled.clear()  # the forward pass of this block is over
         return base, out

@@ -2,7 +2,7 @@
 a scheme block, from outside the block (docs/design.md, "Block hooks").
 
 A :class:`~horesnet.nn.SchemeBlock` calls its ``hook`` (None: no hook) once per target before it combines that
-target's inputs -- each increment ``i`` (0-based, before unit ``i`` runs) and then ``"y"`` (the output):
+target's inputs -- each increment ``i`` (0-based, before unit ``i`` runs) and then ``OUTPUT = "y"`` (the output):
 
     got = hook(block, target, base, k)
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+
+OUTPUT = "y"  # the target of the block's output, after the increments 0, 1, ..., s-1
 
 
 class BlockHook:

@@ -39,8 +39,15 @@ class TransformerUnitOptions:
     eps: float = 1e-5
 
 
+def _keeps_shape(unit: nn.Module, in_shape) -> tuple:
+    """A transformer unit's output shape (its ``out_shape``): that of its input, (B, T, d_model)."""
+    return in_shape
+
+
 class AttentionUnit(nn.Module):
     """``Attn(LN(x))``: pre-norm multi-head self-attention, the attention branch of a Transformer layer."""
+
+    out_shape = _keeps_shape
 
     def __init__(self, dim: int, heads: int, causal: bool = False, dropout: float = 0.0, eps: float = 1e-5):
         super().__init__()
@@ -72,6 +79,8 @@ class AttentionUnit(nn.Module):
 
 class MLPUnit(nn.Module):
     """``MLP(LN(x))``: the feed-forward branch of a Transformer layer (d -> ratio*d -> d)."""
+
+    out_shape = _keeps_shape
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, activation: str = "gelu", dropout: float = 0.0,
                  eps: float = 1e-5):
@@ -106,6 +115,8 @@ class LayerUnit(nn.Module):
     ODE Transformer done right: its released code takes the layer output *including* the layer's own residual
     adds as F, which weighs the identity path by 1 + sum(b_i) per block (2.5 per RK2 block, docs/transformers.md).
     """
+
+    out_shape = _keeps_shape
 
     def __init__(self, dim: int, options: TransformerUnitOptions):
         super().__init__()

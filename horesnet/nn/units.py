@@ -151,6 +151,11 @@ class ConvUnit(nn.Module):
     def downsampling(self) -> bool:
         return self.stride != 1 or self.in_channels != self.out_channels
 
+    def out_shape(self, in_shape) -> tuple:
+        """The output shape for an input of ``in_shape`` (B, C, H, W): ``(B, out_channels, ceil(H/stride),
+        ceil(W/stride))``, as the block reads it (docs/extending.md, "Units")."""
+        return in_shape[0], self.out_channels, -(-in_shape[2] // self.stride), -(-in_shape[3] // self.stride)
+
     def zero_init_last(self) -> None:
         """gamma = 0 (and beta = 0) in the unit's last norm: whatever the placement, the unit then outputs 0 and
         its block starts as its shortcut path (Goyal et al. 2017, Sec. 5.1)."""
