@@ -11,7 +11,8 @@
 #     run of the plan; a finished run (summary.json with status finished) is never trained again;
 #   - it never runs twice: the lock file $OUT/study.lock holds the process id; a second start while that process
 #     lives exits 0 at once ("already running"); a lock whose process is gone is taken over;
-#   - it runs at the lowest priority (nice 19) in its own process group, whose id is the lock's pid, so that
+#   - it runs at the lowest priority (nice 19, and its session's autogroup at nice 19 where the kernel groups
+#     sessions) in its own process group, whose id is the lock's pid, so that
 #       kill -STOP -- -$(cat experiments/results/converged/study.lock)    # pause (CONT to continue)
 #     pauses the study and the training process under it;
 #   - one run at a time; after each finished run the report is regenerated (experiments/report_converged.py) and,
@@ -84,6 +85,9 @@ for b, d in zip(a[::2], a[1::2])))" "$@"
     mkdir -p "$RUNS"
     take_lock
     renice -n 19 -p $$ > /dev/null 2>&1 || true
+    # Linux with autogroup (sched_autogroup_enabled=1) shares the CPU between sessions first and applies nice only
+    # inside one: the session's group gets nice 19 too, or the study takes a full share beside a test run
+    if [ -w /proc/self/autogroup ]; then echo 19 > /proc/self/autogroup 2> /dev/null || true; fi
     echo "converged study: pid $$ ($(date +%F\ %T)), pause with: kill -STOP -- -$$"
   fi
 

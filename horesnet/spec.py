@@ -1,11 +1,14 @@
-"""A key's type and range (:class:`Spec`), and the specs most keys share. Imported by the schema of the command
-lines and by registries whose entries declare options of their own (docs/reliability.md)."""
+"""A key's type and range (:class:`Spec`), the one option type (:class:`Option`: default, spec, one line of help) and
+the specs most keys share. The model config, the datasets' and the studies' own options and the command lines' keys
+are all declared as Options; validation, ``--help`` and the config schema are derived from them
+(docs/reliability.md, docs/extending.md)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError, did_you_mean
 
@@ -101,6 +104,30 @@ def _number(x) -> str:
 
 def _show(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its ``default``, the :class:`Spec` every value must satisfy and one line of ``help``. A command
+    line's key whose default lives in a YAML config of ``horesnet/configs`` (``data.batch_size``, ``trainer.*``)
+    has ``default=IN_CONFIG``: ``--help`` reads it from the composed config instead of a copy."""
+
+    default: Any
+    spec: Spec
+    help: str = ""
+
+
+class _InConfig:
+    def __repr__(self) -> str:
+        return "IN_CONFIG"
+
+
+IN_CONFIG: Any = _InConfig()  # the default is the composed YAML config's value
+
+
+def specs_of(options: dict[str, Option]) -> dict[str, Spec]:
+    """``{key: spec}`` of ``{key: Option}``."""
+    return {key: option.spec for key, option in options.items()}
 
 
 BOOL, TEXT, FREE = Spec("bool"), Spec("text"), Spec("free", nullable=True)

@@ -176,6 +176,9 @@ def test_scale_controls_adds_the_matched_euler_control_to_a_sweep(tmp_path):
     runs = [json.loads(p.read_text()) for p in sorted(sweep.rglob("summary.json"))]
     got = sorted((r["config"]["block"], r["config"]["step"], r["model"]["residual_scale"]["mean"]) for r in runs)
     assert got == [("euler", 0.4, pytest.approx(0.4)), ("rk4", 1.0, pytest.approx(0.4))]
+    # the sweep's own record survives the control sweep, whose record lies beside it
+    assert "- block=rk4" in (sweep / "multirun.yaml").read_text()
+    assert "- block=euler" in (sweep / "multirun.control1.yaml").read_text()
     rows, problems, _ = compare([str(sweep)])  # rk4 against its control: matched in residual scale and parameters
     assert not problems and {r["variant"]: r["flags"] for r in rows} == {"rk4-32 width=0.25": "",
                                                                          "euler-32 width=0.25 step=0.4": ""}

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..comparison.table import compare, markdown
 from ..errors import ConfigError
+from .schema import OPTIONS as SCHEMA
 
-OPTIONS = {"out": None, "allow_unfair": "false", "wandb": "false", "wandb_project": "horesnet"}
+OPTIONS = SCHEMA["compare"]  # out, allow_unfair, wandb, wandb_project: declared once, with --help's text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if wants_help(argv):
         return print_help("compare", argv)
-    opts, paths = dict(OPTIONS), []
+    opts, paths = {key: option.default for key, option in OPTIONS.items()}, []
     for a in argv:
         key, sep, value = a.partition("=")
         if sep and key in OPTIONS:
@@ -32,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             raise ConfigError("give at least one run folder or multirun root, "
                               "e.g. python -m horesnet.compare multirun/X")
-        flags = {}
-        for k in ("allow_unfair", "wandb"):
-            if opts[k].lower() not in ("true", "false"):
-                raise ConfigError(f"{k} must be true or false, got {opts[k]!r}.")
-            flags[k] = opts[k].lower() == "true"
-        rows, problems, out_dir = compare(paths, opts["out"], flags["allow_unfair"], flags["wandb"],
+        for key, option in OPTIONS.items():
+            if option.spec.kind == "bool" and isinstance(opts[key], str):
+                if opts[key].lower() not in ("true", "false"):
+                    raise ConfigError(f"{key} must be true or false, got {opts[key]!r}.")
+                opts[key] = opts[key].lower() == "true"
+            option.spec.check(key, opts[key])
+        rows, problems, out_dir = compare(paths, opts["out"], opts["allow_unfair"], opts["wandb"],
                                           opts["wandb_project"])
     except ConfigError as err:
         print(f"horesnet.compare: error: {err}", file=sys.stderr)

@@ -15,15 +15,23 @@ def wants_help(argv: list[str]) -> bool:
     return any(a in HELP_FLAGS for a in argv)
 
 
+def _row(key: str, option, default) -> tuple[str, str]:
+    """One key's line: its help, its default and what is valid (from its :class:`~horesnet.spec.Option`)."""
+    from ..spec import IN_CONFIG
+
+    spec = option.spec
+    valid = ", ".join(map(str, spec.valid_choices())) if spec.kind == "choice" else spec.describe()
+    text = option.help or key
+    if default is not IN_CONFIG:
+        text += f"; default {_yaml(default)}"
+    return f"{key}=", f"{text}. Valid: {valid}"
+
+
 def _model_key(name: str) -> tuple[str, str]:
-    from dataclasses import fields
+    from ..models.config import model_options
 
-    from ..models.config import ModelConfig
-
-    f = next(f for f in fields(ModelConfig) if f.name == name)
-    spec = f.metadata["spec"]
-    values = ", ".join(map(str, spec.valid_choices())) if spec.kind == "choice" else spec.describe()
-    return f"{name}=", f"{f.metadata['help']}; default {_yaml(f.default)}. Valid: {values}"
+    option = model_options()[name]
+    return _row(name, option, option.default)
 
 
 def _yaml(value) -> str:
@@ -59,57 +67,78 @@ def _studies() -> str:
     return "\n".join(f"  {n.ljust(14)}{get_study(n).description}" for n in list_studies())
 
 
-def _model_rows() -> list[tuple[str, str]]:
-    return [_model_key(k) for k in ("arch", "block", "depth", "unit", "placement", "shortcut", "width", "stages",
-                                    "entry", "step", "learn_step", "tied", "inner", "norm", "zero_init_last",
-                                    "drop_path_rate", "coefficient", "learn_coefficients", "reversible", "layout",
-                                    "d_model", "heads", "context")]
+# fit's keys by group: (title, key prefix, config group whose choice the title line shows)
+FIT_GROUPS = (("Model (python -m horesnet.info shows the network)", "", None),
+              ("Data", "data.", "data"),
+              ("Optimiser", "optim.", "optim"),
+              ("Trainer (pytorch_lightning.Trainer; other Trainer keys pass through)", "trainer.", "trainer"),
+              ("Logging", "logger.", "logger"),
+              ("Divergence (docs/reliability.md)", "divergence.", None),
+              ("Run", "", "experiment"))
 
 
-def fit_help() -> str:
-    r = _registries()
-    rows = _model_rows() + [
-        ("seed=", "random seed of the run; default 0"),
-        ("data=", f"dataset; default cifar10. Valid: {r['datasets']}"),
-        ("data.limit_train=N", "train on the first N images of the training split (default: all)"),
-        ("data.limit_val=N", "validate on the first N images of the validation split (default: all)"),
-        ("data.limit_test=N", "test on the first N images of the test split (default: all)"),
-        ("data.batch_size=", "training batch size; default 128"),
-        ("optim=", "he (default: SGD 0.9, lr 0.1 /10 at 50% and 75%), cosine, onecycle; optim.lr=..."),
-        ("trainer.max_epochs=", "epochs; default 182 (He et al. 2015)"),
-        ("trainer.precision=", "32-true (default), bf16-mixed, 16-mixed, 64-true"),
-        ("trainer=", "cpu (default), gpu, ddp"),
-        ("channels_last=true", "channels-last memory format (faster with bf16 on CPUs with bf16 instructions, GPUs)"),
-        ("compile=true", "torch.compile the network (compile_mode=default|reduce-overhead|max-autotune)"),
-        ("grad_checkpointing=true", "recompute activations in backward (less memory, ~1.3x time; "
-                                    "grad_checkpointing_stages=[1,2] for some stages)"),
-        ("weights=PATH", "start from a torchvision ResNet's weights (any scheme of the same depth; "
-                         "docs/torchvision_weights.md)"),
-        ("logger=", "wandb (default; offline without an API key), csv"),
-        ("resume=", "auto: continue the newest unfinished run of this name | PATH: a run folder or checkpoint"),
-        ("stop_after_epoch=k", "stop cleanly after epoch k (resumable)"),
-        ("scale_controls=true", "with -m: also train the matched Euler control of every scale-confounded member"),
-        ("experiment=", "a paper recipe, e.g. he2015_resnet56, ho2021_resnet58 (README)"),
-        ("hydra.run.dir=", "the run folder (default outputs/<data>/<block>-d<depth>/<time>)"),
-        ("hydra.sweep.dir=", "with -m: the sweep folder (default multirun/<time>)"),
-        ("plugins=[f.py]", "load your own units, datasets, studies or schemes (docs/extending.md)"),
-    ]
+def _fit_defaults(argv: list[str]) -> dict:
+    """Every key's default, from the composed config (the YAML files and the registered datasets)."""
+    from omegaconf import OmegaConf
+
+    from ..errors import ConfigError
+    from .compose import compose
+    from .schema import flatten, schema_for
+
+    try:
+        cfg = compose("fit", [a for a in argv if a.startswith("plugins=")])
+    except ConfigError:
+        return {}
+    return flatten(OmegaConf.to_container(cfg, resolve=True), schema=schema_for("fit"))
+
+
+def _group_defaults(config_name: str) -> dict:
+    """The option each config group takes by default: the ``defaults`` list of ``configs/<config_name>.yaml``."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    listed = OmegaConf.load(files("horesnet.configs").joinpath(f"{config_name}.yaml"))["defaults"]
+    pairs = [next(iter(d.items())) for d in OmegaConf.to_container(listed) if isinstance(d, dict)]
+    return {key.removeprefix("optional ").strip(): value for key, value in pairs if not key.startswith("override")}
+
+
+def fit_help(argv: list[str] = ()) -> str:
+    """Every key of ``fit`` (its schema, :mod:`horesnet.cli.schema`), grouped, with its help, default and valid
+    values; nothing typed twice."""
+    from ..models.config import model_options
+    from .compose import _config_groups
+    from .schema import options_for
+
+    options, defaults, groups = options_for("fit"), _fit_defaults(list(argv)), _config_groups()
+    chosen = _group_defaults("fit")
+    model = model_options()
+    sections = []
+    for title, prefix, group in FIT_GROUPS:
+        if title.startswith("Model"):
+            keys = [k for k in options if k in model]
+        elif prefix:
+            keys = [k for k in options if k.startswith(prefix)]
+        else:
+            keys = [k for k in options if k not in model and "." not in k]
+        rows = []
+        if group:
+            rows.append((f"{group}=", f"config group; default {_yaml(chosen.get(group))}. Valid: "
+                                      f"{', '.join(groups.get(group, []))}"))
+        rows += [_row(k, options[k], defaults.get(k, options[k].default)) for k in keys]
+        if title == "Run":
+            rows += [("hydra.run.dir=", "the run folder (default outputs/<data>/<block>-d<depth>/<time>)"),
+                     ("hydra.sweep.dir=", "with -m: the sweep folder (default multirun/<time>)")]
+        sections += [f"{title}:", _rows(rows), ""]
     return "\n".join([
         "python -m horesnet.fit [-m] key=value ...",
         "",
         "Train one residual-network variant (or, with -m, a sweep over comma-separated values) with the He et al.",
         "2015 recipe. Each run writes one folder: fit.log (the console log), metrics.csv, checkpoints/last.ckpt and",
         "best.ckpt, summary.json, .hydra/ and wandb/. A bad value is refused before anything is written (exit 2).",
+        "Every key follows (from the schema, horesnet/cli/schema.py).",
         "",
-        "Most used keys:",
-        _rows(rows),
-        "",
-        f"Blocks (schemes; python -m horesnet.info list=schemes): {r['blocks']}",
-        f"Units: {r['units']}",
-        f"Placements: {r['placements']}",
-        "Shortcuts: A (zero-pad), B (projection where the shape changes), C (projection everywhere), plain (none)",
-        f"Datasets: {r['datasets']}",
-        "",
+        *sections,
         "Interruptions: Ctrl-C/SIGINT, SIGTERM and SIGUSR1/SIGUSR2 (SLURM's --signal) save a resumable checkpoint",
         "mid-epoch and print the command that continues the run (exit status 130, 143, 138, 140). Checkpoints are",
         "written at every epoch's end; trainer.checkpoint_every_n_steps=N (default null) also writes one every N",
@@ -190,10 +219,10 @@ def analyze_help() -> str:
 
 
 def compare_help() -> str:
-    rows = [("PATH ...", "run folders or sweep folders (every summary.json below them)"),
-            ("out=DIR", "output folder; default <first PATH>/comparison"),
-            ("allow_unfair=true", "write the table even across depths, recipes, data or epochs (says NOT FAIR)"),
-            ("wandb=true", "also log the table to W&B")]
+    from .schema import OPTIONS
+
+    rows = [("PATH ...", "run folders or sweep folders (every summary.json below them)")]
+    rows += [_row(key, option, option.default) for key, option in OPTIONS["compare"].items()]
     return "\n".join([
         "python -m horesnet.compare PATH ... [key=value ...]",
         "",
@@ -227,5 +256,5 @@ def print_help(command: str, argv: list[str]) -> int:
     except ConfigError as err:
         print(f"horesnet.{command}: error: {err}", file=sys.stderr)
         return 2
-    print(TEXTS[command]())
+    print(fit_help(argv) if command == "fit" else TEXTS[command]())
     return 0

@@ -11,11 +11,25 @@ from __future__ import annotations
 from ..analysis.registry import ANALYZE_COMMAND
 from ..errors import PLUGIN_HINT, ConfigError, unknown_option
 from ..models.compile import COMPILE_MODES
-from ..models.config import model_specs
-from ..spec import BOOL, COUNT, FREE, NON_NEGATIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, TEXT, Spec, extensions
+from ..models.config import model_options
+from ..spec import (
+    BOOL,
+    COUNT,
+    FREE,
+    IN_CONFIG,
+    NON_NEGATIVE,
+    OPT_POSITIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    TEXT,
+    Option,
+    Spec,
+    extensions,
+    specs_of,
+)
 
 __all__ = ["BOOL", "COUNT", "FREE", "NON_NEGATIVE", "OPT_POSITIVE_INT", "POSITIVE", "POSITIVE_INT", "TEXT", "Spec",
-           "SCHEMAS", "flatten", "schema_for", "validate", "check_consistency"]
+           "OPTIONS", "Option", "flatten", "options_for", "schema_for", "validate", "check_consistency"]
 
 
 def _datasets():
@@ -30,103 +44,134 @@ PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16
 
 
 
-MODEL = model_specs()  # the network's options, from the one model config (horesnet.models.config)
+def o(spec: Spec, help: str) -> Option:  # noqa: A002 -- the option's help line
+    """A command-line key whose default lives in the YAML configs (``horesnet/configs``)."""
+    return Option(IN_CONFIG, spec, help)
+
+
+MODEL = model_options()  # the network's options, from the one model config (horesnet.models.config)
 
 DATA = {
-    "data.name": Spec("choice", choices=_datasets, hint=PLUGIN_HINT),
-    "data.root": Spec("text", nullable=True),
-    "data.download": BOOL,
-    "data.verify": BOOL,
-    "data.channels": POSITIVE_INT,
-    "data.num_classes": Spec("int", low=2),
-    "data.val_size": COUNT,
-    "data.split_seed": COUNT,
-    "data.batch_size": POSITIVE_INT,
-    "data.eval_batch_size": POSITIVE_INT,
-    "data.augment": BOOL,
-    "data.crop_padding": COUNT,
-    "data.flip": BOOL,
-    "data.limit_train": OPT_POSITIVE_INT,
-    "data.limit_val": OPT_POSITIVE_INT,
-    "data.limit_test": OPT_POSITIVE_INT,
-    "data.num_workers": COUNT,
+    "data.name": o(Spec("choice", choices=_datasets, hint=PLUGIN_HINT), "dataset (data=NAME selects its config group)"),
+    "data.root": o(Spec("text", nullable=True), "folder of the dataset's files (null: the dataset's default place)"),
+    "data.download": o(BOOL, "fetch missing files (checksummed) instead of refusing"),
+    "data.verify": o(BOOL, "check the files' checksums before training"),
+    "data.channels": o(POSITIVE_INT, "image channels (follows the dataset)"),
+    "data.num_classes": o(Spec("int", low=2), "classes (follows the dataset)"),
+    "data.val_size": o(COUNT, "images held out of the training split for validation"),
+    "data.split_seed": o(COUNT, "seed of the train/validation split"),
+    "data.batch_size": o(POSITIVE_INT, "training batch size"),
+    "data.eval_batch_size": o(POSITIVE_INT, "batch size of validation and test"),
+    "data.augment": o(BOOL, "pad-and-crop (+ flip) augmentation of training images"),
+    "data.crop_padding": o(COUNT, "pixels of padding before the random crop"),
+    "data.flip": o(BOOL, "random horizontal flips"),
+    "data.limit_train": o(OPT_POSITIVE_INT,
+                          "train on the first N images (sequences) of the training split (null: all)"),
+    "data.limit_val": o(OPT_POSITIVE_INT, "validate on the first N of the validation split (null: all)"),
+    "data.limit_test": o(OPT_POSITIVE_INT, "test on the first N of the test split (null: all)"),
+    "data.num_workers": o(COUNT, "data-loader worker processes"),
 }  # + each registered dataset's own options (``data.synthetic.*``, a plugin's keys): see schema_for
 
 OPTIM = {
-    "optim.name": Spec("choice", choices=("sgd", "adamw")),
-    "optim.lr": POSITIVE,
-    "optim.momentum": Spec("real", low=0, high=1, open_high=True),
-    "optim.nesterov": BOOL,
-    "optim.weight_decay": NON_NEGATIVE,
-    "optim.norm_weight_decay": NON_NEGATIVE,
-    "optim.step_weight_decay": NON_NEGATIVE,
-    "optim.schedule": Spec("choice", choices=("multistep", "cosine", "onecycle", "constant")),
-    "optim.milestones": Spec("reals", low=0, high=1, open_low=True, open_high=True),
-    "optim.gamma": POSITIVE,
-    "optim.warmup_steps": COUNT,
-    "optim.warmup_lr": POSITIVE,
-    "optim.pct_start": Spec("real", low=0, high=1, open_low=True, open_high=True),
+    "optim.name": o(Spec("choice", choices=("sgd", "adamw")),
+                    "optimiser: sgd | adamw (optim=he, cosine, onecycle, transformer pick a whole recipe)"),
+    "optim.lr": o(POSITIVE, "peak learning rate"),
+    "optim.momentum": o(Spec("real", low=0, high=1, open_high=True), "SGD momentum (AdamW: beta1)"),
+    "optim.nesterov": o(BOOL, "Nesterov momentum (SGD)"),
+    "optim.weight_decay": o(NON_NEGATIVE, "weight decay of weights"),
+    "optim.norm_weight_decay": o(NON_NEGATIVE, "weight decay of normalisation parameters and biases"),
+    "optim.step_weight_decay": o(NON_NEGATIVE, "weight decay of learned steps and scheme coefficients"),
+    "optim.schedule": o(Spec("choice", choices=("multistep", "cosine", "onecycle", "constant")),
+                        "learning-rate schedule"),
+    "optim.milestones": o(Spec("reals", low=0, high=1, open_low=True, open_high=True),
+                          "multistep: fractions of training where the rate drops"),
+    "optim.gamma": o(POSITIVE, "multistep: factor of each drop"),
+    "optim.warmup_steps": o(COUNT, "linear warm-up steps"),
+    "optim.warmup_lr": o(POSITIVE, "learning rate at the start of the warm-up"),
+    "optim.pct_start": o(Spec("real", low=0, high=1, open_low=True, open_high=True),
+                         "onecycle: fraction of training spent rising"),
 }
 
 # Lightning validates the trainer keys it owns; these are the ones a run's meaning depends on.
 TRAINER = {
-    "trainer.accelerator": Spec("choice", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
-    "trainer.precision": Spec("choice", choices=PRECISIONS),
-    "trainer.max_epochs": POSITIVE_INT,
-    "trainer.log_every_n_steps": POSITIVE_INT,
-    "trainer.enable_progress_bar": BOOL,
-    "trainer.num_sanity_val_steps": COUNT,
-    "trainer.num_nodes": POSITIVE_INT,
-    "trainer.strategy": TEXT,
-    "trainer.channels_last": BOOL,
-    "trainer.benchmark": Spec("bool", nullable=True),
-    "trainer.checkpoint_every_n_steps": Spec(
+    "trainer.accelerator": o(Spec("choice", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
+                             "device kind (trainer=gpu selects a GPU recipe)"),
+    "trainer.precision": o(Spec("choice", choices=PRECISIONS),
+                           "32-true, bf16-mixed (fast on CPUs with bf16 instructions), 16-mixed, 64-true"),
+    "trainer.max_epochs": o(POSITIVE_INT, "epochs"),
+    "trainer.log_every_n_steps": o(POSITIVE_INT, "steps between logged training metrics"),
+    "trainer.enable_progress_bar": o(BOOL, "the console progress bar (loss, img/s, ETA)"),
+    "trainer.num_sanity_val_steps": o(COUNT, "validation batches run before training"),
+    "trainer.num_nodes": o(POSITIVE_INT, "machines (ddp)"),
+    "trainer.strategy": o(TEXT, "Lightning strategy (auto, ddp, ...)"),
+    "trainer.channels_last": o(BOOL, "default of channels_last for this trainer"),
+    "trainer.benchmark": o(Spec("bool", nullable=True), "cuDNN autotuning (null: Lightning's default)"),
+    "trainer.checkpoint_every_n_steps": o(Spec(
         "int", low=1, nullable=True,
         hint="null (the default) writes checkpoints/last.ckpt at every epoch's end and when the run is interrupted; "
              "N also writes it every N training steps."),
+        "also write a resumable checkpoint every N training steps (null: at epoch ends and interruptions only)"),
 }
 
 FIT = {
     **MODEL, **DATA, **OPTIM, **TRAINER,
-    "seed": Spec("int", low=0, high=2**32 - 1, hint="That is the range numpy and torch accept as a seed."),
-    "channels_last": BOOL,
-    "compile": BOOL,
-    "compile_mode": Spec("choice", choices=COMPILE_MODES),
-    "grad_checkpointing": BOOL,
-    "grad_checkpointing_stages": Spec("ints", low=1, nullable=True),
-    "resume": Spec("text", nullable=True),
-    "stop_after_epoch": OPT_POSITIVE_INT,
-    "weights": Spec("text", nullable=True),
-    "scale_controls": BOOL,
-    "name": TEXT,
-    "paper": FREE,
-    "logger.csv": BOOL,
-    "logger.wandb": Spec("section", nullable=True),
-    "logger.wandb.mode": Spec("choice", choices=("auto", "online", "offline", "disabled")),
-    "logger.wandb.project": TEXT,
-    "logger.wandb.entity": Spec("text", nullable=True),
-    "logger.wandb.group": Spec("text", nullable=True),
-    "logger.wandb.name": Spec("text", nullable=True),
-    "logger.wandb.tags": Spec("texts"),
-    "logger.wandb.log_model": BOOL,
-    "logger.wandb.timeout": Spec("real", low=0, high=300, open_low=True),
-    "divergence.check_every": POSITIVE_INT,
-    "divergence.max_loss": POSITIVE,
-    "divergence.max_abs": POSITIVE,
-    "plugins": Spec("texts"),
+    "seed": o(Spec("int", low=0, high=2**32 - 1, hint="That is the range numpy and torch accept as a seed."),
+              "random seed of the run"),
+    "channels_last": o(BOOL, "channels-last memory format (faster with bf16 on CPUs with bf16 instructions, GPUs)"),
+    "compile": o(BOOL, "torch.compile the network for training and evaluation (docs/speed.md)"),
+    "compile_mode": o(Spec("choice", choices=COMPILE_MODES), "torch.compile mode"),
+    "grad_checkpointing": o(BOOL, "recompute activations in backward (less memory, about 1.3x time)"),
+    "grad_checkpointing_stages": o(Spec("ints", low=1, nullable=True),
+                                   "with grad_checkpointing: the 1-based stages to checkpoint, e.g. [1,2] (null: all)"),
+    "resume": o(Spec("text", nullable=True),
+                "auto: continue the newest unfinished run of this name | PATH: a run folder or checkpoint"),
+    "stop_after_epoch": o(OPT_POSITIVE_INT, "stop cleanly (resumably) after epoch k"),
+    "weights": o(Spec("text", nullable=True),
+                 "start from a torchvision ResNet's weights, any scheme of its depth (docs/torchvision_weights.md)"),
+    "scale_controls": o(BOOL, "with -m: also train the matched Euler control of every scale-confounded member"),
+    "name": o(TEXT, "run name (W&B) and output sub-folder"),
+    "paper": o(FREE, "a paper recipe's published numbers (set by experiment=...)"),
+    "logger.csv": o(BOOL, "also write metrics.csv"),
+    "logger.wandb": o(Spec("section", nullable=True), "the W&B logger (logger=csv: none)"),
+    "logger.wandb.mode": o(Spec("choice", choices=("auto", "online", "offline", "disabled")),
+                           "auto (offline without an API key), online, offline, disabled"),
+    "logger.wandb.project": o(TEXT, "W&B project"),
+    "logger.wandb.entity": o(Spec("text", nullable=True), "W&B entity (team)"),
+    "logger.wandb.group": o(Spec("text", nullable=True), "W&B group"),
+    "logger.wandb.name": o(Spec("text", nullable=True), "W&B run name (null: the run name)"),
+    "logger.wandb.tags": o(Spec("texts"), "W&B tags"),
+    "logger.wandb.log_model": o(BOOL, "upload checkpoints to W&B"),
+    "logger.wandb.timeout": o(Spec("real", low=0, high=300, open_low=True), "seconds to wait for W&B to start"),
+    "divergence.check_every": o(POSITIVE_INT, "steps between divergence checks"),
+    "divergence.max_loss": o(POSITIVE, "a loss above this is divergence"),
+    "divergence.max_abs": o(POSITIVE, "a parameter or buffer above this in magnitude is divergence"),
+    "plugins": o(Spec("texts"),
+                 "modules or .py files that register units, datasets, studies or schemes (docs/extending.md)"),
 }
 
-ANALYZE = {**MODEL, **ANALYZE_COMMAND}
+# the analyze command's own keys are declared with its study registry (their defaults: configs/analyze.yaml)
+ANALYZE = {**MODEL, **{key: Option(IN_CONFIG, spec) for key, spec in ANALYZE_COMMAND.items()}}
 
 INFO = {
     **MODEL,
-    "list": Spec("choice", choices=("schemes", "blocks", "units", "placements", "studies"), nullable=True),
-    "image_size": Spec("int", low=8, high=4096, nullable=True,
-                       hint="(An image of that side is pushed through the network to count its multiply-adds.)"),
-    "plugins": Spec("texts"),
+    "list": o(Spec("choice", choices=("schemes", "blocks", "units", "placements", "studies"), nullable=True),
+              "list the registered schemes, blocks, units, placements or studies"),
+    "image_size": o(Spec("int", low=8, high=4096, nullable=True,
+                         hint="(An image of that side is pushed through the network to count its multiply-adds.)"),
+                    "side of the image pushed through the network to count multiply-adds (null: the family's)"),
+    "plugins": o(Spec("texts"),
+                 "modules or .py files that register units, datasets, studies or schemes (docs/extending.md)"),
 }
 
-SCHEMAS = {"fit": FIT, "analyze": ANALYZE, "info": INFO}
+# python -m horesnet.compare's keys (parsed by hand: its paths are positional, its keys have plain defaults)
+COMPARE = {
+    "out": Option(None, Spec("text", nullable=True), "output folder (default <first PATH>/comparison)"),
+    "allow_unfair": Option(False, BOOL, "write the table even across depths, recipes, data or epochs (says NOT FAIR)"),
+    "wandb": Option(False, BOOL, "also log the table to W&B"),
+    "wandb_project": Option("horesnet", TEXT, "W&B project of that log"),
+}
+
+OPTIONS = {"fit": FIT, "analyze": ANALYZE, "info": INFO, "compare": COMPARE}
 
 
 def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
@@ -142,10 +187,15 @@ def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
     return out
 
 
+def options_for(command: str) -> dict[str, Option]:
+    """Every key of ``command`` as declared (:class:`~horesnet.spec.Option`); the keys registrations add (a
+    registered dataset's or study's own options, :func:`horesnet.spec.extend`) carry their spec only."""
+    return {**OPTIONS[command], **{k: Option(IN_CONFIG, spec) for k, spec in extensions(command).items()}}
+
+
 def schema_for(config_name: str) -> dict[str, Spec]:
-    """Every key of ``config_name`` with its spec: ``SCHEMAS[config_name]`` and the keys registrations add (a
-    registered dataset's or study's own options, :func:`horesnet.spec.extend`)."""
-    return {**SCHEMAS[config_name], **extensions(config_name)}
+    """Every key of ``config_name`` with its spec: the declared options and the keys registrations add."""
+    return specs_of(options_for(config_name))
 
 
 def validate(config: dict, config_name: str) -> None:

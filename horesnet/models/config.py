@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import PLUGIN_HINT, ConfigError
-from ..spec import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Spec
+from ..spec import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Option, Spec
 
 # an adaptive solve in float32 below 1e-8 takes thousands of steps per batch (or underflows: a traceback)
 ODE_TOL = Spec("real", low=1e-8, high=1, hint="Below 1e-8 a float32 adaptive solve takes tens of thousands of "
@@ -29,8 +29,9 @@ def _choices(name: str):
 
 
 def option(default, spec: Spec, help: str):  # noqa: A002 -- the field's help text
-    """A dataclass field carrying its command-line spec and one line of help."""
-    return field(default=default, metadata={"spec": spec, "help": help})
+    """A dataclass field declared as an :class:`~horesnet.spec.Option` (default, command-line spec, one line of
+    help)."""
+    return field(default=default, metadata={"option": Option(default, spec, help)})
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,14 @@ def model_defaults() -> dict:
     return {f.name: f.default for f in fields(ModelConfig)}
 
 
+def model_options() -> dict[str, Option]:
+    """Every model option as declared: default, spec, help."""
+    return {f.name: f.metadata["option"] for f in fields(ModelConfig)}
+
+
 def model_specs() -> dict[str, Spec]:
     """Every model option with its command-line spec."""
-    return {f.name: f.metadata["spec"] for f in fields(ModelConfig)}
+    return {name: option.spec for name, option in model_options().items()}
 
 
 def complete(options: dict) -> dict:
