@@ -34,3 +34,13 @@ def run_cli(module: str, args: list[str], cwd: Path, env: dict, timeout: float) 
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         return {"rc": None, "stdout": out, "stderr": err, "timed_out": True}
+
+
+class Evil:
+    """Unpickling this runs ``touch MARKER``: what a crafted checkpoint would do with weights_only=False."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

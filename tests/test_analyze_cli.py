@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from horesnet.analyze import main
 from horesnet.cli.compose import compose
 from horesnet.training.run import run_fit
 
-sys.path.insert(0, str(Path(__file__).parent))
-import wandb_offline  # noqa: E402
-from _cli_helpers import cli_env, run_cli  # noqa: E402
+from . import wandb_offline
+from ._cli_helpers import cli_env, run_cli
 
 STUDY_TABLES = ("lesion", "lesion_random", "reorder", "paths", "effective", "responses", "refinement", "robustness")
 SMALL = ["limit=64", "samples_per_length=4", "effective_images=8", "ks=[1,2]", "trials=2", "swaps=[1]"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY, fit  # noqa: E402
+from ._cli_helpers import Evil, cli_env, run_cli
+from ._training_helpers import CLI_TINY, fit
 
 FIT = "horesnet.fit"
 INFO = "horesnet.info"
@@ -172,16 +170,6 @@ _BASE = {FIT: CLI_TINY, INFO: [], ANALYZE: ["wandb=disabled"], COMPARE: []}
 def _snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(root.rglob("*"))}
-
-
-class Evil:
-    """Unpickling this runs ``touch MARKER``: what a crafted checkpoint would do with weights_only=False."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def make_fixtures(base: Path) -> dict[str, str]:

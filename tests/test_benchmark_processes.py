@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from benchmarks import _processes as procs
+from benchmarks.throughput import PRECISIONS, _strip, ratio_specs, suite_cells
 
-from benchmarks import _processes as procs  # noqa: E402
-from benchmarks.throughput import PRECISIONS, _strip, ratio_specs, suite_cells  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 TINY = ["--tiny", "--quick", "--suite", "throughput", "--precisions", "fp32", "--variants", "baseline56,euler56"]
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _data_helpers import IDX_FILES, idx_bytes
+
+from ._data_helpers import IDX_FILES, idx_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,9 +7,6 @@ References are independent of the code under test: torchdiffeq's fixed-grid solv
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,8 +16,7 @@ from torchdiffeq import odeint
 from horesnet import build_model, get_scheme, list_schemes
 from horesnet.nn import BlockHook, ODEBlock, SchemeBlock, SwitchOff
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import DT, randomise_norms, rk_step_by_hand, tiny  # noqa: E402
+from ._analysis_helpers import DT, randomise_norms, rk_step_by_hand, tiny
 
 TOL = 1e-12
 

@@ -10,7 +10,6 @@ Parameter counts are He et al. 2015's (Table 6, option A): ResNet-20 0.27M (269,
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -20,60 +19,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from horesnet.cli.compose import compose
 from horesnet.compare import main
 from horesnet.comparison.table import compare
 from horesnet.errors import ConfigError
 
-PARAMS = {20: 269_722, 32: 464_154}
+from ._compare_helpers import write_run
+
 ACC = {  # (block, depth) -> per-seed (test acc1, val acc1) as fractions
     ("euler", 20): [(0.9150, 0.9120), (0.9172, 0.9160), (0.9131, 0.9088)],
     ("midpoint", 20): [(0.9203, 0.9180), (0.9188, 0.9202), (0.9241, 0.9196)],
     ("midpoint", 32): [(0.9290, 0.9262), (0.9310, 0.9301), (0.9275, 0.9280)],
 }
-_CONFIGS: dict[tuple, dict] = {}
-
-
-def _config(block: str, depth: int, extra: tuple[str, ...]) -> dict:
-    key = (block, depth, extra)
-    if key not in _CONFIGS:
-        cfg = compose("fit", [f"block={block}", f"depth={depth}", "logger=csv", *extra])
-        _CONFIGS[key] = OmegaConf.to_container(cfg, resolve=True)
-    return copy.deepcopy(_CONFIGS[key])
-
-
-def write_run(root: Path, block: str, depth: int, seed: int, test_acc: float, val_acc: float,
-              extra: tuple[str, ...] = (), params: int | None = None, curve: bool = False) -> Path:
-    """One finished run folder with summary.json as run_fit writes it."""
-    config = _config(block, depth, extra)
-    config["seed"] = seed
-    n = (depth - 2) // 6
-    run_dir = root / "-".join([block, f"d{depth}", f"s{seed}", *(e.replace("=", "_") for e in extra)])
-    run_dir.mkdir(parents=True)
-    summary = {
-        "status": "finished", "run_dir": str(run_dir), "config": config,
-        "model": {"params": params or PARAMS[depth], "macs": 40_000_000 * depth // 20, "units_per_stage": [n] * 3,
-                  "layout": [f"stage {i}: {n} units = euler* + {block}" for i in (1, 2, 3)], "leftover_units": 0,
-                  "equal_depth": True},
-        "epochs_done": config["trainer"]["max_epochs"], "resumed_from": None, "train_time_s": 1000.0 + seed,
-        "images_per_sec": 2000.0 + 10 * seed, "version": "0.1.0", "git_commit": None, "torch": "2.13.0",
-        "device": "cuda:0", "best_checkpoint": str(run_dir / "checkpoints" / "best.ckpt"),
-        "val": {"val/loss": 0.3, "val/acc1": val_acc, "val/acc5": 0.998, "val/ece": 0.03},
-        "test": {"test/loss": 0.31, "test/acc1": test_acc, "test/acc5": 0.997, "test/ece": 0.031},
-        "wall_time_s": 1200.0 + seed,
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if curve:
-        with open(run_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["epoch", "step", "val/acc1", "train/loss_epoch"])
-            for e in range(3):
-                w.writerow([e, 100 * e, val_acc - 0.01 * (2 - e), ""])
-                w.writerow([e, 100 * e, "", 1.0 - 0.1 * e])
-    return run_dir
-
 
 def fair_set(root: Path) -> Path:
     for block in ("euler", "midpoint"):

@@ -12,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_compare import write_run  # noqa: E402
-from test_experiment_report import _metrics  # noqa: E402
+from ._compare_helpers import (
+    write_metrics,
+    write_run,
+)
 
 REPORT = Path(__file__).parents[1] / "experiments" / "report_converged.py"
 ACC = {"euler": [0.90, 0.91, 0.92], "rk4": [0.93, 0.93, 0.93], "euler-h0.3333": [0.95, 0.96, 0.97]}
@@ -26,7 +27,7 @@ def _pool(tmp_path: Path) -> Path:
         for seed, acc in enumerate(accs):
             block, extra = ("euler", ("step=0.3333",)) if variant.startswith("euler-h") else (variant, ())
             run = write_run(pool, block, 56, seed, acc, acc, extra=extra, params=853_018)
-            _metrics(run, [0.5, 0.8, 0.85, 0.86, 0.86], [0.6, 0.8, 0.85, 0.86, acc])
+            write_metrics(run, [0.5, 0.8, 0.85, 0.86, 0.86], [0.6, 0.8, 0.85, 0.86, acc])
             run.rename(pool / f"{variant}-d56-s{seed}")
     return pool
 

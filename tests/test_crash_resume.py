@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env  # noqa: E402
+from ._cli_helpers import cli_env
 
 LAUNCHER = Path(__file__).parent / "_crash_launcher.py"
 ARGS = ["data=synthetic", "depth=8", "width=0.25", "logger=csv", "trainer.max_epochs=3", "data.limit_train=64",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import sys
 import tarfile
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import pytest
 
 from horesnet.data import DataError, check_available, load_cifar
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _data_helpers import _fake_urlopen, _files  # noqa: E402
+from ._data_helpers import _fake_urlopen, _files
 
 # --------------------------------------------------------------------------------------------------------------
 # CIFAR archives in the real format

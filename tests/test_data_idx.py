@@ -9,7 +9,6 @@ Fashion-MNIST is not installed, a small stand-in in the same gzipped IDX format 
 from __future__ import annotations
 
 import gzip
-import sys
 from dataclasses import replace as dc_replace
 from pathlib import Path
 
@@ -18,9 +17,8 @@ import pytest
 
 from horesnet.data import IDX, DataError, check_available, load_idx_dataset
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _data_helpers import _fake_urlopen, _files, fashion_mnist_source  # noqa: E402
-from _data_helpers import idx_bytes as _idx_bytes  # noqa: E402
+from ._data_helpers import _fake_urlopen, _files, fashion_mnist_source
+from ._data_helpers import idx_bytes as _idx_bytes
 
 # --------------------------------------------------------------------------------------------------------------
 # IDX

@@ -9,7 +9,6 @@ others as that file with their own lines (fashion_mnist/mnist: ``defaults: [cifa
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,7 @@ from horesnet.data import (
 )
 from horesnet.errors import ConfigError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _data_helpers import _fake_urlopen, _files  # noqa: E402
+from ._data_helpers import _fake_urlopen, _files
 
 CIFAR10_YAML = """\
 name: cifar10

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,8 +21,7 @@ from horesnet.analysis import GradientRoute, effective_paths
 from horesnet.models import BlockSpec
 from horesnet.nn import NestedUnit, SchemeBlock, hooked
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import (  # noqa: E402
+from ._analysis_helpers import (
     DT,
     EULER,
     RK4,

@@ -8,10 +8,8 @@ and Table 6, He et al. 2016 (arXiv 1603.05027) CIFAR-10 results, Luo et al. 2021
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from importlib.resources import files
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +19,7 @@ from horesnet.models.complexity import count_params
 from horesnet.training.config import model_from_config
 from horesnet.training.run import report
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _training_helpers import TINY, fit  # noqa: E402
+from ._training_helpers import TINY, fit
 
 EXPERIMENTS = sorted(p.name[:-5] for p in files("horesnet.configs").joinpath("experiment").iterdir()
                      if p.name.endswith(".yaml"))

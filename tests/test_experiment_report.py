@@ -16,23 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_compare import write_run  # noqa: E402
+from ._compare_helpers import write_metrics, write_run
 
 REPORT = Path(__file__).parents[1] / "experiments" / "report.py"
 TEST_ACC = {"euler": [0.90, 0.91, 0.92], "rk4": [0.93, 0.93, 0.93], "midpoint": [0.89, 0.91, 0.93]}
 ROBUST = {"euler": [(0.0, 90.0, 0.02), (0.1, 70.0, 0.10)], "rk4": [(0.0, 91.0, 0.03), (0.1, 75.0, 0.08)]}
-
-
-def _metrics(run: Path, train_acc: list[float], val_acc: list[float]) -> None:
-    with open(run / "metrics.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["epoch", "step", "train/acc1", "val/acc1", "train/loss_step"])
-        w.writerow(["", 10, "", "", ""])                       # lr-monitor row: no epoch
-        for e, (t, v) in enumerate(zip(train_acc, val_acc, strict=True)):
-            w.writerow([e, 10 * e, "", "", 1.0])
-            w.writerow([e, 10 * e, t, "", ""])
-            w.writerow([e, 10 * e, "", v, ""])
 
 
 def _report(study: str, pool: Path, out: Path) -> subprocess.CompletedProcess:
@@ -45,7 +33,7 @@ def test_ho_comparison_difference_spread_and_robustness(tmp_path):
     for block, accs in TEST_ACC.items():
         for seed, acc in enumerate(accs):
             run = write_run(pool, block, 32, seed, acc, acc - 0.002)
-            _metrics(run, [0.5, 0.7, 0.8], [0.6, 0.75, acc - 0.002])
+            write_metrics(run, [0.5, 0.7, 0.8], [0.6, 0.75, acc - 0.002])
             (run / "analysis").mkdir()
             with open(run / "analysis" / "robustness.csv", "w", newline="") as f:
                 w = csv.writer(f)
@@ -109,7 +97,7 @@ def test_degradation_table_uses_the_last_epoch_training_error(tmp_path):
             extra = ("shortcut=plain",) if kind == "plain" else ()
             run = write_run(pool, "euler", depth, seed, acc, acc, extra=extra, params=270_000 if depth == 20 else
                             853_018)
-            _metrics(run, [0.3, acc], [0.4, acc])
+            write_metrics(run, [0.3, acc], [0.4, acc])
             run.rename(pool / f"{kind}-d{depth}-s{seed}")
     proc = _report("degradation", pool, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr

@@ -19,6 +19,9 @@ import pytest
 from horesnet.cli.schema import Spec
 from horesnet.data import DatasetFacts, register_dataset
 
+if __package__:  # pytest (tests.test_extension_data); as a plugin file, only the registrations run
+    from ._cli_helpers import cli_env, run_cli
+
 THIS_FILE = Path(__file__).resolve()
 CHANNELS, CLASSES, SIDE, N_TRAIN, N_TEST = 2, 3, 16, 120, 30
 
@@ -46,10 +49,6 @@ register_dataset(
     description="Toy bands: 2-channel 16x16 images of 3 classes (a test of the plugin path)",
     defaults={"val_size": 24, "batch_size": 32, "eval_batch_size": 64, "shift": 0},
     options_schema={"data.shift": Spec("int", low=0, high=7)})
-
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
 
 
 def test_the_real_cli_trains_on_the_plugin_dataset(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,9 @@ from torch import nn
 
 from horesnet.analysis import Option, register_study
 from horesnet.cli.schema import Spec
+
+if __package__:  # pytest (tests.test_extension_study); as a plugin file, only the registrations run
+    from ._cli_helpers import cli_env, run_cli
 
 # --------------------------------------------------------------------------------------------------------------
 # The plugin: everything a user writes to add a study
@@ -60,8 +62,6 @@ register_study(
 # The tests
 # --------------------------------------------------------------------------------------------------------------
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
 
 PLUGIN = str(Path(__file__).resolve())
 MODEL = {"depth": 14, "block": "euler", "width": 0.25}  # 2 units per stage, 2 convs per unit, shortcut A: no conv

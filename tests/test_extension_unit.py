@@ -10,7 +10,6 @@ parameter counts are summed by hand from the layer shapes.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,11 @@ from torch import nn
 from horesnet import build_model, get_scheme, list_schemes
 from horesnet.nn import get_unit, list_units, register_unit
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import randomise_norms  # noqa: E402
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY  # noqa: E402
+if __package__:  # pytest (tests.test_extension_unit); as a plugin file, only the registrations run
+    from ._analysis_helpers import randomise_norms
+    from ._cli_helpers import cli_env, run_cli
+    from ._training_helpers import CLI_TINY
+
 
 REDUCTION = 4
 

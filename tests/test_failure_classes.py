@@ -6,7 +6,6 @@ shape (exit 2, one message) is in tests/test_bad_input_matrix.py; weights whose 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -17,9 +16,8 @@ import torch
 from horesnet.errors import ConfigError
 from horesnet.training.divergence import DivergedError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY  # noqa: E402
+from ._cli_helpers import cli_env, run_cli
+from ._training_helpers import CLI_TINY
 
 WANDB_TINY = [*(a for a in CLI_TINY if a != "logger=csv"), "logger=wandb"]
 
@@ -95,7 +93,7 @@ def test_weights_with_a_negative_running_var_are_refused_by_name(tmp_path):
 
 def test_the_guard_stops_a_run_whose_batchnorm_variance_is_negative(tmp_path):
     """Past the checks (an in-process run_fit), such weights end the run "diverged", never "finished"."""
-    from _training_helpers import fit
+    from ._training_helpers import fit
 
     path = _weights_with_negative_variance(tmp_path / "bad.pth")
     with pytest.raises(DivergedError, match="running_var holds negative values"):
@@ -105,9 +103,9 @@ def test_the_guard_stops_a_run_whose_batchnorm_variance_is_negative(tmp_path):
 
 def test_a_non_finite_validation_loss_is_a_diverged_run(tmp_path, monkeypatch):
     """Whatever makes evaluation compute NaN (the weight scan switched off here), the run ends "diverged"."""
-    from _training_helpers import fit
-
     from horesnet.training.divergence import DivergenceGuard
+
+    from ._training_helpers import fit
 
     path = _weights_with_negative_variance(tmp_path / "bad.pth")
     monkeypatch.setattr(DivergenceGuard, "problem", lambda self, model: None)
@@ -119,7 +117,7 @@ def test_a_non_finite_validation_loss_is_a_diverged_run(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a one-image last training batch
 def test_an_imagenet_network_trains_when_the_last_batch_would_hold_one_image(tmp_path):
     """9 images in batches of 4: the lone ninth is dropped (BatchNorm's 1x1 last stage cannot take one image)."""
-    from _training_helpers import fit
+    from ._training_helpers import fit
 
     overrides = [o for o in IMAGENET_TINY if not o.startswith("data.limit_train=")]
     summary = fit(tmp_path / "run", [*overrides, "width=0.25", "data.limit_train=9"])

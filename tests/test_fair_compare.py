@@ -24,9 +24,8 @@ from horesnet.models import ModelConfig, model_defaults
 from horesnet.models.scale import residual_scale, residual_weights
 from horesnet.training.run import model_facts
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY  # noqa: E402
+from ._cli_helpers import cli_env, run_cli
+from ._training_helpers import CLI_TINY
 
 DEPTH = 32  # 5 units per stage: an Euler entry unit + one RK4 block
 

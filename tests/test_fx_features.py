@@ -13,9 +13,7 @@ tests/interop/.
 from __future__ import annotations
 
 import copy
-import sys
 from contextlib import nullcontext
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,8 +24,7 @@ from horesnet import ConfigError
 from horesnet.models import plan_layout
 from horesnet.nn import SwitchOff
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import smallest_depth  # noqa: E402
+from ._analysis_helpers import smallest_depth
 
 SCHEMES = horesnet.list_schemes()
 SIDE = {"cifar": 8, "imagenet": 32}

@@ -26,8 +26,7 @@ from horesnet.info import main as info_main
 from horesnet.schemes import SchemeError, list_schemes
 from horesnet.schemes.registry import unregister_scheme
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import randomise_norms, rk_step_by_hand  # noqa: E402
+from ._analysis_helpers import randomise_norms, rk_step_by_hand
 
 NAME = "ho2021_rk8_published"
 S6 = math.sqrt(6)

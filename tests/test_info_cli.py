@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,7 @@ import horesnet
 from horesnet import list_schemes
 from horesnet.info import main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import PROMISED  # noqa: E402
+from ._analysis_helpers import PROMISED
 
 # Interpreter start-up (torch, Hydra) costs seconds per process, so only a few commands run as subprocesses;
 # the in-process tests below cover every bad value (main() must return an error code, never raise).

@@ -8,9 +8,6 @@ undropped output of a linear network, which the mean over many independently dro
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,8 +16,7 @@ from torch import nn
 from horesnet import ConfigError, build_model, get_scheme, list_schemes
 from horesnet.nn import DropPath, SchemeBlock, list_placements, register_unit
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import forward_without, smallest_depth  # noqa: E402
+from ._analysis_helpers import forward_without, smallest_depth
 
 START_AT_SHORTCUT = {"zero_init_last": dict(zero_init_last=True), "rezero": dict(learn_step=True, step=0.0)}
 

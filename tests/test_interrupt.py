@@ -26,8 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env  # noqa: E402
+from ._cli_helpers import cli_env
 
 ARGS = ["data=synthetic", "depth=20", "width=0.25", "logger=csv", "data.limit_train=480", "data.batch_size=8",
         "data.limit_val=32", "data.limit_test=32", "data.eval_batch_size=32", "trainer.max_epochs=2",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +19,7 @@ import torch.nn.functional as F
 from horesnet import get_scheme, list_schemes
 from horesnet.analysis import EvalData, error_and_loss, refinement, response_layers, responses, robustness, write_table
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import (  # noqa: E402
+from ._analysis_helpers import (
     CONVS,
     batches,
     block_increments_by_hand,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import itertools
 import random
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,8 +20,7 @@ from horesnet import get_scheme, list_schemes
 from horesnet.analysis import kendall_tau, lesion_random, lesion_single, lesion_targets, reorder
 from horesnet.nn import SchemeBlock, SwitchOff, hooked
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import (  # noqa: E402
+from ._analysis_helpers import (
     batches,
     evaluate,
     forward_by_hand,

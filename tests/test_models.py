@@ -10,8 +10,6 @@ order, downsampling) are observed with forward hooks rather than read back from 
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,8 +21,7 @@ from horesnet import ConfigError, build_model, count_macs, count_params, get_sch
 from horesnet.nn import make_unit
 from horesnet.schemes import SchemeError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import cifar_depth, smallest_depth  # noqa: E402
+from ._analysis_helpers import cifar_depth, smallest_depth
 
 SCHEMES = list_schemes("rk")
 UNITS = ("basic", "bottleneck")

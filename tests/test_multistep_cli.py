@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,9 +20,8 @@ from horesnet.info import main as info_main
 from horesnet.models import model_defaults
 from horesnet.training.run import model_facts
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY, TINY, fit  # noqa: E402
+from ._cli_helpers import cli_env, run_cli
+from ._training_helpers import CLI_TINY, TINY, fit
 
 TINY_ARGS = [a for a in CLI_TINY if not a.startswith("depth=")]  # synthetic data, 32 images, one epoch
 GOOD = ["block=momentum", "reversible=true", "depth=110", "placement=full_preact", *TINY_ARGS]

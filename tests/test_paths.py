@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +19,7 @@ from horesnet import ConfigError, build_model, get_scheme, list_schemes
 from horesnet.analysis import PathSampler, block_paths, block_polynomial, path_lengths
 from horesnet.nn import NestedUnit, SchemeBlock
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import (  # noqa: E402
+from ._analysis_helpers import (
     EULER,
     MIDPOINT,
     RK4,

@@ -4,15 +4,12 @@ in its forward (an output of the wrong shape, found by a probe at build time). d
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY  # noqa: E402
+from ._cli_helpers import cli_env, run_cli
+from ._training_helpers import CLI_TINY
 
 UNIT = """
 from torch import nn

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env  # noqa: E402
+from ._cli_helpers import cli_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

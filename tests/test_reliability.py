@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +20,12 @@ from horesnet.training import loggers
 from horesnet.training.checkpoint import AtomicCheckpointIO, check_checkpoint
 from horesnet.training.divergence import DivergedError, DivergenceGuard
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY, TINY, fit  # noqa: E402
-from test_bad_input_matrix import Evil  # noqa: E402
+from ._cli_helpers import (
+    Evil,
+    cli_env,
+    run_cli,
+)
+from ._training_helpers import CLI_TINY, TINY, fit
 
 # --------------------------------------------------------------------------------------------------------------
 # The schema

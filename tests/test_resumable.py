@@ -6,7 +6,6 @@ tests/test_runlock.py."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,8 @@ from horesnet.training.checkpoint import AtomicCheckpointIO
 from horesnet.training.metrics_files import merge_metrics
 from horesnet.training.progress import RunProgress
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _training_helpers import TINY, fit  # noqa: E402
-from test_sync_free import HostReads, WatchSteps  # noqa: E402
+from ._sync_helpers import HostReads, WatchSteps
+from ._training_helpers import TINY, fit
 
 STEPS = [*TINY, "depth=8", "data.limit_train=64", "data.batch_size=8", "trainer.max_epochs=2",
          "trainer.checkpoint_every_n_steps=3"]  # 8 steps per epoch

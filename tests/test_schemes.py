@@ -9,10 +9,8 @@ Kepler problem, whose exact solution is known (Kepler's equation).
 from __future__ import annotations
 
 import math
-import sys
 from collections import Counter
 from dataclasses import FrozenInstanceError
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +27,7 @@ from horesnet.schemes import (
 )
 from horesnet.schemes.registry import unregister_scheme
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import PROMISED  # noqa: E402
+from ._analysis_helpers import PROMISED
 
 S6 = math.sqrt(6)
 RK8_C = [0, 1 / 12, 1 / 9, 1 / 6, (2 + 2 * S6) / 15, (6 + S6) / 15, (6 - S6) / 15, 2 / 3, 1 / 2, 1 / 3,

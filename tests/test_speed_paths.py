@@ -8,8 +8,6 @@ against Runge-Kutta steps written by hand and torchdiffeq in test_block.py.
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,8 +20,7 @@ from horesnet.analysis.effective import GradientRoute
 from horesnet.errors import ConfigError
 from horesnet.nn import SchemeBlock, SwitchOff, hooked
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import randomise_norms  # noqa: E402
+from ._analysis_helpers import randomise_norms
 
 SCHEMES = list_schemes("rk")
 VARIANTS = {  # beyond the plain network of each scheme

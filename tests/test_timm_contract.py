@@ -8,9 +8,6 @@ and timm's documented index rule (None: all taps, int n: the last n, a list: tho
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -18,8 +15,7 @@ from torch import nn
 import horesnet
 from horesnet import ConfigError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import smallest_depth  # noqa: E402
+from ._analysis_helpers import smallest_depth
 
 BLOCKS = horesnet.list_blocks()
 # width 0.25: stage widths 16/32/64 -> 4/8/16; a 16x16 input; stride 1 stem, stride 2 into stages 2 and 3

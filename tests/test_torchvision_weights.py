@@ -175,11 +175,8 @@ def test_unknown_key_bad_path_and_pickle_payload_are_refused(tmp_path, weights):
 def test_fit_weights_starts_a_midpoint_resnet18_from_euler_weights(tmp_path, capsys):
     """``horesnet.fit weights=PATH``: a midpoint ResNet-18 (entry=scheme) starts from a torchvision-format Euler
     ResNet-18 (its 1000-class head left out for the data's 10 classes); with lr ~ 0 the weights stay the file's."""
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _training_helpers import CLI_TINY, fit
+    from ._training_helpers import CLI_TINY, fit
 
     source = horesnet.build_model(arch="imagenet", depth=18, num_classes=1000)
     path = tmp_path / "resnet18.pth"

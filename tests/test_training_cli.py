@@ -11,7 +11,6 @@ a small background pool as soon as this module's first test runs, and run while 
 from __future__ import annotations
 
 import json
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,10 +19,9 @@ import pytest
 from horesnet.errors import ConfigError
 from horesnet.training import loggers
 
-sys.path.insert(0, str(Path(__file__).parent))
-import wandb_offline  # noqa: E402
-from _cli_helpers import cli_env, run_cli  # noqa: E402
-from _training_helpers import CLI_TINY  # noqa: E402
+from . import wandb_offline
+from ._cli_helpers import cli_env, run_cli
+from ._training_helpers import CLI_TINY
 
 # --------------------------------------------------------------------------------------------------------------
 # Command-line jobs, run in the background

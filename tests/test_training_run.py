@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,9 @@ from horesnet.training.checkpoint import AtomicCheckpointIO
 from horesnet.training.divergence import DivergedError
 from horesnet.training.module import ClassifierModule
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _analysis_helpers import smallest_depth  # noqa: E402
-from _data_helpers import fashion_mnist_source  # noqa: E402
-from _training_helpers import QUIET, TINY, column, fit, read_csv  # noqa: E402
+from ._analysis_helpers import smallest_depth
+from ._data_helpers import fashion_mnist_source
+from ._training_helpers import QUIET, TINY, column, fit, read_csv
 
 # --------------------------------------------------------------------------------------------------------------
 # Every block trains

@@ -7,17 +7,15 @@ stored once, nested; the best checkpoint is an artifact; every offline folder ho
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-import wandb_offline  # noqa: E402
-from _training_helpers import CLI_TINY, fit  # noqa: E402
+from horesnet.models import MODEL_KEYS
 
-from horesnet.models import MODEL_KEYS  # noqa: E402
+from . import wandb_offline
+from ._training_helpers import CLI_TINY, fit
 
 
 def _offline(folder: Path) -> Path:

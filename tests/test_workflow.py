@@ -8,8 +8,6 @@ Expected values are worked out by hand (units and block pairs from the equal-dep
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +20,7 @@ from horesnet.cli.compose import compose
 from horesnet.comparison.table import compare
 from horesnet.training.console import ConsoleFilter, third_party
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_compare import write_run  # noqa: E402
+from ._compare_helpers import write_run
 
 MEMBER = "multirun/x/block=midpoint,data=synthetic,depth=20,seed=0"
 
