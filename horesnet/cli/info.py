@@ -7,15 +7,15 @@
 from __future__ import annotations
 
 import math
-import sys
 
 from .. import __version__
 from ..errors import ConfigError
 from ..models import count_macs, count_params, list_blocks
 from ..models.scale import residual_scale
 from ..nn import get_placement, get_unit, list_placements, list_units
-from ..schemes import SchemeError, get_scheme, list_schemes
+from ..schemes import get_scheme, list_schemes
 from ..training.config import model_from_config
+from .command import run_command
 from .compose import compose
 from .info_multistep import multistep_line, multistep_lines
 
@@ -163,19 +163,10 @@ def model_report(cfg) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from .help import print_help, wants_help
+    return run_command("info", argv, _info)
 
-    if wants_help(argv):
-        return print_help("info", argv)
-    try:
-        cfg = compose("info", argv)
-        if cfg.list is not None:
-            print(LISTS[cfg.list]())
-            return 0
-        print(model_report(cfg))
-        return 0
-    except (ConfigError, SchemeError) as err:
-        print(f"horesnet.info: error: {err}", file=sys.stderr)
-        return 2
 
+def _info(argv: list[str]) -> int:
+    cfg = compose("info", argv)
+    print(LISTS[cfg.list]() if cfg.list is not None else model_report(cfg))
+    return 0
