@@ -19,8 +19,16 @@ from .models import (
     to_torchvision_state_dict,
 )
 from .models.factory import get_family, list_families, register_family, unregister_family
-from .nn import get_placement, get_unit, list_placements, list_units, register_placement, register_unit
-from .nn.placements import unregister_placement
+from .nn import (
+    get_placement,
+    get_unit,
+    list_placements,
+    list_units,
+    register_placement,
+    register_unit,
+    unregister_placement,
+    unregister_unit,
+)
 from .registry import Registry, RegistryError, registries
 from .schemes import Multistep, Tableau, get_scheme, list_schemes, register_scheme, unregister_scheme
 
@@ -48,4 +56,5 @@ __all__ = [
     "load_torchvision_state_dict", "plan_layout", "register_dataset", "register_family", "register_placement",
     "register_scheme", "register_study", "register_unit", "registries", "to_torchvision_state_dict",
     "unregister_dataset", "unregister_family", "unregister_placement", "unregister_scheme", "unregister_study",
+    "unregister_unit",
 ]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PLUGIN_HINT, ConfigError, check_choice
+from ..errors import PLUGIN_HINT, ConfigError
+from ..registry import Registry
 from .norms import make_norm
 from .placements import get_placement
 
@@ -82,7 +83,8 @@ class UnitType:
         return unit
 
 
-_UNITS: dict[str, UnitType] = {}
+#: every unit type by name (horesnet.registry): horesnet.nn locks the built-ins once it has registered them
+UNITS: Registry[UnitType] = Registry("unit", sort=False, hint=PLUGIN_HINT)
 
 
 def register_unit(name: str, factory: UnitFactory, convs: int, expansion: int = 1,
@@ -92,25 +94,26 @@ def register_unit(name: str, factory: UnitFactory, convs: int, expansion: int = 
     """Register a unit type; ``unit=<name>`` then builds it under every scheme (``block=rk4 unit=<name>``).
     ``placements``: the placements it implements (a plugin's unit declaring none: ``original`` only);
     ``zero_init_last``/``responses``: whether it provides those methods (checked when a unit is built)."""
-    if not (isinstance(name, str) and name.isidentifier()):
-        raise ConfigError(f"unit name {name!r} must be a Python identifier.")
+    UNITS.check_new(name, overwrite=overwrite)
     for key, value in (("convs", convs), ("expansion", expansion)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"unit {name!r}: {key} must be a positive integer, got {value!r}.")
-    if name in _UNITS and not overwrite:
-        raise ConfigError(f"unit {name!r} is already registered (overwrite=True replaces it).")
-    _UNITS[name] = UnitType(name, factory, convs, expansion, cost, description,
-                            tuple(placements) if placements is not None else None, zero_init_last, responses)
-    return _UNITS[name]
+    return UNITS.register(name, UnitType(name, factory, convs, expansion, cost, description,
+                                         tuple(placements) if placements is not None else None, zero_init_last,
+                                         responses), overwrite=overwrite)
 
 
 def get_unit(name: str) -> UnitType:
-    check_choice("unit", name, _UNITS, PLUGIN_HINT)
-    return _UNITS[name]
+    return UNITS.get(name)
 
 
 def list_units() -> list[str]:
-    return list(_UNITS)
+    return UNITS.names()
+
+
+def unregister_unit(name: str) -> UnitType:
+    """Remove a user-registered unit type (built-ins cannot be removed); return it."""
+    return UNITS.unregister(name)
 
 
 def make_unit(name: str, in_channels: int, out_channels: int, stride: int = 1, **options) -> nn.Module:
