@@ -24,7 +24,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from horesnet.comparison.stats import Difference, format_difference, format_mean_std, welch  # noqa: E402
-from horesnet.comparison.table import compare, differences, json_safe, mean_std  # noqa: E402
+from horesnet.comparison.table import compare, differences, mean_std  # noqa: E402
+from horesnet.files import json_safe, load_tensors  # noqa: E402
+from horesnet.runs import Summary, analysis_dir, find_runs, last_checkpoint, metrics_path, summary_path  # noqa: E402
 
 RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
 
@@ -32,9 +34,9 @@ RUN_NAME = re.compile(r"^(?P<variant>.+)-d(?P<depth>\d+)-s(?P<seed>\d+)$")
 def finished_runs(pool: Path) -> dict[tuple[str, int], dict[int, Path]]:
     """{(variant, depth): {seed: run folder}} for every run in the pool that wrote summary.json."""
     runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
-    for summary in sorted(pool.glob("*/summary.json")):
+    for summary in find_runs([pool]):
         m = RUN_NAME.match(summary.parent.name)
-        if m and json.loads(summary.read_text()).get("status") == "finished":
+        if m and summary.parent.parent == pool and Summary.load(summary).status == "finished":
             runs[(m["variant"], int(m["depth"]))][int(m["seed"])] = summary.parent
     return runs
 
@@ -42,7 +44,7 @@ def finished_runs(pool: Path) -> dict[tuple[str, int], dict[int, Path]]:
 def epoch_curves(run: Path) -> dict[str, list[float]]:
     """Per-epoch training error (augmented batches, train mode) and validation error, in %, from metrics.csv."""
     train, val = {}, {}
-    with open(run / "metrics.csv") as f:
+    with open(metrics_path(run)) as f:
         for row in csv.DictReader(f):
             if row.get("epoch") in (None, ""):
                 continue
@@ -66,12 +68,12 @@ def band(ax, curves: list[list[float]], label: str, style: str = "-", color=None
 
 
 def final(run: Path) -> dict:
-    s = json.loads((run / "summary.json").read_text())
+    s = Summary.load(summary_path(run))
     curves = epoch_curves(run)
-    return {"test_error": 100 * (1 - s["test"]["test/acc1"]), "val_error": 100 * (1 - s["val"]["val/acc1"]),
+    return {"test_error": 100 * (1 - s.test["test/acc1"]), "val_error": 100 * (1 - s.val["val/acc1"]),
             "train_error": curves["train_error"][-1], "train_error_epoch1": curves["train_error"][0],
-            "params": s["model"]["params"],
-            "wall_time_s": s["wall_time_s"]}
+            "params": s.model["params"],
+            "wall_time_s": s.wall_time_s}
 
 
 def write_json(path: Path, obj) -> None:
@@ -166,7 +168,7 @@ def ho_comparison(pool: Path, out: Path) -> None:
             continue
         dout = out / f"d{depth}"
         rows, _, _ = compare([str(p) for seeds in present.values() for p in seeds.values()], out=str(dout))
-        acc = {v: [100 * json.loads((p / "summary.json").read_text())["test"]["test/acc1"]
+        acc = {v: [100 * Summary.load(summary_path(p)).test["test/acc1"]
                    for _, p in sorted(seeds.items())] for v, seeds in present.items()}
         key = f"depth {depth}"
         summary[key] = {   # every difference is a − b = the named variant − the one after "vs_"
@@ -208,13 +210,11 @@ def training_error_differences(present: dict[str, dict[int, Path]]) -> dict:
 
 def learned_steps(seeds: dict[int, Path]) -> dict:
     """The step h each RK4 block learned (initialised to 1.0), per seed, read from checkpoints/last.ckpt."""
-    import torch
-
     steps = {}
     for seed, run in seeds.items():
-        ckpt = run / "checkpoints" / "last.ckpt"
+        ckpt = last_checkpoint(run)
         if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]  # our own run
+            state = load_tensors(ckpt, "checkpoint")["state_dict"]
             steps[seed] = {k.removeprefix("model."): round(float(v), 4) for k, v in state.items()
                            if k.endswith(".step") and v.numel() == 1}
     return steps
@@ -225,7 +225,7 @@ def robustness_table(present: dict[str, dict[int, Path]], out: Path, summary: di
     table: dict[str, dict[float, list[tuple[float, float]]]] = {}
     for variant, seeds in present.items():
         for run in seeds.values():
-            path = run / "analysis" / "robustness.csv"
+            path = analysis_dir(run) / "robustness.csv"
             if not path.is_file():
                 continue
             with open(path) as f:

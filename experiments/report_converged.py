@@ -10,7 +10,6 @@ Differences are ``horesnet.comparison.stats.welch`` over seeds: difference of th
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from report import convergence_plot, degradation, epoch_curves, final, finished_
 
 from horesnet.comparison.stats import Difference, format_difference, format_mean_std, welch
 from horesnet.comparison.table import compare, mean_std
+from horesnet.errors import ConfigError
+from horesnet.runs import Summary, last_checkpoint, metrics_path, summary_path
 
 DEPTHS = (56, 32)
 PLANNED_SEEDS = 3  # seeds 0-2 of every arm (phase 5 adds seeds 3 and 4 to some)
@@ -61,17 +62,17 @@ def finals(seeds: dict[int, Path]) -> list[dict]:
 def cpus(run: Path) -> list[str]:
     """The CPU model(s) a run trained on (``summary.json``'s ``cpus``, several when it was resumed on another CPU);
     ``["not recorded"]`` for runs finished before the CPU was recorded."""
-    s = json.loads((run / "summary.json").read_text())
-    return list(s.get("cpus") or ([s["cpu"]] if s.get("cpu") else ["not recorded"]))
+    s = Summary.load(summary_path(run))
+    return list(s.cpus or ([s.cpu] if s.cpu else ["not recorded"]))
 
 
 def run_rows(seeds: dict[int, Path]) -> list[dict]:
     """One row per finished run of an arm: seed, CPU(s), training throughput, wall time."""
     rows = []
     for seed, run in sorted(seeds.items()):
-        s = json.loads((run / "summary.json").read_text())
-        rows.append({"run": run.name, "seed": seed, "cpus": cpus(run), "images_per_sec": s.get("images_per_sec"),
-                     "wall_time_s": s.get("wall_time_s")})
+        s = Summary.load(summary_path(run))
+        rows.append({"run": run.name, "seed": seed, "cpus": cpus(run), "images_per_sec": s.images_per_sec,
+                     "wall_time_s": s.wall_time_s})
     return rows
 
 
@@ -152,13 +153,19 @@ def markdown(summary: dict) -> str:
 def in_progress(pool: Path) -> list[dict]:
     """Runs with a checkpoint and no finished summary: name and epochs done so far."""
     rows = []
-    for ckpt in sorted(pool.glob("*/checkpoints/last.ckpt")):
-        run = ckpt.parent.parent
-        if (run / "summary.json").is_file() and '"finished"' in (run / "summary.json").read_text():
+    for run in sorted(p for p in pool.glob("*") if last_checkpoint(p).is_file()):
+        if _finished(run):
             continue
         rows.append({"run": run.name, "epochs_done": len(epoch_curves(run)["train_error"])
-                     if (run / "metrics.csv").is_file() else 0})
+                     if metrics_path(run).is_file() else 0})
     return rows
+
+
+def _finished(run: Path) -> bool:
+    try:
+        return Summary.load(summary_path(run)).status == "finished"
+    except ConfigError:  # no summary yet (or an unreadable one)
+        return False
 
 
 def report(pool: Path, out: Path) -> None:
@@ -172,9 +179,9 @@ def report(pool: Path, out: Path) -> None:
         degradation(pool, out / "degradation")
     if ("euler-full", 20) in runs:
         run = next(iter(runs[("euler-full", 20)].values()))
-        s = json.loads((run / "summary.json").read_text())
-        summary["full_split"] = {"test_accuracy": s["test"]["test/acc1"], "seed": s["config"].get("seed", 0),
-                                 "epochs": len(epoch_curves(run)["train_error"]), "wall_time_s": s["wall_time_s"],
+        s = Summary.load(summary_path(run))
+        summary["full_split"] = {"test_accuracy": s.test["test/acc1"], "seed": s.config.get("seed", 0),
+                                 "epochs": len(epoch_curves(run)["train_error"]), "wall_time_s": s.wall_time_s,
                                  "published": PUBLISHED}
     write_json(out / "converged.json", summary)
     (out / "converged.md").write_text(markdown(summary))

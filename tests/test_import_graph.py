@@ -88,7 +88,7 @@ ENTRIES = {"horesnet.fit", "horesnet.info", "horesnet.analyze", "horesnet.compar
 # The layers, bottom to top; a module may import its own layer and the ones below, never one above.
 LAYERS = [
     ("horesnet.errors", "horesnet.spec", "horesnet.plugin_errors", "horesnet.plugins", "horesnet.configs",
-     "horesnet.registry"),
+     "horesnet.registry", "horesnet.files", "horesnet.runs"),
     ("horesnet.schemes",),
     ("horesnet.nn",),
     ("horesnet.models",),

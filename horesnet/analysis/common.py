@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..files import json_safe
+
 
 @dataclass
 class EvalData:
@@ -109,8 +111,4 @@ def write_table(records: list[dict], out: Path, name: str) -> tuple[Path, Path]:
 
 def _jsonable(v):
     """NaN/inf become null (strict JSON); anything json cannot hold becomes its string."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if v is None or isinstance(v, bool | int | str):
-        return v
-    return str(v)
+    return json_safe(v) if v is None or isinstance(v, bool | int | float | str) else str(v)

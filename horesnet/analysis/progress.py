@@ -5,11 +5,10 @@ checkpoint it was computed from, so that an interrupted ``study=all`` resumes wi
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ..files import write_json_atomic
 from .common import EvalData
 
 MANIFEST = "analysis.json"
@@ -73,7 +72,4 @@ def finished(manifest: dict, out: Path, study: str, tables, key: dict) -> bool:
 def record(out: Path, manifest: dict, study: str, key: dict, tables: list[str], seconds: float) -> None:
     """Add a finished study to the manifest (written atomically: an interruption never leaves half a file)."""
     manifest["studies"][study] = {"key": key, "tables": tables, "seconds": round(seconds, 2)}
-    fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2, default=str)
-    os.replace(tmp, out / MANIFEST)
+    write_json_atomic(out / MANIFEST, manifest, indent=2)

@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .. import analysis as A
+from .. import runs
 from ..analysis import progress
 from ..analysis.registry import Study, get_study, list_studies
 from ..errors import PLUGIN_HINT, ConfigError, check_choice, check_writable
@@ -30,9 +31,7 @@ def load_trained(ckpt: str):
     from ..models.config import complete
     from ..training.checkpoint import check_checkpoint
 
-    path = Path(ckpt).expanduser()
-    if path.is_dir():  # a run folder: its last checkpoint
-        path = path / "checkpoints" / "last.ckpt"
+    path = runs.checkpoint_at(Path(ckpt).expanduser())  # a run folder: its last checkpoint
     if not path.is_file():
         raise ConfigError(f"ckpt={ckpt!r}: no such file; give a checkpoint written by horesnet.fit "
                           "(<run folder>/checkpoints/last.ckpt or best.ckpt).")
@@ -49,8 +48,7 @@ def load_trained(ckpt: str):
     except Exception as err:  # noqa: BLE001 -- a damaged checkpoint can fail in many ways
         raise ConfigError(f"{path} could not be loaded as a horesnet model ({type(err).__name__}: "
                           f"{str(err)[:300]}).") from None
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return model.eval(), dict(hp.get("data") or {}), run_dir, model_cfg
+    return model.eval(), dict(hp.get("data") or {}), runs.run_folder_of(path), model_cfg
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,7 +134,7 @@ def analyze(cfg, given: dict | None = None) -> Path:
         title = f"{model.config['block']}-{model.layout.depth}"
         if model.config.get("shortcut") == "plain":
             title = f"plain-{model.layout.depth}"
-        out = Path(cfg.out) if cfg.out else run_dir / "analysis"
+        out = Path(cfg.out) if cfg.out else runs.analysis_dir(run_dir)
     else:
         if any(s.needs_checkpoint for s in studies):
             alone = [f"study={s}" for s in list_studies() if not get_study(s).needs_checkpoint]
@@ -210,8 +208,7 @@ def _fingerprint(ckpt) -> dict | None:
     """The checkpoint a study was computed from: its path, size and modification time."""
     if not ckpt:
         return None
-    path = Path(ckpt).expanduser()
-    path = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    path = runs.checkpoint_at(Path(ckpt).expanduser())
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import stat
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runs import SUMMARY, check_version, find_runs
 
 
 def load_runs(paths: list[str]) -> list[dict]:
@@ -21,26 +21,19 @@ def load_runs(paths: list[str]) -> list[dict]:
         if path.exists() and not path.is_dir() and not path.is_file():
             raise ConfigError(f"{p!r} is neither a folder nor a regular file (a FIFO or device?); give run folders "
                               "or multirun roots that hold summary.json.")
-        files = [path] if path.is_file() else sorted(f for f in path.rglob("summary.json") if _regular(f))
-        for f in files:
+        for f in find_runs([path]):
             try:
                 s = json.loads(f.read_text())
             except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
-                raise ConfigError(f"{f} is not a readable summary.json ({err}).") from None
+                raise ConfigError(f"{f} is not a readable {SUMMARY} ({err}).") from None
+            if isinstance(s, dict):
+                check_version(s, f)  # a newer horesnet's record: refused by its version, before its fields
             check_summary(s, f)
             s["_dir"] = str(f.parent)
             runs.append(s)
     if not runs:
         raise ConfigError(f"no finished runs (summary.json) under {', '.join(paths)}.")
     return runs
-
-
-def _regular(f: Path) -> bool:
-    """A regular file (never open a FIFO or a device named summary.json: reading it could block forever)."""
-    try:
-        return stat.S_ISREG(f.stat().st_mode)
-    except OSError:
-        return False
 
 
 SUMMARY_FIELDS = {"status": str, "config": dict, "model": dict}

@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import ConfigError, check_writable
+from ..files import json_safe
 from .plot import plot
 from .stats import ALPHA, LEVEL, MIN_SEEDS, format_mean_std, format_p, holm, mean_std, welch
 from .summaries import check_summary, load_runs  # noqa: F401 -- check_summary is part of compare's API
@@ -196,17 +197,6 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
     if wandb:
         _log_wandb(rows, pairs, out_dir, wandb_project, runs)
     return rows, problems, out_dir
-
-
-def json_safe(obj):
-    """NaN and ±inf (a spread or test that does not exist) become null: strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _log_wandb(rows, pairs, out_dir: Path, project: str, runs: list[dict]) -> None:

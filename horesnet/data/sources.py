@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import atomic_open
 
 ENV_ROOT = "HORESNET_DATA"
 
@@ -41,17 +41,13 @@ def download(url: str, dest: Path, expected_md5, timeout: float = 20.0) -> Path:
     ones, or None), then rename. Raises DataError offline or on a checksum mismatch; never leaves a partial file."""
     accepted = {expected_md5} if isinstance(expected_md5, str) else set(expected_md5 or ())
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+    try:  # <name>.<random>.part, renamed onto dest only once it is complete and verified
+        with atomic_open(dest, "wb", suffix=".part") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
-        if accepted and md5(Path(tmp)) not in accepted:
-            raise DataError(f"downloaded {url} but its md5 is not {' or '.join(sorted(accepted))}; "
-                            "the download is corrupt.")
-        os.replace(tmp, dest)
+            out.flush()
+            if accepted and md5(Path(out.name)) not in accepted:
+                raise DataError(f"downloaded {url} but its md5 is not {' or '.join(sorted(accepted))}; "
+                                "the download is corrupt.")
         return dest
     except OSError as err:
         raise DataError(f"could not download {url}: {err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

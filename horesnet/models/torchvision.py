@@ -16,7 +16,6 @@ file is read with ``torch.load(weights_only=True)``: tensors and plain container
 
 from __future__ import annotations
 
-import pickle
 import re
 import sys
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..files import load_tensors
 from ..nn.multistep import MultistepBlock
 from ..nn.shortcuts import ProjectionShortcut
 
@@ -33,24 +33,6 @@ _UNIT_KEY = re.compile(r"^layer(\d+)\.(\d+)\.(conv|bn)(\d+)\.(.+)$")
 _DOWN_KEY = re.compile(r"^layer(\d+)\.(\d+)\.downsample\.([01])\.(.+)$")
 _STEM = {"conv1": "stem.0", "bn1": "stem.1"}
 OPTIONAL = ("num_batches_tracked",)  # torchvision's older files predate this buffer
-
-
-def read_state_dict(path, what: str = "weights file") -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU; an unreadable file or one holding anything but tensors and
-    plain containers (a pickle payload) is a ConfigError naming the file."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} does not exist (give the path of a .pth/.pt/.ckpt file).")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        lines = str(err).strip().splitlines()
-        why = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0] if lines else "")
-        raise ConfigError(f"{path} was refused: it holds something other than tensors and plain containers "
-                          f"({why.strip()[:200]}). horesnet reads weights with weights_only=True and never runs "
-                          "code from a file.") from None
-    except Exception as err:  # noqa: BLE001 -- truncated zips, wrong formats, permissions ...
-        raise ConfigError(f"{path} is not a readable {what} ({type(err).__name__}: {err}).") from None
 
 
 def _unwrap(state_dict) -> dict:
@@ -121,7 +103,7 @@ def load_torchvision_state_dict(model: nn.Module, state_dict, head: bool = True)
     classifier (for a different number of classes). Anything that does not match -- depth, variant, a key, a
     shape -- is a ConfigError naming it; ``model`` is only changed when everything matches. Returns ``model``."""
     if isinstance(state_dict, str | Path):
-        state_dict = read_state_dict(state_dict)
+        state_dict = load_tensors(state_dict)
     given = _unwrap(state_dict)
     cfg = model.config
     theirs, ours = _units_per_stage(given), list(model.layout.units_per_stage)
@@ -171,7 +153,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     prefixed with the key and the path. A classifier for another number of classes (ImageNet's 1000 against the
     data's) is left out: the network keeps its fresh head, as when fine-tuning, and says so."""
     try:
-        given = _unwrap(read_state_dict(path))
+        given = _unwrap(load_tensors(path))
         fc = given.get("fc.weight")
         head = fc is None or fc.shape[0] == model.num_classes
         if not head:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from .. import runs
 from ..errors import ConfigError
+from ..files import TMP_SUFFIX, atomic_open, load_tensors
 from ..models.config import complete
-from ..models.torchvision import read_state_dict
 from .divergence import DivergedError, non_finite_tensor
-
-TMP_SUFFIX = ".tmp"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -29,16 +26,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                                 f"(the last finite {Path(path).name} is kept).")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TMP_SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(path, "wb") as f:  # <name>.<random>.tmp, fsynced, then renamed onto path
+            torch.save(checkpoint, f)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return load_checkpoint(Path(path))
@@ -46,7 +35,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def clean_orphans(run_dir: Path) -> list[Path]:
     """Delete the temporary files a killed checkpoint write left in ``run_dir/checkpoints``; return them."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = runs.checkpoints_dir(run_dir)
     orphans = sorted(folder.glob(f"*.ckpt.*{TMP_SUFFIX}")) if folder.is_dir() else []
     for p in orphans:
         p.unlink(missing_ok=True)
@@ -56,7 +45,7 @@ def clean_orphans(run_dir: Path) -> list[Path]:
 def load_checkpoint(path: Path) -> dict:
     """``torch.load(path, weights_only=True)`` on CPU: tensors and plain containers only, so a crafted file can
     never run code. Any failure (unreadable, truncated, or an object outside that allowlist) is a ConfigError."""
-    return read_state_dict(path, "checkpoint")
+    return load_tensors(path, "checkpoint")
 
 
 class StopAfterEpoch(pl.Callback):
@@ -76,11 +65,9 @@ def resume_checkpoint(resume, run_dir: Path) -> Path | None:
     if resume in (None, False, "", "null"):
         return None
     if resume == "auto":
-        last = run_dir / "checkpoints" / "last.ckpt"
+        last = runs.last_checkpoint(run_dir)
         return last if last.is_file() else None
-    path = Path(str(resume)).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
+    path = runs.checkpoint_at(Path(str(resume)).expanduser())
     if not path.is_file():
         raise ConfigError(f"resume={resume!r}: no checkpoint at {path}; give a .ckpt file, a run folder holding "
                           "checkpoints/last.ckpt, or resume=auto.")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from .. import runs
+
 HANDLED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 ARGV: list[str] | None = None  # the user's command line (set by horesnet.fit.main): the continue command's base
 log = logging.getLogger("horesnet.fit")
@@ -117,7 +119,7 @@ def continue_command(run_dir: Path) -> str:
 
 def interrupted_text(err: Interrupted, run_dir: Path) -> str:
     """What the console says when a run is interrupted: the signal, what was saved, the continue command."""
-    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    last = runs.last_checkpoint(run_dir)
     if err.saved:
         kept = f"saved a resumable checkpoint {last} ({err.position})"
     elif err.position:

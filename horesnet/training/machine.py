@@ -4,14 +4,12 @@ run resumed on another CPU says so in its ``summary.json`` (speeds differ severa
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
-CPUS_FILE = "cpus.json"  # one record per start of the run (fresh or resumed), kept next to summary.json
-
+from .. import runs
+from ..files import write_json_atomic
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -59,7 +57,7 @@ def bf16_warning(precision: str, device_type: str) -> str | None:
 def record_cpu(run_dir: Path) -> dict:
     """Append this start's CPU to ``run_dir/cpus.json``; return ``{cpu, cpus, cpu_changed}`` for the summary:
     the CPU now, every distinct CPU the run trained on (in order), and whether there was more than one."""
-    path = Path(run_dir) / CPUS_FILE
+    path = runs.cpus_path(run_dir)  # one record per start of the run (fresh or resumed)
     try:
         starts = json.loads(path.read_text()) if path.is_file() else []
         starts = starts if isinstance(starts, list) else []
@@ -68,9 +66,6 @@ def record_cpu(run_dir: Path) -> dict:
     now = cpu_model()
     path.parent.mkdir(parents=True, exist_ok=True)
     starts.append({"cpu": now, "started": datetime.now().isoformat(timespec="seconds")})
-    fd, tmp = tempfile.mkstemp(prefix=CPUS_FILE + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(starts, f, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(path, starts, indent=1)
     cpus = list(dict.fromkeys(s.get("cpu") for s in starts if isinstance(s, dict) and s.get("cpu")))
     return {"cpu": now, "cpus": cpus, "cpu_changed": len(cpus) > 1}

@@ -4,9 +4,10 @@ rows of the earlier slices are put back in front (and kept in ``metrics.earlier.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
+
+from .. import runs
+from ..files import atomic_open
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -37,19 +38,17 @@ def merge_metrics(earlier: list[dict], now: list[dict]) -> list[dict]:
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    fd, tmp = tempfile.mkstemp(prefix="metrics.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def earlier_metrics(run_dir: Path) -> list[dict]:
     """The rows logged before this resume. The CSV logger starts ``metrics.csv`` afresh, so they are also kept in
     ``metrics.earlier.csv`` until the resumed run has put them back: a resumed run that is killed loses nothing."""
-    kept = run_dir / "metrics.earlier.csv"
-    earlier = merge_metrics(read_metrics(kept), read_metrics(run_dir / "metrics.csv"))
+    kept = runs.earlier_metrics_path(run_dir)
+    earlier = merge_metrics(read_metrics(kept), read_metrics(runs.metrics_path(run_dir)))
     if earlier:
         write_metrics(kept, earlier)
     return earlier
@@ -62,4 +61,4 @@ def prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
     for lg in trainer.loggers:
         lg.save()
     write_metrics(path, merge_metrics(earlier, read_metrics(path)))
-    (path.parent / "metrics.earlier.csv").unlink(missing_ok=True)
+    runs.earlier_metrics_path(path.parent).unlink(missing_ok=True)

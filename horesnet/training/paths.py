@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, check_writable
 
-NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits (a name in a folder, a whole path), in bytes
+NAME_MAX = 255  # Linux's limit on a name in a folder, in bytes (check_writable checks it too, without ``names``)
 
 
 def hydra_value(argv: list[str], key: str) -> str | None:
@@ -23,7 +23,8 @@ def hydra_value(argv: list[str], key: str) -> str | None:
 
 def check_path(option: str, folder: str, names: dict[str, str] | None = None) -> None:
     """Refuse a folder whose path is too long for the file system or runs into a file; ``names`` maps a component
-    to the option that made it (``name=``), so that the message names what to shorten."""
+    to the option that made it (``name=``), so that the message names what to shorten. The whole path's length, a
+    file in the way and writability are ``check_writable``'s."""
     path = Path(folder).expanduser().absolute()
     for part in path.parts:
         size = len(os.fsencode(part))
@@ -33,16 +34,6 @@ def check_path(option: str, folder: str, names: dict[str, str] | None = None) ->
             raise ConfigError(f"{given} makes a folder name of {size} bytes ({part[:40]!r}...), more than the "
                               f"{NAME_MAX} bytes a file system allows in one name; valid: names of at most "
                               f"{NAME_MAX} bytes. Give a shorter one.")
-    size = len(os.fsencode(str(path)))
-    if size > PATH_MAX:
-        raise ConfigError(f"{option}={str(folder)[:60]!r}... is a path of {size} bytes, more than the {PATH_MAX} "
-                          f"a path may have; valid: a path of at most {PATH_MAX} bytes. Give a shorter one.")
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{option}={str(folder)!r} cannot be made: {probe} is an existing file, not a folder. "
-                          "Give a folder (an existing one or a new path).")
     check_writable(option, folder)
 
 

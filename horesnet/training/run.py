@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-from .. import __version__
+from .. import __version__, runs
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
 from ..models.torchvision import load_weights
@@ -46,13 +43,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _val_metrics(metrics) -> dict[str, float]:
@@ -106,14 +96,15 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         console.quiet_wandb(lg)  # before the W&B run starts
     wandb_run = loggers[1].experiment if len(loggers) > 1 else None  # started now: its id goes into summary.json
     best_metric, best_mode = monitor(data_cfg)  # val/acc1 (max); val/bpc (min) for language modelling
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=best_metric, mode=best_mode,
-                                 save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+    checkpoint = ModelCheckpoint(dirpath=runs.checkpoints_dir(run_dir), filename=runs.BEST, monitor=best_metric,
+                                 mode=best_mode, save_top_k=1, auto_insert_metric_name=False,
+                                 enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=runs.checkpoints_dir(run_dir), filename=runs.LAST, monitor=None, save_top_k=1,
                            enable_version_counter=False)  # rewritten after every epoch
     # our one bar for the whole run (Lightning's own bars are off: per-epoch ETA, no validation accuracy)
     callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step"),
                  RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True))),
-                 Resumable(run_dir / "checkpoints" / "last.ckpt", cfg.trainer.get("checkpoint_every_n_steps"))]
+                 Resumable(runs.last_checkpoint(run_dir), cfg.trainer.get("checkpoint_every_n_steps"))]
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
     trainer_cfg = trainer_kwargs(cfg)
@@ -143,11 +134,11 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         except DivergedError as err:
             summary = {"status": "diverged", "error": str(err), **base, "epochs_done": trainer.current_epoch,
                        "train_time_s": module.train_time_s, "wall_time_s": module.wall_time_s,
-                       "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt")
-                       if (run_dir / "checkpoints" / "last.ckpt").is_file() else None}
-            _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
+                       "last_checkpoint": str(runs.last_checkpoint(run_dir))
+                       if runs.last_checkpoint(run_dir).is_file() else None}
+            _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
             if trainer.is_global_zero:
-                write_json_atomic(run_dir / "summary.json", summary)
+                runs.write_summary(run_dir, summary)
                 for lg in loggers[1:]:
                     lg.experiment.summary.update({"status": "diverged"})
             raise
@@ -161,16 +152,16 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         summary["val"] = val
         summary["is_global_zero"] = trainer.is_global_zero
         if not finished:
-            _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
+            _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
             summary["wall_time_s"] = module.wall_time_s
-            write_json_atomic(run_dir / "progress.json", summary)
+            runs.write_progress(run_dir, summary)
             return summary
         test = trainer.test(module, datamodule=data, verbose=False)
         summary["test"] = {k: float(v) for k, v in (test[0] if test else {}).items()}
         summary["wall_time_s"] = module.wall_time_s
-        _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
+        _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
         if trainer.is_global_zero:
-            write_json_atomic(run_dir / "summary.json", summary)
+            runs.write_summary(run_dir, summary)
             final = {f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()}
             for lg in loggers[1:]:
                 lg.experiment.summary.update(final)
@@ -184,7 +175,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
     finally:
         for lg in loggers[1:]:
             try:
-                write_offline_files(lg.experiment, run_dir / "metrics.csv")
+                write_offline_files(lg.experiment, runs.metrics_path(run_dir))
                 lg.experiment.finish()
             except Exception:  # noqa: BLE001 -- never let logging teardown hide the real outcome
                 pass
@@ -205,7 +196,7 @@ def _resume_line(resume, ckpt: Path | None, saved: dict | None, run_dir: Path, m
 def _interrupted(err: Interrupted, trainer, module, base: dict, run_dir: Path, earlier: list[dict]) -> None:
     """A signal stopped the run: write ``progress.json`` (status ``interrupted``), keep the metrics, re-raise with
     the position of the checkpoint the run continues from."""
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = runs.last_checkpoint(run_dir)
     if err.saved:
         err.position = midepoch.describe(midepoch.position(trainer), trainer.current_epoch, trainer.global_step,
                                          trainer.max_epochs)
@@ -220,9 +211,9 @@ def _interrupted(err: Interrupted, trainer, module, base: dict, run_dir: Path, e
     if trainer.is_global_zero:
         for lg in trainer.loggers:
             lg.save()  # Lightning finalises its loggers only when training ends
-    _prepend_metrics(run_dir / "metrics.csv", earlier, trainer)
+    _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
     if trainer.is_global_zero:
-        write_json_atomic(run_dir / "progress.json", summary)
+        runs.write_progress(run_dir, summary)
     raise err
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from .. import runs
+
 
 def run_dir_resolver(resume, base: str) -> str:
     """Hydra resolver for ``hydra.run.dir``: a new timestamped folder under ``base``, or, for ``resume=auto``,
@@ -15,10 +17,9 @@ def run_dir_resolver(resume, base: str) -> str:
     if resume in (None, "", "null"):
         return fresh
     if resume == "auto":
-        runs = sorted(p for p in Path(base).glob("*") if (p / "checkpoints" / "last.ckpt").is_file()
-                      and not (p / "summary.json").is_file())
-        return str(runs[-1]) if runs else fresh
+        unfinished = sorted(p for p in Path(base).glob("*") if runs.unfinished(p))
+        return str(unfinished[-1]) if unfinished else fresh
     path = Path(str(resume)).expanduser()
     if path.is_file():
-        return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+        return str(runs.run_folder_of(path))
     return str(path)

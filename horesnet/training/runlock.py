@@ -19,9 +19,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .. import runs
 from ..errors import ConfigError
 
-LOCK_NAME = "fit.lock"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
 
@@ -72,7 +72,7 @@ def alive(holder: dict) -> bool | None:
 def _set_aside(path: Path, holder: dict | None) -> None:
     """Remove a stale lock without removing a fresh one that another starter made in the meantime: move it aside
     (atomic), and put it back if it is no longer the stale one."""
-    aside = path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
+    aside = path.with_name(f"{runs.LOCK}.stale.{os.getpid()}")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
@@ -105,7 +105,7 @@ def acquire(run_dir: Path) -> Path:
     """Create ``run_dir`` (if needed) and its lock; ConfigError (exit status 2) if a live process holds it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_NAME
+    path = runs.lock_path(run_dir)
     for _ in range(50):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

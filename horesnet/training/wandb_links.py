@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .. import runs
+from ..errors import ConfigError
 from ..models.config import MODEL_KEYS
 
 
@@ -40,10 +42,10 @@ def training_link(run_dir) -> dict:
     if run_dir is None:
         return {}
     run_dir = Path(run_dir)
-    for name in ("summary.json", "progress.json"):
+    for path in (runs.summary_path(run_dir), runs.progress_path(run_dir)):
         try:
-            recorded = json.loads((run_dir / name).read_text()).get("wandb") or {}
-        except (OSError, ValueError, AttributeError):
+            recorded = runs.Summary.load(path).wandb or {}
+        except (ConfigError, AttributeError):  # absent, unreadable, not a record, or a newer record's version
             continue
         if recorded:
             return {**recorded, "group": recorded.get("group") or run_dir.name}
