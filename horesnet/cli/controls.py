@@ -14,27 +14,22 @@ import sys
 from pathlib import Path
 
 from ..comparison.variants import CONTROL_RESET, SCALE_TOLERANCE, control_overrides, control_step
-from ..models import build_model
-from ..models.scale import residual_scale
-from ..training.config import model_kwargs
-from .compose import compose
-from .preflight import expand_overrides
+from .preflight import Member
 
 
-def control_sweeps(argv: list[str]) -> list[list[str]]:
-    """The override lists (each a ``-m`` sweep over the members' seeds) of the Euler controls the sweep lacks."""
-    members = expand_overrides(argv)
+def control_sweeps(members: list[Member]) -> list[list[str]]:
+    """The override lists (each a ``-m`` sweep over the members' seeds) of the Euler controls the checked sweep
+    ``members`` lacks (their configs and residual scales are the checks' own: nothing is composed or built again)."""
     present, wanted = set(), {}
-    for overrides in members:
-        cfg = compose("fit", overrides)
-        rest = tuple(o for o in overrides if o.partition("=")[0].lstrip("+~") not in CONTROL_RESET)
+    for member in members:
+        cfg = member.cfg
+        rest = tuple(o for o in member.overrides if o.partition("=")[0].lstrip("+~") not in CONTROL_RESET)
         present.add((rest, cfg.block, float(cfg.step), cfg.inner, bool(cfg.tied)))
-        if not cfg.scale_controls or cfg.block == "ode" or cfg.get("layout") == "macaron":  # no such control
+        if member.scale is None or cfg.get("layout") == "macaron":  # no such control
             continue
-        scale = residual_scale(build_model(model_kwargs(cfg)))["mean"]
-        if abs(scale - 1.0) <= SCALE_TOLERANCE:
+        if abs(member.scale - 1.0) <= SCALE_TOLERANCE:
             continue
-        step = control_step(scale)
+        step = control_step(member.scale)
         wanted.setdefault((rest, step), set()).add(int(cfg.seed))
     sweeps = []
     for (rest, step), seeds in wanted.items():

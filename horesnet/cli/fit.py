@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -26,6 +27,7 @@ from ..plugins import load_plugins, plugins_from_argv
 from ..training import console, interrupt, runlock
 from ..training.interrupt import Interrupted
 from ..training.rundir import run_dir_resolver
+from .command import error
 
 log = console.log
 
@@ -34,14 +36,21 @@ if not OmegaConf.has_resolver("horesnet_run_dir"):
     OmegaConf.register_new_resolver("horesnet_run_dir", run_dir_resolver, use_cache=True)
 
 
-_DONE: list[str] = []  # run folders finished by this command
-_SWEEP: list[str] = []  # the sweep folder (with -m)
-_NEW_RUN_DIR: Path | None = None  # the single run's folder, when this command is the one creating it
-_LOCK: Path | None = None  # the single run's fit.lock, held from the checks until the process ends
+@dataclass
+class FitCommand:
+    """One ``fit`` command from its checks to its end: the command line Hydra gets (made canonical, the checked run
+    folder pinned), what the checks found, and what the training jobs report back."""
+
+    argv: list[str]
+    new_run_dir: Path | None = None  # the single run's folder, when this command is the one creating it
+    lock: Path | None = None  # the single run's fit.lock, held from the checks until the process ends
+    controls: list[list[str]] = field(default_factory=list)  # scale_controls: the Euler control sweeps to run after
+    sweep_dir: str | None = None  # with -m: the sweep folder
+    done: list[str] = field(default_factory=list)  # run folders finished by this command
 
 
 def _fail(err: Exception, status: int = 2) -> None:
-    print(f"horesnet.fit: error: {err}", file=sys.stderr)
+    error("fit", err)
     sys.exit(status)
 
 
@@ -53,123 +62,133 @@ def _fail_if_plugin(err: BaseException, what: str) -> None:
     _fail(plugin_error(f"plugin code run while {what}", err, file))
 
 
-@hydra.main(config_path="../configs", config_name="fit", version_base="1.3")
-def _hydra_main(cfg) -> None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+def _job(command: FitCommand):
+    """The Hydra task of this command: train one composed config into its run folder (each sweep member too)."""
 
-    from ..training.divergence import DivergedError
-    from ..training.run import report, run_fit, sweep_group
+    @hydra.main(config_path="../configs", config_name="fit", version_base="1.3")
+    def train(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-    console.install()  # Hydra has just configured this job's logging: Lightning's records go through it
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    member_lock = None
-    if hc.mode == RunMode.MULTIRUN:
-        _SWEEP.append(hc.sweep.dir)
-        if runlock.writer_process():  # a sweep member's folder: locked once Hydra has made it
-            try:
-                member_lock = runlock.acquire(run_dir)
-            except ConfigError as err:
-                _fail(err)
+        from ..training.divergence import DivergedError
+        from ..training.run import report, run_fit, sweep_group
+
+        console.install()  # Hydra has just configured this job's logging: Lightning's records go through it
+        hc = HydraConfig.get()
+        run_dir = Path(hc.runtime.output_dir)
+        member_lock = None
+        if hc.mode == RunMode.MULTIRUN:
+            command.sweep_dir = hc.sweep.dir
+            if runlock.writer_process():  # a sweep member's folder: locked once Hydra has made it
+                try:
+                    member_lock = runlock.acquire(run_dir)
+                except ConfigError as err:
+                    _fail(err)
+        try:
+            summary = run_fit(cfg, run_dir, sweep_group())
+        except ConfigError as err:  # found only once the data is read (a corrupt file): no half-made run folder
+            if command.new_run_dir and run_dir.resolve() == command.new_run_dir:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            _fail(err)
+        except DivergedError as err:  # summary.json says status "diverged"; exit status 3 tells scripts
+            _fail(err, 3)
+        except Interrupted as err:  # progress.json says status "interrupted"; 130 (SIGINT), 143 (SIGTERM), ...
+            log.warning(interrupt.interrupted_text(err, run_dir))
+            sys.exit(err.status)
+        except CAUGHT as err:  # plugin code that raised or called sys.exit in training: not "finished"
+            _fail_if_plugin(err, "training")
+        finally:
+            runlock.release(member_lock)
+        if summary.get("is_global_zero", True):
+            log.info(report(summary))
+            command.done.append(summary["run_dir"])
+
+    return train
+
+
+def _run_hydra(task, argv: list[str]) -> None:
+    """``@hydra.main`` reads its command line from ``sys.argv``: hand it the checked one for this call only."""
+    saved = list(sys.argv)
+    sys.argv[1:] = argv
     try:
-        summary = run_fit(cfg, run_dir, sweep_group())
-    except ConfigError as err:  # found only once the data is read (a corrupt file): leave no half-made run folder
-        if _NEW_RUN_DIR and run_dir.resolve() == _NEW_RUN_DIR:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        _fail(err)
-    except DivergedError as err:  # summary.json says status "diverged"; exit status 3 tells scripts
-        _fail(err, 3)
-    except Interrupted as err:  # progress.json says status "interrupted"; 130 (SIGINT), 143 (SIGTERM), ...
-        log.warning(interrupt.interrupted_text(err, run_dir))
-        sys.exit(err.status)
-    except CAUGHT as err:  # plugin code that raised or called sys.exit in training: not "finished", not "diverged"
-        _fail_if_plugin(err, "training")
+        task()
     finally:
-        runlock.release(member_lock)
-    if summary.get("is_global_zero", True):
-        log.info(report(summary))
-        _DONE.append(summary["run_dir"])
+        sys.argv[:] = saved
 
 
 def main() -> None:
     interrupt.install()  # from now on SIGINT/SIGTERM/SIGUSR1/SIGUSR2 end the command with 128 + the signal
+    command = FitCommand(argv=sys.argv[1:])
     try:
-        _main()
+        _main(command)
     except Interrupted as err:  # outside training (start-up, the checks): nothing unsaved
         print(f"horesnet.fit: interrupted by {err.name} before training started; nothing was trained.",
               file=sys.stderr, flush=True)
         sys.exit(err.status)
     finally:
-        runlock.release(_LOCK)
+        runlock.release(command.lock)
 
 
-def _main() -> None:
-    argv = sys.argv[1:]
-    interrupt.ARGV = list(argv)  # the base of the continue command printed when a run is interrupted
+def _main(command: FitCommand) -> None:
+    interrupt.ARGV = list(command.argv)  # the base of the continue command printed when a run is interrupted
     from .help import print_help, wants_help
 
-    if wants_help(argv):  # ours, with the registries' choices (Hydra's own: --hydra-help)
-        sys.exit(print_help("fit", argv))
+    if wants_help(command.argv):  # ours, with the registries' choices (Hydra's own: --hydra-help)
+        sys.exit(print_help("fit", command.argv))
     from .argv import normalise
 
-    argv = sys.argv[1:] = normalise("fit", argv)  # resume=PATH of a sweep member, as the shell gives it
+    command.argv = normalise("fit", command.argv)  # resume=PATH of a sweep member, as the shell gives it
     console.install()  # third-party warnings of the checks below stay off the console
     try:
-        load_plugins(plugins_from_argv(argv))  # registered datasets are config-group choices for Hydra too
+        load_plugins(plugins_from_argv(command.argv))  # registered datasets are config-group choices for Hydra too
     except ConfigError as err:
         _fail(err)
-    if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
-        global _NEW_RUN_DIR, _LOCK
-        from .preflight import preflight
-
-        try:
-            run_dirs = preflight("fit", argv)
-        except ConfigError as err:
-            _fail(err)
-        except CAUGHT as err:  # a plugin's dataset, scheme or placement failed (sys.exit too): a plugin error
-            _fail_if_plugin(err, "checking the command line")
-        if len(run_dirs) == 1 and run_dirs[0]:
-            if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
-                sys.argv.append(f"hydra.run.dir='{run_dirs[0]}'")  # the very folder the checks were made for
-            if not Path(run_dirs[0]).exists():
-                _NEW_RUN_DIR = Path(run_dirs[0]).resolve()
-            if runlock.writer_process():
-                try:  # before Hydra writes .hydra/ and fit.log there: a refused run touches no file of the folder
-                    _LOCK = runlock.acquire(Path(run_dirs[0]))
-                except ConfigError as err:
-                    _fail(err)
-        controls, sweep_dir = _plan_controls(argv)
-    else:
-        controls, sweep_dir = [], None
-    _hydra_main()
-    if _SWEEP and _DONE:
-        print(f"horesnet.fit: sweep finished: {len(_DONE)} run(s) in {_SWEEP[0]}\n"
-              f"  compare them: python -m horesnet.compare {_SWEEP[0]}", flush=True)
-    if controls:
+    if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in command.argv):
+        _check(command)
+    _run_hydra(_job(command), command.argv)
+    if command.sweep_dir and command.done:
+        print(f"horesnet.fit: sweep finished: {len(command.done)} run(s) in {command.sweep_dir}\n"
+              f"  compare them: python -m horesnet.compare {command.sweep_dir}", flush=True)
+    if command.controls:
         from .controls import run_controls
 
-        sys.exit(run_controls(controls, sweep_dir))
+        sys.exit(run_controls(command.controls, command.sweep_dir))
 
 
-def _plan_controls(argv: list[str]) -> tuple[list[list[str]], str | None]:
-    """With ``-m ... scale_controls=true``: the Euler control sweeps to run after this sweep (checked now, before
-    anything is written), and the sweep folder they share with it (pinned on the command line)."""
+def _check(command: FitCommand) -> None:
+    """The whole command line checked before anything is written (:func:`preflight`); a single run's folder pinned
+    on the command line and locked; with ``-m ... scale_controls=true`` the control sweeps planned and checked."""
     from ..training.paths import hydra_value
     from .controls import control_sweeps
     from .preflight import preflight
 
-    if not any(a in ("-m", "--multirun") for a in argv) or not any(a.startswith("scale_controls=") for a in argv):
-        return [], None
+    argv = command.argv
     try:
-        controls = control_sweeps(argv)
-        for overrides in controls:
+        members = preflight("fit", argv)
+    except ConfigError as err:
+        _fail(err)
+    except CAUGHT as err:  # a plugin's dataset, scheme or placement failed (sys.exit too): a plugin error
+        _fail_if_plugin(err, "checking the command line")
+    run_dirs = [m.run_dir for m in members]
+    if len(run_dirs) == 1 and run_dirs[0]:
+        if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
+            command.argv = [*argv, f"hydra.run.dir='{run_dirs[0]}'"]  # the very folder the checks were made for
+        if not Path(run_dirs[0]).exists():
+            command.new_run_dir = Path(run_dirs[0]).resolve()
+        if runlock.writer_process():
+            try:  # before Hydra writes .hydra/ and fit.log there: a refused run touches no file of the folder
+                command.lock = runlock.acquire(Path(run_dirs[0]))
+            except ConfigError as err:
+                _fail(err)
+    if not any(a in ("-m", "--multirun") for a in argv) or not any(a.startswith("scale_controls=") for a in argv):
+        return
+    try:
+        command.controls = control_sweeps(members)
+        for overrides in command.controls:
             preflight("fit", ["-m", *overrides])
     except ConfigError as err:
         _fail(err)
-    sweep_dir = hydra_value(argv, "hydra.sweep.dir")
-    if controls and sweep_dir is None:
-        sweep_dir = time.strftime("multirun/%Y-%m-%d_%H-%M-%S")
-        sys.argv.append(f"hydra.sweep.dir={sweep_dir}")
-    return controls, sweep_dir
-
+    command.sweep_dir = hydra_value(argv, "hydra.sweep.dir")
+    if command.controls and command.sweep_dir is None:
+        command.sweep_dir = time.strftime("multirun/%Y-%m-%d_%H-%M-%S")
+        command.argv = [*command.argv, f"hydra.sweep.dir={command.sweep_dir}"]

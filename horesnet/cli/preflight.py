@@ -8,13 +8,15 @@ import inspect
 import io
 import itertools
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..data.sequences import check_task
 from ..errors import ConfigError, check_writable
 from ..models import build_model, plan_layout
+from ..models.scale import residual_scale
 from ..models.torchvision import load_weights
 from ..training.config import model_kwargs, plain, trainer_kwargs
 from .compose import compose
@@ -48,8 +50,9 @@ def expand_overrides(argv: list[str], max_members: int = 256) -> list[list[str]]
     return members[:max_members]
 
 
-def check_config(cfg, run_dir: str | None = None) -> None:
-    """Everything a run needs, checked before its folder exists (the schema was checked when composing)."""
+def check_config(cfg, run_dir: str | None = None) -> float | None:
+    """Everything a run needs, checked before its folder exists (the schema was checked when composing). Returns
+    the network's residual scale when ``scale_controls`` asks for its matched control (the network is built once)."""
     model_cfg = model_kwargs(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     trainer_cfg = trainer_kwargs(cfg)
@@ -76,6 +79,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
     elif cfg.get("grad_checkpointing_stages") is not None:  # an option that would silently do nothing
         raise ConfigError(f"grad_checkpointing_stages={plain(cfg.grad_checkpointing_stages)} needs "
                           "grad_checkpointing=true (valid: add grad_checkpointing=true, or drop the stages).")
+    scales = residual_scale(model) if cfg.get("scale_controls") and cfg.block != "ode" else None
     del model
     from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
     from ..training.checkpoint import check_resume_compatible, resume_checkpoint
@@ -97,6 +101,7 @@ def check_config(cfg, run_dir: str | None = None) -> None:
         ckpt = resume_checkpoint(cfg.resume, Path(run_dir))
         if ckpt:
             check_resume_compatible(ckpt, model_cfg, OmegaConf.to_container(cfg.optim, resolve=True), data)
+    return scales["mean"] if scales else None
 
 
 def check_no_op_options(cfg, trainer_cfg: dict) -> None:
@@ -170,22 +175,34 @@ def run_dir_of(cfg, argv: list[str]) -> str:
     return run_dir_resolver(cfg.resume, f"outputs/{cfg.data.name}/{cfg.name}")
 
 
-def preflight(config_name: str, argv: list[str]) -> list[str | None]:
-    """Compose and check every member; return each member's run folder (None for sweep members)."""
-    members = expand_overrides(argv)
+@dataclass(frozen=True)
+class Member:
+    """One checked member of a command line (the only one without ``-m``): its overrides, its composed config, its
+    run folder (None for a sweep member: Hydra names it) and, with ``scale_controls``, its residual scale."""
+
+    overrides: list[str]
+    cfg: DictConfig
+    run_dir: str | None
+    scale: float | None
+
+
+def preflight(config_name: str, argv: list[str]) -> list[Member]:
+    """Compose and check every member once, before anything is written; the checked members."""
+    overrides = expand_overrides(argv)
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    configs = [compose(config_name, overrides) for overrides in members]  # every key's type and range first
+    configs = [compose(config_name, o) for o in overrides]  # every key's type and range first
     run_dirs = [None if multirun else run_dir_of(cfg, argv) for cfg in configs]
     from ..training.paths import check_path, check_sweep_paths
 
-    for cfg, run_dir in zip(configs, run_dirs, strict=True):
+    members = []
+    for o, cfg, run_dir in zip(overrides, configs, run_dirs, strict=True):
         if not multirun and cfg.get("scale_controls"):
             raise ConfigError("scale_controls=true adds the matched Euler controls to a sweep; a single run (no -m) "
                               "has none to add. Valid: scale_controls=false, or sweep with -m (python -m "
                               "horesnet.fit -m ... scale_controls=true).")
         if run_dir is not None:  # its name's length, a file in its way (before the model is built)
             check_path("hydra.run.dir", run_dir, {str(cfg.name): "name"})
-        check_config(cfg, run_dir)
+        members.append(Member(o, cfg, run_dir, check_config(cfg, run_dir)))
     if multirun:
-        check_sweep_paths(argv, members)
-    return run_dirs
+        check_sweep_paths(argv, overrides)
+    return members

@@ -190,9 +190,14 @@ def cifar_depth(unit: str, n: int) -> int:
 def _nearest_cifar(depth, unit, block, inner, entry, strict) -> str:
     """The valid depths just below and above ``depth`` (searched in a window of units around it, any size)."""
     centre = max(1, (depth - 2) // (3 * get_unit(unit).convs)) if isinstance(depth, int) else 1
-    span = 2 * units_per_block(block, inner) + 2  # valid depths recur at least every block of units
+    s = units_per_block(block, inner)
+    span = 2 * s + 2  # valid depths recur at least every block of units
+
+    def representative(n: int) -> int:  # above 3s + 2 units a stage's validity depends on n mod s only
+        return n if n <= 3 * s + 2 else 2 * s + 2 + (n - 2 * s - 2) % s
+
     ok = [cifar_depth(unit, n) for n in range(max(1, centre - span), centre + span + 1)
-          if _valid(_plan("cifar", unit, (n,) * 3, block, inner, entry, strict, 0), strict)]
+          if _valid(_plan("cifar", unit, (representative(n),) * 3, block, inner, entry, strict, 0), strict)]
     below = [d for d in ok if d < depth][-1:]
     above = [d for d in ok if d > depth][:2 if not below else 1]
     return ", ".join(str(d) for d in below + above)
