@@ -138,18 +138,19 @@ NON_NEGATIVE = Spec("real", low=0)
 
 
 # ------------------------------------------------------------------------ options that registrations add
-_EXTENSIONS: dict[str, dict[str, dict[str, Spec]]] = {}  # command -> owner -> {key: spec}
+_EXTENSIONS: dict[str, dict[str, dict[str, Option]]] = {}  # command -> owner -> {key: option}
 
 
-def extend(command: str, owner: str, specs: dict[str, Spec]) -> None:
+def extend(command: str, owner: str, options: dict[str, Option | Spec]) -> None:
     """Declare the keys that a registration (``owner``: e.g. ``"dataset my_data"``, ``"study lesion"``) adds to the
     command line of ``command`` (``fit``, ``analyze``, ``info``), replacing what ``owner`` declared before. A key
     another owner declares with a different spec is refused (ValueError)."""
-    for key, spec in specs.items():
+    options = {key: o if isinstance(o, Option) else Option(IN_CONFIG, o) for key, o in options.items()}
+    for key, option in options.items():
         for other, theirs in _EXTENSIONS.get(command, {}).items():
-            if other != owner and key in theirs and theirs[key] != spec:
-                raise ValueError(f"option {key!r} is already declared by {other} as {theirs[key].describe()}")
-    _EXTENSIONS.setdefault(command, {})[owner] = dict(specs)
+            if other != owner and key in theirs and theirs[key].spec != option.spec:
+                raise ValueError(f"option {key!r} is already declared by {other} as {theirs[key].spec.describe()}")
+    _EXTENSIONS.setdefault(command, {})[owner] = options
 
 
 def retract(command: str, owner: str) -> None:
@@ -157,6 +158,11 @@ def retract(command: str, owner: str) -> None:
     _EXTENSIONS.get(command, {}).pop(owner, None)
 
 
+def extension_options(command: str) -> dict[str, Option]:
+    """Every key the registrations add to ``command``, as declared."""
+    return {key: option for options in _EXTENSIONS.get(command, {}).values() for key, option in options.items()}
+
+
 def extensions(command: str) -> dict[str, Spec]:
     """Every key the registrations add to ``command``, with its spec."""
-    return {key: spec for specs in _EXTENSIONS.get(command, {}).values() for key, spec in specs.items()}
+    return specs_of(extension_options(command))

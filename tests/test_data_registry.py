@@ -16,7 +16,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from horesnet.cli.compose import _config_groups, compose
-from horesnet.cli.schema import Spec
 from horesnet.data import (
     ArrayDataModule,
     DataError,
@@ -30,6 +29,7 @@ from horesnet.data import (
     register_dataset,
 )
 from horesnet.errors import ConfigError
+from horesnet.spec import Option, Spec
 
 from ._data_helpers import _fake_urlopen, _files
 
@@ -105,13 +105,14 @@ def _load_nothing(root, download, verify, options):
 @pytest.mark.parametrize("kwargs, words", [
     ({"name": "cifar10"}, ["built in"]),
     ({"name": "My-Data"}, ["invalid dataset name", "'My-Data'"]),
-    ({"name": "reg_a", "defaults": {"shift": 0}}, ["data.shift", "spec"]),
-    ({"name": "reg_b", "options_schema": {"data.shift": Spec("int")}}, ["data.shift", "spec"]),
+    ({"name": "reg_a", "defaults": {"shift": 0}}, ["'shift'", "options=", "Option(default, Spec"]),
+    ({"name": "reg_b", "options": {"data.shift": Spec("int")}}, ["data.shift", "Option(default"]),
+    ({"name": "reg_b2", "options": {"data.batch_size": Option(4, Spec("int"))}}, ["data.batch_size", "common"]),
+    ({"name": "reg_b3", "options": {"data.shift": Option(-1, Spec("int", low=0))}}, ["data.shift=-1"]),
     ({"name": "reg_c", "facts": DatasetFacts(3, 10, 100), "defaults": {"channels": 1}}, ["channels=1", "3"]),
     ({"name": "reg_d", "facts": lambda data: DatasetFacts(3, 10, 100)}, ["channels and num_classes"]),
     ({"name": "reg_e", "description": "two\nlines"}, ["one-line description"]),
-    ({"name": "reg_f", "defaults": {"synthetic": {"image_size": 8}},
-      "options_schema": {"data.synthetic.image_size": Spec("int", low=1)}},
+    ({"name": "reg_f", "options": {"data.synthetic.image_size": Option(8, Spec("int", low=1))}},
      ["already declared by dataset 'synthetic'"]),
 ])
 def test_bad_registrations_are_refused(kwargs, words):

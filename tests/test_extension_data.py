@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from horesnet.cli.schema import Spec
 from horesnet.data import DatasetFacts, register_dataset
+from horesnet.spec import Option, Spec
 
 if __package__:  # pytest (tests.test_extension_data); as a plugin file, only the registrations run
     from ._cli_helpers import cli_env, run_cli
@@ -47,8 +47,8 @@ def load_my_data(root: Path, download: bool, verify: bool, options: dict):
 register_dataset(
     "my_data", load_my_data, DatasetFacts(CHANNELS, CLASSES, N_TRAIN),
     description="Toy bands: 2-channel 16x16 images of 3 classes (a test of the plugin path)",
-    defaults={"val_size": 24, "batch_size": 32, "eval_batch_size": 64, "shift": 0},
-    options_schema={"data.shift": Spec("int", low=0, high=7)})
+    defaults={"val_size": 24, "batch_size": 32, "eval_batch_size": 64},
+    options={"data.shift": Option(0, Spec("int", low=0, high=7), "pixels the bands are rolled by")})
 
 
 def test_the_real_cli_trains_on_the_plugin_dataset(tmp_path):

@@ -124,5 +124,6 @@ def test_compare_flags_momentum_and_names_its_matched_euler_control(tmp_path):
 def test_scale_controls_trains_the_euler_control_of_a_momentum_sweep():
     argv = ["-m", "block=momentum", "reversible=true", "placement=full_preact", "depth=20", "width=0.25",
             "data=synthetic", "seed=0,1", "scale_controls=true"]
-    assert control_sweeps(preflight("fit", argv)) == [["block=euler", "step=0.43", "placement=full_preact", "depth=20", "width=0.25",
-                                     "data=synthetic", "seed=0,1", "scale_controls=false"]]
+    assert control_sweeps(preflight("fit", argv)) == [[
+        "block=euler", "step=0.43", "placement=full_preact", "depth=20", "width=0.25", "data=synthetic", "seed=0,1",
+        "scale_controls=false"]]

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..models.config import model_specs
 from ..registry import Registry
-from ..spec import BOOL, OPT_POSITIVE_INT, POSITIVE_INT, TEXT, Spec, extend, retract
+from ..spec import BOOL, IN_CONFIG, OPT_POSITIVE_INT, POSITIVE_INT, TEXT, Option, Spec, extend, retract
 
 #: Name of the ConfigStore node holding every registered option's default (listed in ``configs/analyze.yaml``).
 OPTIONS_NODE = "analyze_studies"
@@ -37,32 +37,29 @@ def _datasets():
 
 # The keys of python -m horesnet.analyze itself; every registered study adds its own options (lesion's
 # ``granularity``, robustness's ``sigmas``, ...) with ``extend`` when it registers (docs/extending_studies.md).
-ANALYZE_COMMAND = {
-    "ckpt": Spec("text", nullable=True),
-    "study": TEXT,
-    "split": Spec("choice", choices=("test", "val")),
-    "data_name": Spec("choice", choices=_datasets, nullable=True),
-    "data_root": Spec("text", nullable=True),
-    "limit": OPT_POSITIVE_INT,
-    "batch_size": POSITIVE_INT,
-    "out": Spec("text", nullable=True),
-    "device": TEXT,
-    "wandb": Spec("choice", choices=("auto", "online", "offline", "disabled")),
-    "fresh": BOOL,
-    "plugins": Spec("texts"),
+ANALYZE_COMMAND = {  # defaults: horesnet/configs/analyze.yaml
+    "ckpt": Option(IN_CONFIG, Spec("text", nullable=True),
+                   "a checkpoint or run folder of horesnet.fit (a sweep member folder as the shell gives it: no "
+                   "quoting needed)"),
+    "study": Option(IN_CONFIG, TEXT, "one study, a list study=[lesion,paths] or study=lesion,paths, or all"),
+    "split": Option(IN_CONFIG, Spec("choice", choices=("test", "val")), "the split evaluated"),
+    "data_name": Option(IN_CONFIG, Spec("choice", choices=_datasets, nullable=True),
+                        "the dataset (null: the checkpoint's own)"),
+    "data_root": Option(IN_CONFIG, Spec("text", nullable=True), "its folder (null: the checkpoint's own)"),
+    "limit": Option(IN_CONFIG, OPT_POSITIVE_INT, "images evaluated (null: the whole split)"),
+    "batch_size": Option(IN_CONFIG, POSITIVE_INT, "evaluation batch size"),
+    "out": Option(IN_CONFIG, Spec("text", nullable=True), "output folder (null: <run folder>/analysis)"),
+    "device": Option(IN_CONFIG, TEXT, "auto | cpu | cuda"),
+    "wandb": Option(IN_CONFIG, Spec("choice", choices=("auto", "online", "offline", "disabled")),
+                    "auto: offline without an API key"),
+    "fresh": Option(IN_CONFIG, BOOL, "redo studies already written to the output folder (false: keep them, run "
+                                     "the rest)"),
+    "plugins": Option(IN_CONFIG, Spec("texts"), "modules or .py files that register studies, units, datasets or "
+                                                "schemes (docs/extending.md)"),
 }
 
 PlotFn = Callable[[list, Path, str], Path]
 ComputeFn = Callable[[Any, Any, Mapping[str, Any]], "dict[str, list[dict]]"]
-
-
-@dataclass(frozen=True)
-class Option:
-    """One command-line option of a study: its default and the schema spec its values must satisfy."""
-
-    default: Any
-    spec: Spec
-    help: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ def _declare_options(name: str, old: Study | None, new: Study | None) -> None:
     if new is None:
         retract("analyze", f"study {name!r}")
     else:
-        extend("analyze", f"study {name!r}", {key: option.spec for key, option in new.options.items()})
+        extend("analyze", f"study {name!r}", dict(new.options))
     _store_defaults()
 
 

@@ -180,22 +180,22 @@ def info_help() -> str:
     ])
 
 
-def analyze_help() -> str:
-    from ..analysis.registry import STUDIES
+def analyze_help(argv: list[str] = ()) -> str:
+    from omegaconf import OmegaConf
 
+    from ..analysis.registry import ANALYZE_COMMAND, STUDIES
+    from ..errors import ConfigError
+    from .compose import compose
+
+    try:
+        defaults = OmegaConf.to_container(compose("analyze", [a for a in argv if a.startswith("plugins=")]))
+    except ConfigError:
+        defaults = {}
     options = {}
     for study in STUDIES.values():
         for key, opt in study.options.items():
             options.setdefault(key, (opt, []))[1].append(study.name)
-    rows = [("ckpt=", "a checkpoint or run folder of horesnet.fit (a sweep member folder as the shell gives it: "
-                      "no quoting needed)"),
-            ("study=", "one study, a list study=[lesion,paths] or study=lesion,paths, or all (default)"),
-            ("split=", "test (default) | val"),
-            ("limit=", "images evaluated; default 2000 (null: the whole split)"),
-            ("out=", "output folder; default <run folder>/analysis"),
-            ("fresh=true", "redo studies already written to the output folder (default: keep them, run the rest)"),
-            ("device=", "auto (default) | cpu | cuda"),
-            ("wandb=", "auto (default; offline without an API key) | online | offline | disabled")]
+    rows = [_row(key, option, defaults.get(key, option.default)) for key, option in ANALYZE_COMMAND.items()]
     rows += [(f"{key}=", f"{opt.help}; default {_yaml(opt.default)} (study {', '.join(names)})")
              for key, (opt, names) in options.items()]
     return "\n".join([
@@ -256,5 +256,5 @@ def print_help(command: str, argv: list[str]) -> int:
     except ConfigError as err:
         print(f"horesnet.{command}: error: {err}", file=sys.stderr)
         return 2
-    print(fit_help(argv) if command == "fit" else TEXTS[command]())
+    print(fit_help(argv) if command == "fit" else analyze_help(argv) if command == "analyze" else TEXTS[command]())
     return 0

@@ -81,8 +81,30 @@ def studies_table() -> str:
     return _table([("study", "", "description"), *rows])
 
 
-LISTS = {"schemes": lambda: schemes_table(), "blocks": lambda: "\n".join(list_blocks()),
-         "units": lambda: units_table(), "placements": lambda: placements_table(), "studies": lambda: studies_table()}
+# kinds with a table of their own properties; every other registry is listed by registry_table
+TABLES = {"schemes": schemes_table, "blocks": lambda: "\n".join(list_blocks()), "units": units_table,
+          "placements": placements_table, "studies": studies_table}
+
+
+def _registries() -> dict:
+    """Every registry (horesnet.registry.registries()) by its plural name: ``info list=<plural>``."""
+    from .. import analysis, data, models  # noqa: F401 -- their registries exist once imported
+    from ..registry import registries
+
+    return {r.plural: r for r in registries()}
+
+
+def registry_table(plural: str) -> str:
+    """Any registry: each name, where it came from (built in, or the plugin file) and its description."""
+    registry = _registries()[plural]
+    builtins = set(registry.builtins())
+    rows = [(name, "built in" if name in builtins else str(registry.origin(name) or "registered"),
+             str(getattr(entry, "description", "") or "")) for name, entry in registry.items()]
+    return _table([(registry.kind, "from", "description"), *rows])
+
+
+def list_table(plural: str) -> str:
+    return TABLES[plural]() if plural in TABLES else registry_table(plural)
 
 
 def _scale_text(model) -> str:
@@ -168,5 +190,5 @@ def main(argv: list[str] | None = None) -> int:
 
 def _info(argv: list[str]) -> int:
     cfg = compose("info", argv)
-    print(LISTS[cfg.list]() if cfg.list is not None else model_report(cfg))
+    print(list_table(cfg.list) if cfg.list is not None else model_report(cfg))
     return 0

@@ -24,12 +24,20 @@ from ..spec import (
     TEXT,
     Option,
     Spec,
-    extensions,
+    extension_options,
     specs_of,
 )
 
 __all__ = ["BOOL", "COUNT", "FREE", "NON_NEGATIVE", "OPT_POSITIVE_INT", "POSITIVE", "POSITIVE_INT", "TEXT", "Spec",
            "OPTIONS", "Option", "flatten", "options_for", "schema_for", "validate", "check_consistency"]
+
+
+def _list_choices():
+    """``info list=``: every registry's plural name (schemes, units, ..., and a plugin's own kinds) and ``blocks``."""
+    from .. import analysis, data, models  # noqa: F401 -- their registries exist once imported
+    from ..registry import registries
+
+    return sorted({r.plural for r in registries()} | {"blocks"})
 
 
 def _datasets():
@@ -150,12 +158,12 @@ FIT = {
 }
 
 # the analyze command's own keys are declared with its study registry (their defaults: configs/analyze.yaml)
-ANALYZE = {**MODEL, **{key: Option(IN_CONFIG, spec) for key, spec in ANALYZE_COMMAND.items()}}
+ANALYZE = {**MODEL, **ANALYZE_COMMAND}
 
 INFO = {
     **MODEL,
-    "list": o(Spec("choice", choices=("schemes", "blocks", "units", "placements", "studies"), nullable=True),
-              "list the registered schemes, blocks, units, placements or studies"),
+    "list": o(Spec("choice", choices=_list_choices, nullable=True),
+              "list a registry instead of describing a network"),
     "image_size": o(Spec("int", low=8, high=4096, nullable=True,
                          hint="(An image of that side is pushed through the network to count its multiply-adds.)"),
                     "side of the image pushed through the network to count multiply-adds (null: the family's)"),
@@ -188,9 +196,9 @@ def flatten(tree: dict, prefix: str = "", schema: dict | None = None) -> dict:
 
 
 def options_for(command: str) -> dict[str, Option]:
-    """Every key of ``command`` as declared (:class:`~horesnet.spec.Option`); the keys registrations add (a
-    registered dataset's or study's own options, :func:`horesnet.spec.extend`) carry their spec only."""
-    return {**OPTIONS[command], **{k: Option(IN_CONFIG, spec) for k, spec in extensions(command).items()}}
+    """Every key of ``command`` as declared (:class:`~horesnet.spec.Option`), with the keys registrations add (a
+    registered dataset's or study's own options, :func:`horesnet.spec.extend`)."""
+    return {**OPTIONS[command], **extension_options(command)}
 
 
 def schema_for(config_name: str) -> dict[str, Spec]:

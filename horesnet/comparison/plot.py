@@ -8,6 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
+from ..runs import metrics_path
 from .stats import LEVEL, format_p
 
 
@@ -44,7 +45,7 @@ def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]
     ax1.legend(fontsize=8, loc="upper left")
     for i, row in enumerate(rows):
         for run_dir in row["runs"]:  # one colour per variant, one line per run
-            curve = _val_curve(Path(run_dir) / "metrics.csv")
+            curve = _val_curve(metrics_path(run_dir))
             if curve:
                 label = row["variant"] if run_dir == row["runs"][0] else None
                 ax2.plot(*zip(*curve, strict=True), alpha=0.7, marker=".", color=f"C{i % 10}", label=label)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from ..models.config import MODEL_KEYS, arch_defaults, complete
+from ..runs import overrides_path
 
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
                "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
@@ -154,7 +154,7 @@ def matched_control(runs: list[dict]) -> tuple[str, str]:
 
 def _recorded_overrides(run: dict) -> list[str] | None:
     """The command-line overrides Hydra recorded for the run (``<run>/.hydra/overrides.yaml``), if readable."""
-    path = Path(run.get("_dir", "")) / ".hydra" / "overrides.yaml"
+    path = overrides_path(run.get("_dir", ""))
     try:
         items = OmegaConf.to_container(OmegaConf.load(path))
     except Exception:  # noqa: BLE001 -- absent or unreadable: fall back to the summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..spec import POSITIVE_INT, Spec
+from ..spec import POSITIVE_INT, Option, Spec
 from . import cifar, idx
 from .registry import DatasetFacts, Download, register_dataset
 from .synthetic import make_synthetic
@@ -51,9 +51,9 @@ _register_idx("mnist", "MNIST (LeCun et al. 1998): 60k/10k grey digits, padded t
 register_dataset(
     "synthetic", _load_synthetic, _synthetic_facts,
     description="Synthetic learnable images (class prototypes + noise): smoke tests and benchmarks, no files",
-    defaults={"channels": 3, "num_classes": 10, "val_size": 128, "batch_size": 32, "eval_batch_size": 128,
-              "synthetic": {"train_size": 640, "test_size": 128, "num_classes": "${..num_classes}",
-                            "channels": "${..channels}", "image_size": 32}},
-    options_schema={"data.synthetic.train_size": POSITIVE_INT, "data.synthetic.test_size": POSITIVE_INT,
-                    "data.synthetic.num_classes": Spec("int", low=2), "data.synthetic.channels": POSITIVE_INT,
-                    "data.synthetic.image_size": Spec("int", low=4)})
+    defaults={"channels": 3, "num_classes": 10, "val_size": 128, "batch_size": 32, "eval_batch_size": 128},
+    options={"data.synthetic.train_size": Option(640, POSITIVE_INT, "training images generated"),
+             "data.synthetic.test_size": Option(128, POSITIVE_INT, "test images generated"),
+             "data.synthetic.num_classes": Option("${..num_classes}", Spec("int", low=2), "classes (data.num_classes)"),
+             "data.synthetic.channels": Option("${..channels}", POSITIVE_INT, "image channels (data.channels)"),
+             "data.synthetic.image_size": Option(32, Spec("int", low=4), "image side in pixels")})

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from ..errors import ConfigError
 from ..registry import Registry
-from ..spec import extend, retract
+from ..spec import Option, extend, retract
 from .sources import DataError, download, md5
 
 CONFIG_GROUP = "data"  # the Hydra config group every registered dataset is an option of
@@ -81,8 +81,9 @@ class Dataset:
     :class:`DatasetFacts` or a function of the data config. ``downloads`` lists the files fetched from the network
     (their hosts are probed before a run); ``present(root)`` says whether the data is on disk (None: the dataset
     needs no files); ``missing(root, why)`` builds the DataError for data that is neither on disk nor downloadable
-    (None: a message naming the files, checksums and URLs). ``options_schema`` maps each ``data.<key>`` of the
-    dataset's own keys to its :class:`horesnet.spec.Spec`."""
+    (None: a message naming the files, checksums and URLs). ``options`` declares the dataset's own keys, each
+    ``data.<key>`` (nested: ``data.synthetic.train_size``) an :class:`horesnet.spec.Option` (default, spec, help);
+    ``defaults`` holds the config node's values beyond the common ones (the own keys' defaults among them)."""
 
     name: str
     load: Loader
@@ -92,7 +93,7 @@ class Dataset:
     present: Callable[[Path], bool] | None = None
     missing: Callable[[Path, str], DataError] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    options_schema: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Option] = field(default_factory=dict)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -128,7 +129,7 @@ def _declare_options(name: str, old: Dataset | None, new: Dataset | None) -> Non
         retract("fit", f"dataset {name!r}")
         return
     try:
-        extend("fit", f"dataset {name!r}", new.options_schema)
+        extend("fit", f"dataset {name!r}", dict(new.options))
     except ValueError as err:
         raise DATASETS.error(f"dataset {name!r}: {err}.") from None
 
@@ -170,16 +171,6 @@ def all_option_keys() -> set[str]:
     return {key for ds in DATASETS.values() for key in ds.option_keys}
 
 
-def _leaves(tree: Mapping, prefix: str) -> set[str]:
-    out = set()
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            out |= _leaves(value, f"{prefix}{key}.")
-        else:
-            out.add(f"{prefix}{key}")
-    return out
-
-
 def _check(ds: Dataset) -> None:
     if not callable(ds.load):
         raise ConfigError(f"dataset {ds.name!r}: load must be a function (root, download, verify, options).")
@@ -196,18 +187,30 @@ def _check(ds: Dataset) -> None:
                               "in its defaults.")
     else:
         raise ConfigError(f"dataset {ds.name!r}: facts must be a DatasetFacts or a function of the data config.")
-    declared = _leaves({k: ds.defaults[k] for k in ds.option_keys}, "data.")
-    specs = set(ds.options_schema)
-    if declared != specs:
-        raise ConfigError(f"dataset {ds.name!r}: every own option needs a schema spec and every spec an option; "
-                          f"options without a spec: {sorted(declared - specs) or 'none'}; specs without an option: "
-                          f"{sorted(specs - declared) or 'none'}.")
+    for key, option in ds.options.items():
+        if not key.startswith("data.") or key.split(".")[1] in COMMON_DEFAULTS:
+            raise ConfigError(f"dataset {ds.name!r}: option {key!r} must be a key of its own, 'data.<key>' (not one "
+                              f"of the common keys {', '.join(COMMON_DEFAULTS)}: change those with defaults=).")
+        if not (isinstance(option.default, str) and option.default.startswith("${")):  # an interpolation
+            option.spec.check(key, option.default)
+
+
+def _nested(options: Mapping[str, Option]) -> dict:
+    """``{"data.a.b": Option(1, ...)}`` as the config values ``{"a": {"b": 1}}``."""
+    tree: dict = {}
+    for key, option in options.items():
+        *parents, leaf = key.split(".")[1:]
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = option.default
+    return tree
 
 
 def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[dict], DatasetFacts], *,
                      description: str, downloads=(), present: Callable[[Path], bool] | None = None,
                      missing: Callable[[Path, str], DataError] | None = None, defaults: Mapping | None = None,
-                     options_schema: Mapping | None = None, overwrite: bool = False) -> Dataset:
+                     options: Mapping[str, Option] | None = None, overwrite: bool = False) -> Dataset:
     """Register a dataset (see :class:`Dataset`) and its config node ``data=<name>``; return the Dataset.
 
     ``downloads``: :class:`Download` objects (or URL strings). With downloads and no ``present``, the data is
@@ -218,8 +221,17 @@ def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[di
     downloads = tuple(Download(d) if isinstance(d, str) else d for d in downloads)
     if present is None and downloads:
         present = lambda root: all((root / name / d.file).is_file() for d in downloads)
+    own = [k for k in (defaults or {}) if k not in COMMON_DEFAULTS]
+    if own:
+        raise ConfigError(f"dataset {name!r}: defaults= changes the common keys only; declare its own key(s) "
+                          f"{', '.join(map(repr, own))} in options= as {{'data.{own[0]}': Option(default, Spec(...), "
+                          "help)}.")
+    options = dict(options or {})
+    for key, option in options.items():
+        if not isinstance(option, Option):
+            raise ConfigError(f"dataset {name!r}: option {key!r} must be an Option(default, Spec(...), help).")
     ds = Dataset(name=name, load=load, facts=facts, description=description, downloads=downloads, present=present,
-                 missing=missing, defaults=dict(defaults or {}), options_schema=dict(options_schema or {}))
+                 missing=missing, defaults={**(defaults or {}), **_nested(options)}, options=options)
     _check(ds)
     return DATASETS.register(name, ds, overwrite=overwrite)  # its options and config node follow (on_change)
 

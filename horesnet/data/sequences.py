@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..spec import Spec
+from ..spec import Option, Spec
 from . import idx, shakespeare
 from .registry import DatasetFacts, Download, get_dataset, register_dataset
 
@@ -121,8 +121,8 @@ register_sequence_dataset(
     present=lambda root: shakespeare.locate(root) is not None,
     missing=shakespeare.missing_error,
     defaults={"channels": 1, "num_classes": len(shakespeare.VOCAB), "val_size": 0, "batch_size": 32,
-              "eval_batch_size": 256, "augment": False, "flip": False, "seq_len": 64},
-    options_schema={"data.seq_len": Spec("int", low=1)})
+              "eval_batch_size": 256, "augment": False, "flip": False},
+    options={"data.seq_len": Option(64, Spec("int", low=1), "characters per sequence")})
 
 _fm = idx.IDX["fashion_mnist"]
 register_sequence_dataset(

@@ -21,10 +21,11 @@ def _choices(name: str):
     def get():
         from .. import nn as hnn
         from ..schemes import list_schemes
-        from .layout import list_blocks
+        from .layout import CONV_ARCHS, FAMILY_PLANNERS, list_blocks  # FAMILY_PLANNERS: the registered families
 
         return {"unit": hnn.list_units, "placement": hnn.list_placements, "norm": lambda: hnn.NORMS,
-                "ode_method": lambda: hnn.ODE_METHODS, "block": list_blocks, "inner": list_schemes}[name]()
+                "ode_method": lambda: hnn.ODE_METHODS, "block": list_blocks, "inner": list_schemes,
+                "arch": lambda: (*CONV_ARCHS, *FAMILY_PLANNERS)}[name]()
     return get
 
 
@@ -38,7 +39,7 @@ def option(default, spec: Spec, help: str):  # noqa: A002 -- the field's help te
 class ModelConfig:
     """Every option of a network (He et al. 2015/2016 CIFAR and ImageNet families, any registered scheme)."""
 
-    arch: str = option("cifar", Spec("choice", choices=("cifar", "imagenet", "transformer")),
+    arch: str = option("cifar", Spec("choice", choices=_choices("arch"), hint=PLUGIN_HINT),
                        "cifar | imagenet | transformer (docs/transformers.md)")
     depth: int | None = option(56, Spec("int", low=1, nullable=True),
                                "cifar: 6n+2 (basic) / 9n+2 (bottleneck); imagenet: 18/34/50/101/152")

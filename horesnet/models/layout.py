@@ -16,7 +16,8 @@ from ..errors import PLUGIN_HINT, ConfigError, check_choice
 from ..nn.units import get_unit, list_units
 from ..schemes import get_scheme, list_schemes
 
-ARCHS = ("cifar", "imagenet", "transformer")
+CONV_ARCHS = ("cifar", "imagenet")  # the He et al. families planned here; others are registered families
+ARCHS = ("cifar", "imagenet", "transformer")  # the built-in families (horesnet.list_families() adds plugins')
 # families whose layout is planned in their own module, which registers its planner here when the package loads
 # (horesnet/models/__init__.py imports it): this module never imports them, so imports point one way
 FAMILY_PLANNERS: dict = {}
@@ -217,7 +218,7 @@ def plan_layout(
     if arch in FAMILY_PLANNERS:  # transformer: depth counts residual functions (horesnet/models/transformer_layout.py)
         refuse_multistep_transformer(block)
         return FAMILY_PLANNERS[arch](depth, block, "alternate", strict, inner, stages, entry, unit)
-    check_choice("arch", arch, ARCHS)
+    check_choice("arch", arch, (*CONV_ARCHS, *FAMILY_PLANNERS))
     check_choice("block", block, list_blocks())
     check_choice("entry", entry, ENTRIES)
     if inner is not None:
