@@ -172,4 +172,6 @@ def test_help_of_every_entry_point_lists_the_registries(walk):
         assert name in info["stdout"], name
     for name in list_studies():
         assert f"\n  {name} " in analyze["stdout"], name
-    assert "allow_unfair=true" in compare["stdout"] and "usage" not in compare["stderr"]
+    for key in ("out=", "allow_unfair=", "wandb=", "wandb_project="):  # every key of compare's schema
+        assert f"\n  {key}" in compare["stdout"], key
+    assert "usage" not in compare["stderr"]
