@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 from ..runs import metrics_path
+from .metrics import metric_of_rows
 from .stats import LEVEL, format_p
 
 
@@ -20,15 +21,16 @@ def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]
     from ..analysis import style as S
 
     fig, (ax1, ax2) = S.figure(2, width=12, height=4.8)
+    m = metric_of_rows(rows)
     names = [r["variant"] for r in rows]
     diffs = {d["a"]: d for d in reference_diffs}
     for i, r in enumerate(rows):
-        seeds = r["test_acc_seeds"]
+        seeds = r[f"test_{m.name}_seeds"]
         jitter = [(k - (len(seeds) - 1) / 2) * 0.06 for k in range(len(seeds))]
         ax1.scatter([i + j for j in jitter], seeds, s=18, color=f"C{i % 10}", alpha=0.8, zorder=3,
                     label="one seed" if i == 0 else None)
         half = _ci_half(seeds)
-        ax1.errorbar([i + 0.3], [r["test_acc_mean"]], yerr=[[half], [half]] if half == half else None,
+        ax1.errorbar([i + 0.3], [r[f"test_{m.name}_mean"]], yerr=[[half], [half]] if half == half else None,
                      fmt="D", color="k", ms=5, capsize=4, zorder=4, label="mean, 95% CI" if i == 0 else None)
         d = diffs.get(r["variant"])
         note = "reference (Δ = variant − this)" if r.get("reference") else (
@@ -41,7 +43,7 @@ def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]
     low, high = ax1.get_ylim()
     ax1.set_ylim(low - 0.18 * (high - low), high)  # room for the notes under the points
     data = _data_note(groups)
-    S.label(ax1, "variant", "final test accuracy (%)", f"test accuracy per seed, {data}")
+    S.label(ax1, "variant", f"final test {m.title}", f"test {m.title.removesuffix(' (%)')} per seed, {data}")
     ax1.legend(fontsize=8, loc="upper left")
     for i, row in enumerate(rows):
         for run_dir in row["runs"]:  # one colour per variant, one line per run

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, check_writable
 from ..files import json_safe
+from .metrics import ACCURACY, Metric, metric_of, metric_of_rows
 from .plot import plot
 from .stats import ALPHA, LEVEL, MIN_SEEDS, format_mean_std, format_p, holm, mean_std, welch
 from .summaries import check_summary, load_runs  # noqa: F401 -- check_summary is part of compare's API
@@ -41,13 +42,14 @@ from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS
 
 def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
     rows, names, flags, ref = [], labels(groups), variant_flags(groups), reference_key(groups)
+    m = metric_of([r for runs in groups.values() for r in runs])
     for key, runs in groups.items():
         r0 = runs[0]
         per_seed = by_seed(runs)
-        test_seeds = [statistics.fmean(100 * r.get("test", {}).get("test/acc1", float("nan")) for r in rs)
+        test_seeds = [statistics.fmean(m.scale * r.get("test", {}).get(f"test/{m.key}", float("nan")) for r in rs)
                       for rs in per_seed.values()]
         test = mean_std(test_seeds)
-        val = mean_std([statistics.fmean(100 * r.get("val", {}).get("val/acc1", float("nan")) for r in rs)
+        val = mean_std([statistics.fmean(m.scale * r.get("val", {}).get(f"val/{m.key}", float("nan")) for r in rs)
                         for rs in per_seed.values()])
         repeated = {s: len(rs) for s, rs in per_seed.items() if len(rs) > 1}
         notes = [f"{n} runs share seed {s} (averaged: one value per distinct seed)" for s, n in repeated.items()]
@@ -57,11 +59,11 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
             "variant": names[key], "block": r0["config"]["block"], "depth": r0["config"]["depth"],
             "residual_scale": scale_of(r0), "flags": "; ".join([*flags[key], *notes]), "reference": key == ref,
             "units_per_stage": "/".join(map(str, r0["model"]["units_per_stage"])), "params": r0["model"]["params"],
-            "macs": r0["model"].get("macs"), "test_acc_mean": test[0], "test_acc_std": test[1],
-            "val_acc_mean": val[0], "val_acc_std": val[1], "wall_time_s": wall[0], "wall_time_s_std": wall[1],
-            "images_per_sec": ips[0], "images_per_sec_std": ips[1],
+            "macs": r0["model"].get("macs"), f"test_{m.name}_mean": test[0], f"test_{m.name}_std": test[1],
+            f"val_{m.name}_mean": val[0], f"val_{m.name}_std": val[1], "wall_time_s": wall[0],
+            "wall_time_s_std": wall[1], "images_per_sec": ips[0], "images_per_sec_std": ips[1],
             "seeds": len(per_seed), "n_runs": len(runs), "seed_list": list(per_seed),
-            "test_acc_seeds": test_seeds,
+            f"test_{m.name}_seeds": test_seeds,
             "runs": [r["_dir"] for r in runs],
         })
     return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
@@ -83,17 +85,18 @@ def reference_row(rows: list[dict]) -> dict:
 
 
 def differences(rows: list[dict]) -> list[dict]:
-    """Test-accuracy difference a − b (points) for every pair of variants, by ``horesnet.comparison.stats.welch``.
+    """Test-metric difference a − b (accuracy points, or bits per character) for every pair of variants, by
+    ``horesnet.comparison.stats.welch``.
 
     Each variant against the reference comes first (a = the variant, b = the reference); then every other pair in
     table order, a = the later row. Each entry: a, b, reference (b is the reference), and welch's fields.
     """
-    ref = reference_row(rows)
+    ref, seeds = reference_row(rows), f"test_{metric_of_rows(rows).name}_seeds"
     others = [r for r in rows if r is not ref]
     pairs = [(r, ref) for r in others]
     pairs += [(others[j], others[i]) for i in range(len(others)) for j in range(i + 1, len(others))]
     out = [{"a": a["variant"], "b": b["variant"], "reference": b is ref,
-            **welch(a["test_acc_seeds"], b["test_acc_seeds"]).as_dict()} for a, b in pairs]
+            **welch(a[seeds], b[seeds]).as_dict()} for a, b in pairs]
     adjusted = holm([d["p"] for d in out])  # every tested pair is one of a family: Holm–Bonferroni
     for d, p in zip(out, adjusted, strict=True):
         d["p_holm"] = p
@@ -102,11 +105,13 @@ def differences(rows: list[dict]) -> list[dict]:
     return out
 
 
-def differences_markdown(pairs: list[dict]) -> list[str]:
+def differences_markdown(pairs: list[dict], m: Metric = ACCURACY) -> list[str]:
     if not pairs:
         return []
     tested = sum(d["verdict"] != "not tested" for d in pairs)
-    lines = ["", f"Test accuracy differences a − b (points), {100 * LEVEL:.0f}% confidence interval from Welch's t, "
+    what = ("Test accuracy differences a − b (points)" if m is ACCURACY
+            else f"Test {m.title} differences a − b ({m.better})")
+    lines = ["", f"{what}, {100 * LEVEL:.0f}% confidence interval from Welch's t, "
              f"Welch's two-sided p; significant: p < {ALPHA}; not tested: fewer than {MIN_SEEDS} seeds in an arm."]
     if tested > 1:
         lines.append(f"{tested} pairs are tested here: 'p (Holm)' is the Holm–Bonferroni adjusted p over them (it "
@@ -126,20 +131,22 @@ def differences_markdown(pairs: list[dict]) -> list[str]:
 
 
 def markdown(rows: list[dict], problems: list[str]) -> str:
-    head = ("| variant | block | depth | units/stage | residual scale | params | mult-adds | test acc % | val acc % "
-            "| wall s | train img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    m = metric_of_rows(rows)
+    head = (f"| variant | block | depth | units/stage | residual scale | params | mult-adds | test {m.column} | "
+            f"val {m.column} | wall s | train img/s | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         macs = f"{r['macs'] / 1e6:.1f}M" if r["macs"] else "n/a"
         scale = f"{r['residual_scale']:.3f}" if r["residual_scale"] is not None else "n/a"
         lines.append(f"| {r['variant']} | {r['block']} | {r['depth']} | {r['units_per_stage']} | {scale} | "
                      f"{r['params']:,} | "
-                     f"{macs} | {format_mean_std(r['test_acc_mean'], r['test_acc_std'])} | "
-                     f"{format_mean_std(r['val_acc_mean'], r['val_acc_std'])} | "
+                     f"{macs} | {format_mean_std(r[f'test_{m.name}_mean'], r[f'test_{m.name}_std'])} | "
+                     f"{format_mean_std(r[f'val_{m.name}_mean'], r[f'val_{m.name}_std'])} | "
                      f"{_spread(r['wall_time_s'], r['wall_time_s_std'], r['n_runs'])} | "
                      f"{_spread(r['images_per_sec'], r['images_per_sec_std'], r['n_runs'])} | {r['seeds']} |")
     lines.append("")
-    lines.append("Accuracies: mean ± standard deviation over distinct seeds. Wall time and training img/s: mean ± "
+    lines.append(("Accuracies" if m is ACCURACY else f"Bits per character ({m.better})") + ": mean ± standard "
+                 "deviation over distinct seeds. Wall time and training img/s: mean ± "
                  "standard deviation over runs; they depend on the machine and its load while each run trained "
                  "(runs of one sweep share a machine with whatever else ran), so they are not a property of the "
                  "scheme: compare speeds with benchmarks/.")
@@ -148,7 +155,7 @@ def markdown(rows: list[dict], problems: list[str]) -> str:
     flagged = [r for r in rows if r["flags"]]
     lines += [f"- {r['variant']}: {r['flags']}" for r in flagged] or ["- no variant is confounded by residual "
                                                                       "scale, parameters or multiply-adds."]
-    lines += differences_markdown(differences(rows))
+    lines += differences_markdown(differences(rows), m)
     return "\n".join(lines) + "\n"
 
 
@@ -212,13 +219,14 @@ def _log_wandb(rows, pairs, out_dir: Path, project: str, runs: list[dict]) -> No
     run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
                    group=groups.pop() if len(groups) == 1 else None, reinit="create_new",
                    config={"runs": [r["_dir"] for r in runs], "train_run_ids": [link.get("id") for link in links]})
-    cols = [k for k in rows[0] if k not in ("runs", "seed_list", "test_acc_seeds", "n_runs")]
+    m = metric_of_rows(rows)
+    cols = [k for k in rows[0] if k not in ("runs", "seed_list", f"test_{m.name}_seeds", "n_runs")]
     table = wb.Table(columns=cols, data=[[json_safe(r[c]) for c in cols] for r in rows])
     tables = {"comparison": table}
     if pairs:
         tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
                                                     data=[list(json_safe(d).values()) for d in pairs])
-    chart = wb.plot.bar(table, "variant", "test_acc_mean", title="test accuracy (%), mean over seeds")
+    chart = wb.plot.bar(table, "variant", f"test_{m.name}_mean", title=f"test {m.title}, mean over seeds")
     run.log(tables | {"comparison_chart": chart, "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
     write_offline_files(run)
     run.finish()
