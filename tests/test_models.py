@@ -354,16 +354,19 @@ BAD = [
     (dict(block="rk8", depth=56), "rk8", "92"),
     (dict(shortcut="plain", block="rk4"), "rk4", "euler"),
     (dict(tied=True, entry="scheme", block="rk4"), "scheme", "euler"),
-    (dict(width=-1), "-1", "positive"),
+    (dict(width=-1), "width=-1", "> 0"),
     (dict(step=-0.5), "-0.5", ">= 0"),
+    (dict(stem_stride=0), "stem_stride=0", ">= 1"),
+    (dict(in_channels=True), "in_channels=True", "an integer"),
+    (dict(ode_rtol=1e-12, block="ode"), "1e-12", "1e-08"),
     (dict(step=0), "step=0", "learn_step=true"),
     (dict(num_classes=-1), "-1", ">= 0 (0: no classifier)"),  # 0 is timm's headless network
     (dict(num_classes=2.5), "2.5", ">= 0"),
     (dict(global_pool="max"), "max", "'avg', ''"),
     (dict(block="ode", ode_method="foo"), "foo", "dopri5"),
     (dict(stages=[10, 9]), "[10, 9]", "3"),
-    (dict(stages=["a", 9, 9]), "'a'", "positive"),
-    (dict(stages=[9.5, 9, 9]), "9.5", "positive"),  # a fractional unit count must not be truncated silently
+    (dict(stages=["a", 9, 9]), "'a'", "integers each >= 1"),
+    (dict(stages=[9.5, 9, 9]), "9.5", "integers each >= 1"),  # a fractional unit count must not be truncated silently
 ]
 
 

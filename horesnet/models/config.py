@@ -135,6 +135,15 @@ def model_specs() -> dict[str, Spec]:
     return {name: option.spec for name, option in model_options().items()}
 
 
+def check_options(options: dict) -> None:
+    """Every option of a network against its declared spec: the one check of their types and ranges (the command
+    lines run the same specs when they compose). ``num_classes`` is checked with the head (0: timm's headless
+    network, which the command lines never build)."""
+    for name, option in model_options().items():
+        if name != "num_classes":
+            option.spec.check(name, options[name])
+
+
 def complete(options: dict) -> dict:
     """``options`` with every model option it leaves out at its default (an older checkpoint or summary lacks
     options added since); an unknown key is a ConfigError naming the valid ones."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError
 from ..nn import (
-    NORMS,
-    ODE_METHODS,
     DropPath,
     NestedUnit,
     ODEBlock,
@@ -26,7 +23,7 @@ from ..registry import Registry
 from ..schemes import get_scheme, warn_flagged
 from . import multistep
 from .budget import check_fits, estimate
-from .config import ModelConfig, complete
+from .config import ModelConfig, check_options, complete
 from .contract import check_head
 from .layout import FAMILY_PLANNERS, BlockSpec, plan_layout, refuse_multistep_transformer
 from .resnet import ResNet, Stage, Stem
@@ -59,6 +56,7 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     given = config.as_dict() if isinstance(config, ModelConfig) else dict(config or {})
     config = complete({**given, **options})
     config["stages"] = list(config["stages"]) if config["stages"] is not None else None
+    check_options(config)  # every option's type and range, from its declaration (ModelConfig)
     c = ModelConfig(**config)
     multistep.check_options(c)  # what a multistep block refuses, and its options given to another block
     if c.arch in FAMILY_BUILDERS:  # transformer: residual functions of layers (horesnet/models/transformer.py)
@@ -69,17 +67,8 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     stages, strict, tied, step, learn_step = c.stages, c.strict, c.tied, c.step, c.learn_step
     inner, norm = c.inner, c.norm
     place = get_placement(placement)
-    check_choice("norm", norm, NORMS)
-    check_choice("ode_method", c.ode_method, ODE_METHODS)
     shortcut = normalise_shortcut(shortcut)
-    for name, value in (("in_channels", in_channels), ("stem_stride", stem_stride)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
     check_head(num_classes, global_pool)
-    if not (isinstance(width, int | float) and not isinstance(width, bool) and math.isfinite(width) and width > 0):
-        raise ConfigError(f"width must be a positive number, got {width!r}.")
-    if not (isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(step) and step >= 0):
-        raise ConfigError(f"step must be a finite number >= 0, got {step!r}.")
     if step == 0 and not learn_step:
         raise ConfigError("step=0 switches every residual branch off for good; use it with learn_step=true (a "
                           "learnable step that starts at 0, as ReZero/SkipInit), or give a positive step.")
