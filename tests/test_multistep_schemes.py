@@ -301,6 +301,38 @@ def backward_errors(alpha, steps, delta=1e-12):
     return out
 
 
+def two_root_sum(r: float, units: int) -> float:
+    """Σ_{m<T} |h_m| for ρ = (ζ − 1)(ζ − r), by the closed form: h_m = Σ_{i<=m} g^i = (g^{m+1} − 1)/(g − 1), g = 1/r
+    (momentum: r = γ; LM-ResNet: r = −k)."""
+    g = 1 / r
+    return math.fsum(abs((g ** (m + 1) - 1) / (g - 1)) for m in range(units))
+
+
+def injected_error(alpha, units, delta=1.0):
+    """The error after rebuilding ``units`` states by x_{n−k+1} = (x_{n+1} − Σ_{j<k−1} α_j x_{n−j}) / α_{k−1} (F = 0)
+    from exact final states, an error ``delta`` added to every rebuilt state (the model's rounding)."""
+    k = len(alpha)
+    err = [0.0] * k  # errors of the k newest states, oldest first
+    for _ in range(units):
+        newest_first = err[::-1]
+        older = (newest_first[0] - sum(alpha[j] * newest_first[j + 1] for j in range(k - 1))) / alpha[k - 1] + delta
+        err = [older] + err[:-1]
+    return err[0]
+
+
+def impulse_sum(alpha, units):
+    """Σ_{m<T} |h_m| from the α's directly: h the response of the reversed recurrence to one unit error."""
+    k = len(alpha)
+    h, err = [], [0.0] * k
+    for m in range(units):
+        newest_first = err[::-1]
+        older = (newest_first[0] - sum(alpha[j] * newest_first[j + 1] for j in range(k - 1))) / alpha[k - 1]
+        older += 1.0 if m == 0 else 0.0
+        err = [older] + err[:-1]
+        h.append(abs(older))
+    return math.fsum(h)
+
+
 @pytest.mark.parametrize(("name", "growth"), [("momentum", 1 / 0.9), ("lm", 20.0), ("leapfrog", 1.0)])
 def test_inversion_growth_matches_the_reversed_recurrence(name, growth):
     m = get_scheme(name)
@@ -310,21 +342,99 @@ def test_inversion_growth_matches_the_reversed_recurrence(name, growth):
         assert errs[-1] / errs[-2] == pytest.approx(growth, rel=1e-3)
     else:
         assert max(errs) <= 2e-12
-    depth = m.safe_inversion_depth(1e-3)
-    assert depth == (math.floor(1e-3 / EPS32) if growth == 1 else math.floor(math.log(1e-3 / EPS32) / math.log(growth)))
-    if growth > 1:
-        assert EPS32 * growth**depth <= 1e-3 < EPS32 * growth ** (depth + 1)
+
+
+@pytest.mark.parametrize("units", [1, 2, 3, 10, 50, 100, 200])
+@pytest.mark.parametrize("gamma", [0.5, 0.9, 0.99])
+def test_momentum_inversion_error_is_the_closed_form(gamma, units):
+    m = get_scheme("momentum").at(gamma=gamma)
+    want = EPS32 * two_root_sum(gamma, units)
+    assert m.inversion_error(units) == pytest.approx(want, rel=1e-12)
+    # every h_m > 0, so an error eps added to each rebuilt state reaches exactly the bound
+    assert injected_error(m.alpha, units, EPS32) == pytest.approx(want, rel=1e-9)
+    assert m.inversion_error(units, 2.0**-53) == pytest.approx(2.0**-53 * two_root_sum(gamma, units), rel=1e-12)
+
+
+def test_inversion_error_against_the_fidelity_grid():
+    # the figures of docs/multistep.md, measured input errors beside: 1.2e-6, 2.4e-5, 1.15e-4, 1.1e-3 (gamma 0.99)
+    momentum = get_scheme("momentum")
+    got = [momentum.at(gamma=0.99).inversion_error(t) for t in (10, 50, 100, 200)]
+    assert [f"{e:.2g}" for e in got] == ["3.4e-06", "9e-05", "0.00043", "0.0026"]
+    assert f"{momentum.inversion_error(10):.2g}" == "4.7e-06" and f"{momentum.inversion_error(50):.2g}" == "0.001"
+
+
+@pytest.mark.parametrize("units", [1, 2, 3, 7, 8, 100, 1001])
+def test_leapfrog_inversion_error_counts_every_other_step(units):
+    # roots ±1: h = 1, 0, 1, 0, ...: the error of every other rebuilt state is carried along, the rest cancels
+    m = get_scheme("leapfrog")
+    assert m.inversion_error(units) == EPS32 * math.ceil(units / 2)
+    assert injected_error(m.alpha, units, 1.0) == math.ceil(units / 2)
+    assert m.inversion_growth == 1.0
+
+
+def test_lm_inversion_error_is_the_closed_form():
+    m = get_scheme("lm")  # k = -0.05: roots 1 and 0.05
+    for units in (1, 2, 3, 4, 8):
+        assert m.inversion_error(units) == pytest.approx(EPS32 * two_root_sum(0.05, units), rel=1e-12)
+    assert m.at(k=0.5).inversion_error(20) == pytest.approx(EPS32 * two_root_sum(-0.5, 20), rel=1e-12)
+
+
+def test_inversion_error_with_complex_roots_and_a_padded_step():
+    # rho = (z - 1)(z^2 + 0.25): roots 1, +-0.5i; h from the alphas' own recurrence, not from the roots
+    m = Multistep("three_step", [1, -0.25, 0.25], [1.25, 0, 0])
+    assert m.invertible and sorted(abs(z) for z in m.inversion_roots) == pytest.approx([0.5, 0.5, 1])
+    for units in (1, 5, 20, 40):
+        assert m.inversion_error(units) == pytest.approx(EPS32 * impulse_sum(m.alpha, units), rel=1e-10)
+    # leapfrog with a trailing zero coefficient: its zero root is stripped, as invertible() strips it
+    padded = Multistep("leapfrog_padded", [0, 1, 0], [2, 0, 0])
+    assert padded.invertible and 0 in padded.roots and 0 not in padded.inversion_roots
+    assert padded.inversion_error(9) == get_scheme("leapfrog").inversion_error(9) == 5 * EPS32
+    assert padded.safe_inversion_depth(1e-4) == get_scheme("leapfrog").safe_inversion_depth(1e-4)
+
+
+@pytest.mark.parametrize(("name", "coefficient", "reference"), [
+    ("momentum", None, lambda t: two_root_sum(0.9, t)), ("momentum", 0.99, lambda t: two_root_sum(0.99, t)),
+    ("lm", None, lambda t: two_root_sum(0.05, t)), ("leapfrog", None, lambda t: math.ceil(t / 2))])
+@pytest.mark.parametrize("tolerance", [1e-4, 1e-3])
+def test_safe_inversion_depth_is_the_last_depth_within_the_tolerance(name, coefficient, reference, tolerance):
+    m = get_scheme(name) if coefficient is None else get_scheme(name).at(gamma=coefficient)
+    depth = m.safe_inversion_depth(tolerance)
+    assert depth >= 1
+    assert EPS32 * reference(depth) <= tolerance < EPS32 * reference(depth + 1)
+
+
+def test_safe_inversion_depths_at_the_reversible_tolerance():
+    # the values docs/multistep.md quotes (tolerance 1e-4, float32)
+    assert get_scheme("momentum").safe_inversion_depth(1e-4) == 29
+    assert get_scheme("momentum").at(gamma=0.99).safe_inversion_depth(1e-4) == 52
+    assert get_scheme("lm").safe_inversion_depth(1e-4) == 3
+    assert get_scheme("leapfrog").safe_inversion_depth(1e-4) == 2 * math.floor(1e-4 / EPS32) == 3354
+
+
+def test_safe_inversion_depth_edges():
+    from horesnet.schemes.stage import MAX_SAFE_DEPTH, inversion_error, safe_depth
+
+    assert get_scheme("leapfrog").safe_inversion_depth(1e-4, 2.0**-53) == MAX_SAFE_DEPTH  # "at least 2^20"
+    assert safe_depth((1.0, -1.0), 1e-9, 1e-8) == 0  # one step already beyond the tolerance
+    assert safe_depth((1.0, 0.0), 1e-3) == 0 and safe_depth(None, 1e-3) == 0  # a zero root: not invertible
+    assert inversion_error((1.0, 0.0), 5) == math.inf and inversion_error(None, 5) == math.inf
+    assert inversion_error((1.0, 0.5), 1, 1e-3) == 1e-3  # h_0 = 1
+    assert get_scheme("momentum").at(gamma=0.5).inversion_error(2000) == math.inf  # 2^2000 overflows
+    with pytest.raises(SchemeError, match="eps"):
+        inversion_error((1.0, 0.5), 3, 0)
 
 
 @pytest.mark.parametrize("name", ["ab2", "ab3", "average", "euler", "rk4"])
 def test_non_invertible_schemes(name):
     m = get_scheme(name)
     assert not m.invertible and m.inversion_growth == math.inf and m.safe_inversion_depth(1e-3) == 0
+    assert m.inversion_roots is None and m.inversion_error(4) == math.inf
 
 
 def test_momentum_safe_depth_at_float32():
-    # 0.9^-d · 2^-24 <= 1e-3  <=>  d <= ln(1e-3 · 2^24) / ln(1/0.9) = 92.3
-    assert get_scheme("momentum").safe_inversion_depth(1e-3) == 92
+    # eps·Σ_{m<d} (g^{m+1} − 1)/(g − 1) <= 1e-3 with g = 1/0.9; the former model (eps·g^d) allowed 92
+    depth = get_scheme("momentum").safe_inversion_depth(1e-3)
+    assert depth == 49 and EPS32 * two_root_sum(0.9, 49) <= 1e-3 < EPS32 * two_root_sum(0.9, 50)
     with pytest.raises(SchemeError, match="tolerance"):
         get_scheme("momentum").safe_inversion_depth(0)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -180,26 +181,100 @@ def test_reversible_elsewhere_is_refused_by_name(kw, words):
         assert w in str(err.value), str(err.value)
 
 
+def two_root_error(r: float, units: int, eps: float = 2.0**-24) -> float:
+    """The predicted reconstruction error of a two-step stage with roots 1 and r (momentum: r = γ, LM: r = −k) by the
+    closed form eps·Σ_{m<T} |h_m|, h_m = (g^{m+1} − 1)/(g − 1), g = 1/r (independent of the library)."""
+    g = 1 / r
+    return eps * math.fsum(abs((g ** (m + 1) - 1) / (g - 1)) for m in range(units))
+
+
+def last_safe(r: float, tolerance: float = 1e-4) -> int:
+    t = 1
+    while two_root_error(r, t + 1) <= tolerance:
+        t += 1
+    return t
+
+
+def bound_in(text: str, name: str) -> tuple[str, float]:
+    match = re.search(rf"{name} (>=|<=) (-?[0-9.e-]+) \(coefficient=\)", text)
+    assert match, text
+    return match.group(1), float(match.group(2))
+
+
 def test_unsafe_depth_is_refused_with_the_safe_depth_and_accepted_on_request():
-    # LM at k = -0.05: each inverted unit multiplies an error by 1/|k| = 20; 4 units give 2^-24 * 20^4 = 9.5e-3
+    # LM at k = -0.05 (roots 1 and 0.05): 4 units per stage predict 5.3e-4 > 1e-4, 3 units 2.6e-5
     kw = dict(block="lm", depth=32, width=0.25, placement="full_preact", reversible=True)
     with pytest.raises(ConfigError) as err:
         build_model(**kw)
     text = str(err.value)
-    safe = math.floor(math.log(1e-5 / 2 ** -24) / math.log(20))  # the factory's tolerance: 1e-5 predicted
-    assert safe == 1 and "depth <= 14 (1 unit per stage)" in text and "reversible_unsafe=true" in text
-    assert f"|k| >= {(2 ** -24 / 1e-5) ** (1 / 4):.3g}" in text and "0.00954" in text
+    assert last_safe(0.05) == 3 and two_root_error(0.05, 4) > 1e-4 >= two_root_error(0.05, 3)
+    assert "depth <= 26 (3 units per stage)" in text and "reversible_unsafe=true" in text
+    assert f"{two_root_error(0.05, 4):.3g}" in text and "tolerance 0.0001" in text
+    # the coefficient it names is safe at 4 units, one step of its last digit back towards k = -0.05 is not
+    op, k = bound_in(text, "k")
+    assert op == "<=" and two_root_error(-k, 4) <= 1e-4 < two_root_error(-(k + 2e-4), 4)
+    build_model(**{**kw, "coefficient": k})
     with pytest.warns(UserWarning, match="Training anyway"):
         build_model(**kw, reversible_unsafe=True)
-    build_model(**{**kw, "depth": 14})  # 1 unit per stage: safe
-    # momentum at gamma = 0.9: 1/0.9 per unit, safe up to 48 units per stage in float32 (2^-24 / 0.9^48 <= 1e-5)
-    assert math.floor(math.log(1e-5 / 2 ** -24) / math.log(1 / 0.9)) == 48
-    build_model(block="momentum", stages=[49, 2, 2], depth=None, width=0.25, placement="full_preact", reversible=True)
-    with pytest.raises(ConfigError, match="at most 48 units per stage"):
-        build_model(block="momentum", stages=[50, 2, 2], depth=None, width=0.25, placement="full_preact",
+    build_model(**{**kw, "depth": 26})  # 3 units per stage: safe
+    # momentum at gamma = 0.9 (roots 1 and 0.9): safe up to 29 units per stage in float32
+    safe = last_safe(0.9)
+    assert safe == 29
+    build_model(block="momentum", stages=[safe + 1, 2, 2], depth=None, width=0.25, placement="full_preact",
+                reversible=True)
+    with pytest.raises(ConfigError, match=f"at most {safe} units per stage") as err:
+        build_model(block="momentum", stages=[safe + 2, 2, 2], depth=None, width=0.25, placement="full_preact",
+                    reversible=True)
+    op, gamma = bound_in(str(err.value), "gamma")
+    assert op == ">=" and two_root_error(gamma, safe + 1) <= 1e-4 < two_root_error(gamma - 2e-3, safe + 1)
+    # the documented goal: depth 110 (17 units per stage after the entry block) trains without an override
+    assert two_root_error(0.9, 17) == pytest.approx(1.77e-5, rel=1e-2)
+    build_model(block="momentum", depth=110, width=0.25, placement="full_preact", reversible=True)
+    # beyond 57 units no gamma < 1 is safe: even the double root 1 gives eps * T(T+1)/2 > 1e-4
+    with pytest.raises(ConfigError, match="no gamma is safe at 60 units"):
+        build_model(block="momentum", stages=[61, 2, 2], depth=None, width=0.25, placement="full_preact",
                     reversible=True)
     with pytest.raises(ConfigError, match="reversible_unsafe=true only"):
         build_model(block="momentum", depth=20, reversible_unsafe=True)
+
+
+def test_predicted_error_takes_the_worst_channel_of_learned_coefficients():
+    from horesnet.schemes.stage import FLOAT32_EPS
+
+    blk = MultistepBlock(get_scheme("lm"), [nn.Conv2d(4, 4, 3, padding=1) for _ in range(6)], learn=True,
+                         per_channel=True)
+    ks = [-0.5, -0.9, -0.3, 0.6]  # roots -k: 0.5, 0.9, 0.3 (the worst) and -0.6
+    with torch.no_grad():
+        blk.coefficients.center.copy_(torch.tensor(ks, dtype=torch.float64))
+    assert blk.coefficients.values()["k"] == pytest.approx(ks, abs=1e-15)
+    per_channel = [two_root_error(-k, 6) for k in ks]
+    assert max(per_channel) == per_channel[2] > 5 * per_channel[0]
+    assert blk.predicted_inversion_error(FLOAT32_EPS) == pytest.approx(per_channel[2], rel=1e-9)
+    assert blk.coefficients.safe_inversion_depth(1e-4, FLOAT32_EPS) == last_safe(0.3)
+    assert blk.coefficients.inversion_growth() == pytest.approx(1 / 0.3)
+    # the current coefficients, not the initial ones: moving the worst channel changes the prediction
+    with torch.no_grad():
+        blk.coefficients.center[2] = -0.95
+    assert blk.predicted_inversion_error(FLOAT32_EPS) == pytest.approx(per_channel[0], rel=1e-9)
+
+
+@pytest.mark.parametrize(("gamma", "units"), [(0.99, 50), (0.9, 10), (0.99, 10)])
+def test_the_prediction_is_not_below_the_measured_float32_reconstruction_error(gamma, units):
+    """The network of benchmarks/momentumnet_fidelity.py (BN(4)-tanh-conv3x3 units, weights N(0, 0.1^2), seed 0):
+    the measured relative error of the rebuilt stage input stays below the prediction. The former model, eps·γ^−T,
+    predicted less than was measured (γ = 0.99, T = 50: 9.9e-8 against 2.4e-5)."""
+    from horesnet.schemes.stage import FLOAT32_EPS
+
+    torch.manual_seed(0)
+    units_ = [unit() for _ in range(units)]
+    blk = MultistepBlock(get_scheme("momentum"), units_, value=gamma, reversible=True).train()
+    x = torch.randn(4, 4, 8, 8, requires_grad=True)
+    w = torch.randn_like(x)
+    (blk(x) * w).sum().backward()
+    measured, predicted = blk.last_reconstruction_error, blk.predicted_inversion_error(FLOAT32_EPS)
+    assert predicted == pytest.approx(two_root_error(gamma, units), rel=1e-9)
+    assert 0 < measured <= predicted
+    assert measured > FLOAT32_EPS * gamma ** -units  # what the former model predicted: too optimistic
 
 
 def test_benchmark_quick_run_writes_its_report(tmp_path):

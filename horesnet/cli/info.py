@@ -40,8 +40,9 @@ def schemes_table() -> str:
                      f"{p['residual_weight_mean']:.3f}", marker + t.description))
         notes += [f"!! {name}: {t.warning}"] if t.warning else []
     return "\n\n".join([_table(rows), *notes,
-                         "growth: per-unit error growth when a stage is inverted (reversible=true; inf: not "
-                         "invertible); w_mean(8): mean residual weight of 8 units (docs/design.md, "
+                         "growth: per-unit growth of the fastest error mode when a stage is inverted, 1/min|root "
+                         "of rho| (reversible=true; inf: not invertible; the safety check sums every root's "
+                         "modes, docs/multistep.md); w_mean(8): mean residual weight of 8 units (docs/design.md, "
                          "\"Residual scale\").",
                          "block=ode: continuous depth (torchdiffeq odeint per stage), not equal-depth."])
 

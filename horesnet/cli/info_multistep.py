@@ -36,7 +36,9 @@ def multistep_lines(model) -> list[str]:
         if block.scheme.invertible:
             error = block.predicted_inversion_error(FLOAT32_EPS)
             verdict = "safe" if error <= REVERSIBLE_TOLERANCE else "UNSAFE"
+            safe = block.coefficients.safe_inversion_depth(REVERSIBLE_TOLERANCE, FLOAT32_EPS)
             text += (f"; reversible: growth {block.coefficients.inversion_growth():.4g}/unit, predicted error "
-                     f"{error:.3g} in float32 ({verdict}, tolerance {REVERSIBLE_TOLERANCE:g})")
+                     f"{error:.3g} in float32 ({verdict}, tolerance {REVERSIBLE_TOLERANCE:g}, safe up to {safe} "
+                     f"units)")
         lines.append(text)
     return ["multistep blocks:", *lines] if lines else []

@@ -3,6 +3,7 @@ they refuse by name, their blocks, and the inversion-safety check of ``reversibl
 
 from __future__ import annotations
 
+import math
 import warnings
 
 from torch import nn
@@ -11,7 +12,7 @@ from ..errors import ConfigError
 from ..nn.multistep import REVERSIBLE_TOLERANCE, MultistepBlock
 from ..nn.placements import get_placement, list_placements
 from ..schemes import get_scheme, list_schemes
-from ..schemes.stage import FLOAT32_EPS, safe_depth
+from ..schemes.stage import FLOAT32_EPS, inversion_error
 from .layout import cifar_depth, is_multistep
 
 # options of build_model that only a multistep block takes, with their defaults
@@ -74,9 +75,43 @@ def make_block(scheme_name: str, units: list[nn.Module], posts: list[nn.Module],
         raise ConfigError(f"block={scheme_name}: {err}") from None
 
 
+def _safe_coefficient(block: MultistepBlock, family, T: int) -> str | None:
+    """For a two-step family with the root 1 (momentum's γ, LM's k: roots 1 and r = −α_1(θ)), the bound on θ, on
+    the side of its current value, from which a stage of T units is predicted safe: found by bisection on θ between
+    the current value and the end of the zero-stable interval (the error falls as |r| grows), rounded outwards to 3
+    significant digits (per channel: the side of the worst channel, a bound for every channel). None for another
+    family."""
+    if family.kind != "affine" or block.scheme.k != 2 or not block.scheme.preconsistent:
+        return None
+
+    def error(theta):
+        r = -(family.alpha0[1] + theta * family.dalpha[1])
+        return inversion_error(None if r == 0 else (1.0, r), T, FLOAT32_EPS)
+
+    values = block.coefficients.values().get(family.name, family.init)
+    current = max(values if isinstance(values, list) else [values], key=error)
+    lo, hi, lo_in, hi_in = family.zero_stable_range
+    side = 1.0 if current > 0 else -1.0
+    end = hi if side > 0 else lo
+    if not (hi_in if side > 0 else lo_in):
+        end -= side * 1e-9
+    if error(end) > REVERSIBLE_TOLERANCE:
+        return f"no {family.name} is safe at {T} units"
+    unsafe, safe = float(current), end
+    for _ in range(80):
+        mid = (unsafe + safe) / 2
+        unsafe, safe = (unsafe, mid) if error(mid) <= REVERSIBLE_TOLERANCE else (mid, safe)
+    scale = 10 ** (math.floor(math.log10(abs(safe))) - 2)
+    bound = (math.ceil if side > 0 else math.floor)(safe / scale) * scale  # outwards: still safe
+    if (side > 0 and bound > end) or (side < 0 and bound < end):
+        bound = safe
+    return f"{family.name} {'>=' if side > 0 else '<='} {bound:.3g} (coefficient=)"
+
+
 def check_reversible(model, c) -> None:
     """Refuse (or, with ``reversible_unsafe``, warn about) a reversible stage whose predicted reconstruction error in
-    float32, eps·growth^T, exceeds the tolerance (1e-3); the message names the safe depth and coefficient."""
+    float32 (:func:`horesnet.schemes.stage.inversion_error`, every root of ρ) exceeds ``REVERSIBLE_TOLERANCE``
+    (1e-4); the message names the safe depth and, for momentum and LM, the safe coefficient."""
     if not c.reversible:
         return
     for address, block, _ in model.blocks():
@@ -86,20 +121,20 @@ def check_reversible(model, c) -> None:
         if error <= REVERSIBLE_TOLERANCE:
             continue
         T, growth = len(block.units), block.coefficients.inversion_growth()
-        safe = safe_depth(growth, REVERSIBLE_TOLERANCE, FLOAT32_EPS)
+        safe = block.coefficients.safe_inversion_depth(REVERSIBLE_TOLERANCE, FLOAT32_EPS)
         where = f"{T} units per stage after the entry block"
         hint = [f"at most {safe} units per stage (stages=[{safe + 1}, ...])"]
         if c.arch == "cifar" and c.stages is None and safe >= 1:
             units = f"{safe} unit{'s' if safe > 1 else ''}"
             hint = [f"depth <= {cifar_depth(model.layout.unit, safe + 1)} ({units} per stage)"]
         family = block.coefficients.family or (block.scheme.learnable[0] if block.scheme.learnable else None)
-        if family is not None and block.scheme.k == 2:
-            need = (FLOAT32_EPS / REVERSIBLE_TOLERANCE) ** (1 / T)
-            hint.append(f"|{family.name}| >= {need:.3g} (coefficient=)")
-        text = (f"reversible=true: block={c.block} at {address} has {where}; inverting them multiplies a rounding "
-                f"error by {growth:.4g} per unit (1/|smallest root of rho|), a predicted relative reconstruction error "
-                f"of {error:.3g} in float32 (eps = 2^-24), above the tolerance {REVERSIBLE_TOLERANCE:g}: its "
-                f"gradients would be wrong. Safe: {' or '.join(hint)}.")
+        if family is not None:
+            bound = _safe_coefficient(block, family, T)
+            hint += [bound] if bound else []
+        text = (f"reversible=true: block={c.block} at {address} has {where}; inverting them accumulates float32 "
+                f"rounding errors through every root of rho (growth {growth:.4g} per unit from its smallest), a "
+                f"predicted relative reconstruction error of {error:.3g} (eps = 2^-24), above the tolerance "
+                f"{REVERSIBLE_TOLERANCE:g}: its gradients would be wrong. Safe: {' or '.join(hint)}.")
         if not c.reversible_unsafe:
             raise ConfigError(text + " Pass reversible_unsafe=true to train anyway.")
         warnings.warn(text + " Training anyway (reversible_unsafe=true).", UserWarning, stacklevel=3)

@@ -32,10 +32,12 @@ from .multistep_coefficients import StageCoefficients
 from .multistep_steps import combine_terms, run_steps  # noqa: F401 -- combine_terms re-exported
 from .reversible import reversible_stage
 
-# A reversible stage may have a predicted relative reconstruction error eps * growth^T up to this. The prediction
-# is the linear part of the recurrence only; the units' Jacobians add to the growth, and the measured gradient
-# errors were 5-100x the prediction for gamma = 0.9, T <= 100 (benchmarks/multistep.py): hence the margin.
-REVERSIBLE_TOLERANCE = 1e-5
+# A reversible stage may have a predicted relative reconstruction error (horesnet.schemes.stage.inversion_error:
+# eps * sum_{m<T} |h_m|, every root of rho) up to this, in float32. Chosen from the measured grid of
+# benchmarks/momentumnet_fidelity.py (gamma 0.5/0.9/0.99 x T 10/50/100/200): the float32 cells predicted within 1e-4
+# are exactly those whose measured gradient error (reversible vs autograd) is <= 1e-5; every tolerance in
+# [9.0e-5, 1.2e-4) separates them the same way (docs/multistep.md, "Reversible training").
+REVERSIBLE_TOLERANCE = 1e-4
 MEASURED_TOLERANCE = 1e-3  # relative error of the rebuilt stage input, measured in backward, that warns
 CHECK_EVERY = 200  # reversible passes between two checks (host reads): the first pass and every 200th
 
@@ -123,11 +125,9 @@ class MultistepBlock(nn.Module):
         self.reversible = bool(on)
 
     def predicted_inversion_error(self, eps: float) -> float:
-        """eps·growth^T (eps·T when the growth is 1): the relative reconstruction error predicted for this stage."""
-        growth, T = self.coefficients.inversion_growth(), len(self.units)
-        if growth == float("inf"):
-            return float("inf")
-        return eps * T if growth <= 1 + 1e-12 else eps * growth ** T
+        """eps·Σ_{m<T} |h_m| (:func:`horesnet.schemes.stage.inversion_error`) at the block's current coefficients,
+        worst channel: the relative reconstruction error predicted for this stage of T units (inf: not invertible)."""
+        return self.coefficients.inversion_error(len(self.units), eps)
 
     def _use_reversible(self, x) -> bool:
         return (self.reversible and self.hook is None and torch.is_grad_enabled() and not isinstance(x, torch.fx.Proxy)

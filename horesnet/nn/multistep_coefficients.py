@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..schemes import Multistep
+from ..schemes.stage import inversion_error, safe_depth
 
 
 def _number(value) -> float:
@@ -220,15 +221,32 @@ class StageCoefficients(nn.Module):
                 w[n + 1, n - j] += b[j]
         return [float(x) for x in w[self.units].mean(axis=1)]
 
-    def inversion_growth(self) -> float:
-        """Per-unit error growth of the inverted recurrence at the current coefficients (worst channel)."""
+    def inversion_roots(self) -> list[tuple[complex, ...] | None]:
+        """The roots of ρ that govern the inverted recurrence (``Multistep.inversion_roots``) at the current
+        coefficients: one tuple per distinct value of a learned affine coefficient (one per channel when per channel),
+        else the scheme's; None for a value at which the step is not invertible."""
         if self.family is None or self.family.kind != "affine":
-            return self.scheme.inversion_growth
-        values = np.atleast_1d(self.theta(torch.float64).detach().cpu().numpy())
+            return [self.scheme.inversion_roots]
+        values = sorted({float(v) for v in np.atleast_1d(self.theta(torch.float64).detach().cpu().numpy())})
         if self.k == 2 and self.scheme.preconsistent:  # ρ(ζ) = (ζ − 1)(ζ + α_1): roots 1 and −α_1
-            smallest = min(abs(self.family.alpha0[1] + v * self.family.dalpha[1]) for v in values)
-            return math.inf if smallest == 0 else max(1.0, 1 / smallest)
-        return max(self.scheme.at(**{self.family.name: float(v)}).inversion_growth for v in values)
+            roots = [-(self.family.alpha0[1] + v * self.family.dalpha[1]) for v in values]
+            return [None if r == 0 else (1 + 0j, complex(r)) for r in roots]
+        return [self.scheme.at(**{self.family.name: v}).inversion_roots for v in values]
+
+    def inversion_growth(self) -> float:
+        """Per-unit growth of the inverted recurrence's fastest mode, 1/min|ζ|, at the current coefficients (worst
+        channel): the reported factor."""
+        return max(math.inf if r is None else 1 / min((abs(z) for z in r), default=1.0) for r in self.inversion_roots())
+
+    def inversion_error(self, units: int, eps: float) -> float:
+        """First-order relative reconstruction error of ``units`` inverted steps at the current coefficients
+        (:func:`horesnet.schemes.stage.inversion_error`), of the worst channel."""
+        return max(inversion_error(r, units, eps) for r in self.inversion_roots())
+
+    def safe_inversion_depth(self, tolerance: float, eps: float) -> int:
+        """Most steps that can be inverted with ``inversion_error <= tolerance`` at the current coefficients, for
+        the worst channel (:func:`horesnet.schemes.stage.safe_depth`)."""
+        return min(safe_depth(r, tolerance, eps) for r in self.inversion_roots())
 
     def extra_repr(self) -> str:
         learned = f"learned {self.family.name}" if self.family is not None else "fixed"

@@ -32,7 +32,7 @@ from . import roots as _roots
 from .errors import SchemeError
 from .learnable import Learnable
 from .order import RELATIVE_TOLERANCE
-from .stage import FLOAT32_EPS, check_units, safe_depth, summary
+from .stage import FLOAT32_EPS, check_units, inversion_error, safe_depth, summary
 from .tableau import _entry, _sequence
 
 HISTORIES = ("fixed", "stage")
@@ -231,12 +231,27 @@ class Multistep:
 
     @property
     def inversion_growth(self) -> float:
-        """Per-unit growth of an error when the steps are run backwards, 1/min|ζ_i| (inf when not invertible)."""
+        """Per-unit growth of the fastest mode of an error when the steps are run backwards, 1/min|ζ_i| (inf when
+        not invertible): the reported growth factor. The safety check uses ``inversion_error`` (every root)."""
         return self._root_analysis.growth if self.invertible else math.inf
 
-    def safe_inversion_depth(self, tolerance: float, eps: float = FLOAT32_EPS) -> float:
-        """Most units that can be inverted in a row with an error below ``tolerance`` (see stage.safe_depth)."""
-        return safe_depth(self.inversion_growth, tolerance, eps)
+    @property
+    def inversion_roots(self) -> tuple[complex, ...] | None:
+        """The roots of ρ that govern running the steps backwards: all of them but the zero roots of trailing zero
+        coefficients (which ``invertible`` strips too); None when not invertible."""
+        if not self.invertible:
+            return None
+        return tuple(z for z in self.roots if z != 0)
+
+    def inversion_error(self, units: int, eps: float = FLOAT32_EPS) -> float:
+        """First-order relative error of a stage of ``units`` steps rebuilt backwards, eps·Σ_{m<T} |h_m| (see
+        stage.inversion_error; inf when not invertible)."""
+        return inversion_error(self.inversion_roots, units, eps)
+
+    def safe_inversion_depth(self, tolerance: float, eps: float = FLOAT32_EPS) -> int:
+        """Most units that can be inverted in a row with ``inversion_error <= tolerance`` (see stage.safe_depth;
+        0 when not invertible)."""
+        return safe_depth(self.inversion_roots, tolerance, eps)
 
     # ------------------------------------------------------------------ a stage
     def stage_coefficients(self, units: int) -> tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]:

@@ -23,8 +23,10 @@ network has. (nodepy uses 1e-13 for both tests, which cannot see a double root t
 
 Inversion. Running a step backwards solves it for its oldest state, x_{n−k+1} = (x_{n+1} − ...)/α_{k−1}; errors
 then propagate through the reversed recurrence, whose roots are 1/ζ_i. Their largest modulus, 1/min_i |ζ_i|, is the
-per-step growth factor (infinite with a zero root, i.e. α_{k−1} = 0). For a zero-stable two-step method with the
-root 1 it equals 1/|α_{k−1}| (momentum: 1/γ); for more steps 1/|α_{k−1}| is the product of all the 1/|ζ_i|.
+per-step growth factor of the fastest mode (infinite with a zero root, i.e. α_{k−1} = 0), reported as
+``inversion_growth``. For a zero-stable two-step method with the root 1 it equals 1/|α_{k−1}| (momentum: 1/γ); for
+more steps 1/|α_{k−1}| is the product of all the 1/|ζ_i|. The error of a whole rebuilt stage depends on every root
+(the root 1 makes rounding errors accumulate): :func:`horesnet.schemes.stage.inversion_error`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class RootAnalysis(NamedTuple):
     roots: tuple[complex, ...]  # every root of ρ with multiplicity: the divided-out 1 first, zero roots last
     zero_stable: bool
     reason: str  # why it is not zero-stable ("" when it is)
-    growth: float  # 1 / min |ζ_i|: per-step error growth of the reversed recurrence (inf with a zero root)
+    growth: float  # 1 / min |ζ_i|: per-step growth of the reversed recurrence's fastest mode (inf with a zero root)
 
 
 def rho(alpha) -> list[Fraction]:

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from .errors import SchemeError
 from .order import RELATIVE_TOLERANCE, computed_order
-from .stage import FLOAT32_EPS, check_units, safe_depth, summary
+from .stage import FLOAT32_EPS, check_units, inversion_error, safe_depth, summary
 
 
 def _entry(value, where: str) -> float:
@@ -104,6 +104,7 @@ class Tableau:
     zero_stable: ClassVar[bool] = True  # ρ(ζ) = ζ − 1
     invertible: ClassVar[bool] = False  # a block cannot be solved for its input without solving for F's argument
     inversion_growth: ClassVar[float] = math.inf
+    inversion_roots: ClassVar[None] = None
 
     name: str
     A: tuple[tuple[float, ...], ...]
@@ -158,9 +159,13 @@ class Tableau:
         """σ(1)/ρ'(1) of the method viewed as a general linear method: Σ b_i (1 for every consistent tableau)."""
         return math.fsum(self.b)
 
-    def safe_inversion_depth(self, tolerance: float, eps: float = FLOAT32_EPS) -> float:
+    def inversion_error(self, units: int, eps: float = FLOAT32_EPS) -> float:
+        """inf: a Runge–Kutta block is not algebraically invertible (see :mod:`horesnet.schemes.stage`)."""
+        return inversion_error(None, units, eps)
+
+    def safe_inversion_depth(self, tolerance: float, eps: float = FLOAT32_EPS) -> int:
         """0: a Runge–Kutta block is not algebraically invertible (see :mod:`horesnet.schemes.stage`)."""
-        return safe_depth(self.inversion_growth, tolerance, eps)
+        return safe_depth(None, tolerance, eps)
 
     def residual_weights(self, units: int, step: float = 1.0) -> tuple[float, ...]:
         """First-order weight of each unit's increment on the output of a stage of ``units`` units that form blocks
