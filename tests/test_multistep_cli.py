@@ -31,7 +31,7 @@ BAD = {  # name -> (arguments, words the message must contain)
                                                                                   "momentum"]),
     "post_activation": (["block=momentum", "reversible=true"], ["placement='original'", "full_preact"]),
     "unsafe_depth": (["block=lm", "reversible=true", "placement=full_preact", "depth=56"],
-                     ["depth <= 14", "reversible_unsafe=true"]),
+                     ["depth <= 26", "reversible_unsafe=true"]),
     "inner": (["block=momentum", "inner=rk4"], ["inner=", "multistep"]),
     "tied": (["block=lm", "tied=true"], ["tied=true", "lm"]),
 }
