@@ -287,7 +287,8 @@ def test_step_scales_the_weights_and_learned_values_move_them():
     (dict(block="momentum", coefficient=1.2), ["coefficient=1.2", "gamma", "zero-stable"]),
     (dict(block="ab2", learn_coefficients=True), ["learn_coefficients", "ab2"]),
     (dict(block="euler", coefficient=0.5), ["coefficient=0.5", "multistep blocks only"]),
-    (dict(block="momentum", arch="transformer", depth=4), ["multistep", "transformer"]),
+    (dict(block="momentum", arch="transformer", depth=4, width=1, coefficient_per_channel=True),
+     ["coefficient_per_channel", "transformer"]),
     (dict(block="momentum", depth=8), ["momentum", "Nearest valid depths"]),
 ])
 def test_refused_by_name(kw, words):

@@ -25,7 +25,7 @@ from . import multistep
 from .budget import check_fits, estimate
 from .config import ModelConfig, check_options, complete
 from .contract import check_head
-from .layout import FAMILY_PLANNERS, BlockSpec, plan_layout, refuse_multistep_transformer
+from .layout import FAMILY_PLANNERS, BlockSpec, plan_layout
 from .resnet import ResNet, Stage, Stem
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -60,7 +60,6 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     c = ModelConfig(**config)
     multistep.check_options(c)  # what a multistep block refuses, and its options given to another block
     if c.arch in FAMILY_BUILDERS:  # transformer: residual functions of layers (horesnet/models/transformer.py)
-        refuse_multistep_transformer(c.block)
         return FAMILY_BUILDERS[c.arch](c, global_pool)
     arch, depth, block, unit, placement, shortcut = c.arch, c.depth, c.block, c.unit, c.placement, c.shortcut
     num_classes, in_channels, width, stem_stride, entry = c.num_classes, c.in_channels, c.width, c.stem_stride, c.entry

@@ -136,13 +136,6 @@ def is_multistep(block) -> bool:
     return block in list_schemes("multistep")
 
 
-def refuse_multistep_transformer(block) -> None:
-    if is_multistep(block):
-        raise ConfigError(f"block={block!r} is a multistep scheme; multistep stages are built for the convolutional "
-                          "families (arch=cifar or imagenet), not arch='transformer'. Use a Runge-Kutta block: "
-                          f"{', '.join(list_schemes('rk'))}.")
-
-
 def units_per_block(block: str, inner: str | None) -> int:
     if block == "ode":
         return 1
@@ -216,7 +209,6 @@ def plan_layout(
 ) -> Layout:
     """Group a depth's units into blocks of ``block``; raise ConfigError for an impossible request."""
     if arch in FAMILY_PLANNERS:  # transformer: depth counts residual functions (horesnet/models/transformer_layout.py)
-        refuse_multistep_transformer(block)
         return FAMILY_PLANNERS[arch](depth, block, "alternate", strict, inner, stages, entry, unit)
     check_choice("arch", arch, (*CONV_ARCHS, *FAMILY_PLANNERS))
     check_choice("block", block, list_blocks())

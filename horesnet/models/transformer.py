@@ -17,10 +17,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn import SchemeBlock, get_unit
+from ..nn.multistep import MultistepBlock
 from ..nn.transformer import TransformerUnitOptions
 from ..schemes import get_scheme
+from . import multistep
 from .factory import FAMILIES, register_family
-from .resnet import Stage, _block_units
+from .resnet import Stage, UnitInfo, _block_units
 from .transformer_layout import plan_transformer
 
 DEFAULT_CONTEXT = 128  # positions when neither the config nor the data says (build_model outside fit)
@@ -108,6 +110,10 @@ class Transformer(nn.Module):
 
     def units(self):
         for address, block, spec in self.blocks():
+            if isinstance(block, MultistepBlock):  # one unit per step: s1.b1.u1 .. s1.b1.uT
+                for i, unit in enumerate(block.units, 1):
+                    yield f"{address}.u{i}", unit, UnitInfo(1, 1, i, block.scheme.name, False, False, path=(i,))
+                continue
             yield from _block_units(address, block, 1, int(address.split(".b")[1]), spec, ())
 
     @property
@@ -116,7 +122,12 @@ class Transformer(nn.Module):
 
     @property
     def learnable_steps(self) -> list[nn.Parameter]:
-        return [m.step for m in self.modules() if isinstance(m, SchemeBlock) and m.learn_step]
+        return [m.step for m in self.modules() if isinstance(m, SchemeBlock | MultistepBlock) and m.learn_step]
+
+    def learned_coefficients(self) -> dict[str, dict]:
+        """``{block address: {name: value}}`` of the multistep block's learned coefficients (lm's k), as now."""
+        return {address: block.coefficients.values() for address, block, _ in self.blocks()
+                if isinstance(block, MultistepBlock) and block.coefficients.family is not None}
 
     # ------------------------------------------------------------------ timm's model API
     def get_classifier(self) -> nn.Module:
@@ -173,6 +184,9 @@ class Transformer(nn.Module):
         if stages not in (None, 1, [1], (1,)):
             raise ConfigError(f"grad_checkpointing stages={stages!r}: a Transformer stack has one stage, 1.")
         for block in self.stages[0]:
+            if isinstance(block, MultistepBlock) and enable:
+                raise ConfigError("grad_checkpointing: a multistep stage of a Transformer stack is not recomputed; "
+                                  "train it without grad_checkpointing.")
             block.recompute_units = bool(enable)
 
     def no_weight_decay(self) -> set[str]:
@@ -192,6 +206,7 @@ def build_transformer(c, global_pool: str = "avg") -> Transformer:
         raise ConfigError(f"width={c.width:g} multiplies the conv families' widths; give arch=transformer its width "
                           "as d_model=... .")
     layout = plan_transformer(c.depth, c.block, c.layout, c.strict, c.inner, c.stages, c.entry, c.unit, c.tied)
+    _refuse_multistep_options(c)
     causal = bool(c.causal)
     embed_kind = c.embed or "token"
     context = c.context or DEFAULT_CONTEXT
@@ -210,6 +225,11 @@ def build_transformer(c, global_pool: str = "avg") -> Transformer:
     units = iter(zip(layout.units, layout.steps, strict=True))
     blocks = []
     for spec in layout.stages[0].blocks:
+        if spec.multistep:  # every unit, one per step; pre-norm: no after-add module
+            modules = [get_unit(name).build(d, d, 1, options) for name, _ in (next(units) for _ in range(spec.units))]
+            blocks.append(multistep.make_block(spec.scheme, modules, [nn.Identity() for _ in modules], c.step,
+                                               c.learn_step, c))
+            continue
         scheme = get_scheme(spec.scheme)
         mine = [next(units) for _ in range(spec.units)]
         tied = c.tied and scheme.increments > 1
@@ -228,6 +248,17 @@ def build_transformer(c, global_pool: str = "avg") -> Transformer:
 
         _add_drop_path(model, c.drop_path_rate)
     return model
+
+
+def _refuse_multistep_options(c) -> None:
+    """What a multistep Transformer stage does not do (yet): per-channel coefficients (they index dimension 1,
+    the tokens of a ``(B, T, d_model)`` state) and reversible training (not checked on attention units)."""
+    if c.coefficient_per_channel:
+        raise ConfigError("coefficient_per_channel=true is built for conv stages (one coefficient per channel of "
+                          "(B, C, H, W)); arch='transformer' learns one coefficient per stage: drop it.")
+    if c.reversible:
+        raise ConfigError("reversible=true is built for conv stages; arch='transformer' multistep stages train with "
+                          "their activations kept: drop it.")
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -46,18 +46,25 @@ def count_sequence_macs(model) -> int:
 
 def transformer_report(model, version: str) -> str:
     layout, c = model.layout, model.config
+    from ..comparison.variants import control_step
+
     t = get_scheme(layout.block)
     macs = count_sequence_macs(model)
     scale = residual_scale(model)
+    kind = (f"multistep, {t.k} states per step" if t.kind == "multistep" else
+            f"{t.increments} increment(s) per block")
+    control = ("" if abs(scale["mean"] - 1.0) < 1e-12 else
+               f"; its matched Euler control: block=euler step={control_step(scale['mean']):g} (the same options "
+               "otherwise, as compare names it)")
     return "\n".join([
         f"horesnet {version}: transformer ({'causal decoder' if model.causal else 'encoder'}), depth {layout.depth} "
-        f"residual functions, block={t.name} ({t.increments} increment(s) per block, computed order {t.order})",
+        f"residual functions, block={t.name} ({kind}, computed order {t.order})",
         f"layout={layout.layout}, d_model={c['d_model']}, heads={c['heads']}, mlp_ratio={c['mlp_ratio']}, "
         f"context={model.context}, step={c['step']}{' (learnable)' if c['learn_step'] else ''}",
         "",
         layout.describe(),
         "",
-        f"residual scale (mean over units of h*b_i, docs/design.md): {scale['mean']:.4g}",
+        f"residual scale (mean over units of h*b_i, docs/design.md): {scale['mean']:.4g}{control}",
         f"parameters: {count_params(model):,}",
         f"multiply-adds per sequence of {model.context} tokens: {macs:,} ({macs / 1e9:.3f} G)",
     ])

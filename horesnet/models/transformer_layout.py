@@ -9,6 +9,10 @@ parameters whatever the scheme; ``layout`` says what one unit is and ``block`` o
 - ``macaron``: M, A, M per layer with steps 1/2, 1, 1/2: Macaron Net's Strang splitting (Lu et al. 2019). It is a
   splitting scheme itself, so it holds only ``block=euler``.
 
+A multistep scheme (``block=lm|momentum|...``, docs/multistep.md) takes all the units as one block, one unit per
+step: there is no entry block (nothing changes shape), so the stage starts from the embedded input x_0 and its first
+steps follow the scheme's starter rule (momentum: v_0 = 0).
+
 Units that do not fill a scheme block become Euler blocks (``strict=true`` refuses them), as in the conv families.
 """
 
@@ -50,16 +54,22 @@ class TransformerLayout(Layout):
                 f"{len(self.units)} {kind})\n" + super().describe())
 
 
+def _increments(block: str) -> int:
+    """Units of one ``block`` block: a multistep block holds any number (at least one)."""
+    scheme = get_scheme(block)
+    return 1 if scheme.kind == "multistep" else scheme.increments
+
+
 def _holds(layout: str, block: str, strict: bool, depth: int) -> bool:
     """Whether ``depth`` residual functions make at least one ``block`` block (and, when strict, no leftovers)."""
-    count, s = depth // (2 if layout == "layer" else 1), get_scheme(block).increments
+    count, s = depth // (2 if layout == "layer" else 1), _increments(block)
     return count >= s and not (strict and block != "euler" and count % s)
 
 
 def valid_depths(layout: str, block: str, strict: bool, near: int, count: int = 2) -> list[int]:
     """Valid depths around ``near`` (for error messages)."""
     per = FUNCTIONS_PER_LAYER[layout]
-    top = max(near, per) + 4 * per * get_scheme(block).increments
+    top = max(near, per) + 4 * per * _increments(block)
     out = [d for d in range(per, top + 1, per) if _holds(layout, block, strict, d)]
     below = [d for d in out if d < near][-1:]
     return below + [d for d in out if d > near][:count - len(below)]
@@ -99,6 +109,10 @@ def plan_transformer(depth, block: str = "euler", layout: str = "alternate", str
     count = depth // (2 if layout == "layer" else 1)
     names = tuple(pattern[i % len(pattern)] for i in range(count))
     steps = tuple(STEPS.get(layout, (1.0,) * len(pattern))[i % len(pattern)] for i in range(count))
+    if get_scheme(block).kind == "multistep":  # every unit, one per step (no entry block: no shape change)
+        stage = StageLayout(1, count, (BlockSpec(block, count),))
+        return TransformerLayout("transformer", "layer" if layout == "layer" else "attn", block, depth, (stage,),
+                                 True, layout, names, steps)
     s = get_scheme(block).increments
     q, r = divmod(count, s)
     blocks = [BlockSpec(block, s)] * q + [BlockSpec("euler", 1, leftover=block != "euler")] * r
