@@ -41,18 +41,10 @@ class EvalData:
 
 
 def from_datamodule(dm, split: str = "test", limit: int | None = None, batch_size: int = 250) -> EvalData:
-    """Normalised batches of a set-up ``ArrayDataModule`` split (no augmentation)."""
-    from ..data import normalise
-
-    data = dm.splits[split]
-    n = len(data) if limit is None else min(limit, len(data))
-    batches = [(normalise(data.x[i:min(i + batch_size, n)], dm.mean, dm.std), data.y[i:min(i + batch_size, n)])
-               for i in range(0, n, batch_size)]
-    return EvalData(batches, dm.std.clone(), f"{dm.name}:{split}", {"n": n})
-
-
-def device_of(model) -> torch.device:
-    return next(model.parameters()).device
+    """Model-ready batches of a set-up data module's split (no augmentation); images keep their pixel std."""
+    n = len(dm.splits[split]) if limit is None else min(limit, len(dm.splits[split]))
+    std = dm.std.clone() if isinstance(dm.std, torch.Tensor) else None  # sequences: no pixel std
+    return EvalData(dm.eval_batches(split, n, batch_size), std, f"{dm.name}:{split}", {"n": n})
 
 
 @contextlib.contextmanager

@@ -72,6 +72,11 @@ class IndexedArrays(Dataset):
         return IndexedArrays(self.x.to(device), self.y.to(device))
 
 
+def as_tensor(a) -> torch.Tensor:
+    """A tensor as it is; an array as a contiguous tensor sharing its memory where it can."""
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+
+
 RESIDENT_MAX_BYTES = 2 * 2**30  # datasets up to this size live on a single GPU for the whole run
 
 
@@ -134,6 +139,8 @@ class ArrayDataModule(pl.LightningDataModule):
     synthetic set, a plugin's keys for its dataset), passed to its reader; keys of other registered datasets are
     accepted and ignored, as a data config may carry them."""
 
+    drop_lone = True  # drop a last training batch of one example (BatchNorm cannot normalise it)
+
     def __init__(self, name: str = "cifar10", root=None, download: bool = True, verify: bool = True,
                  batch_size: int = 128, eval_batch_size: int = 512, val_size: int = 5000, split_seed: int = 0,
                  limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None,
@@ -171,20 +178,27 @@ class ArrayDataModule(pl.LightningDataModule):
             raise DataError(f"data.channels={self.expected[0]} but {self.name} images have {channels} channels.")
         if self.expected[1] is not None and classes > self.expected[1]:
             raise DataError(f"data.num_classes={self.expected[1]} but {self.name} has labels up to {classes - 1}.")
-        if self.val_size >= len(y_tr):
-            raise ConfigError(f"data.val_size={self.val_size} leaves no training images ({len(y_tr)} in total).")
-        order = np.random.default_rng(self.split_seed).permutation(len(y_tr))
-        val_idx, train_idx = order[: self.val_size], order[self.val_size:]
-        parts = {"train": (x_tr[train_idx], y_tr[train_idx]), "val": (x_tr[val_idx], y_tr[val_idx]),
-                 "test": (x_te, y_te)}
-        for (split, (x, y)), limit in zip(parts.items(), self.limits, strict=True):
-            if limit is not None:
-                x, y = x[:limit], y[:limit]
-            self.splits[split] = IndexedArrays(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+        train, val = self._holdout(x_tr, y_tr, f"images ({len(y_tr)} in total)")
+        self._store({"train": train, "val": val, "test": (x_te, y_te)})
         train_x = self.splits["train"].x.float().div_(255.0)
         self.mean = train_x.mean(dim=(0, 2, 3))
         self.std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         self._place_on_device()
+
+    def _holdout(self, x, y, what: str) -> tuple:
+        """``(train, val)`` of the training arrays: ``val_size`` examples drawn by ``split_seed`` held out."""
+        if self.val_size >= len(y):
+            raise ConfigError(f"data.val_size={self.val_size} leaves no training {what}.")
+        order = np.random.default_rng(self.split_seed).permutation(len(y))
+        val, train = order[: self.val_size], order[self.val_size:]
+        return (x[train], y[train]), (x[val], y[val])
+
+    def _store(self, parts: dict) -> None:
+        """``self.splits`` from ``{split: (x, y)}`` (arrays or tensors), each cut to its ``data.limit_*``."""
+        for (split, (x, y)), limit in zip(parts.items(), self.limits, strict=True):
+            if limit is not None:
+                x, y = x[:limit], y[:limit]
+            self.splits[split] = IndexedArrays(as_tensor(x), as_tensor(y))
 
     def _place_on_device(self) -> None:
         """On a single CUDA device, keep the whole uint8 dataset there (batches are cut on the GPU: no copy per
@@ -203,7 +217,7 @@ class ArrayDataModule(pl.LightningDataModule):
         data = self.splits[split]
         # a last training batch of one image is dropped: BatchNorm cannot normalise one value per channel (an
         # ImageNet network's 1x1 last stage); every other remainder is trained as before (docs/training.md)
-        lone = train and len(data) % self.batch_size == 1 and len(data) > 1
+        lone = train and self.drop_lone and len(data) % self.batch_size == 1 and len(data) > 1
         return (ResumableLoader if train else DataLoader)(
             data, batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=EpochRandomSampler(data, self.seed) if train else None, collate_fn=_as_batch,
@@ -229,7 +243,19 @@ class ArrayDataModule(pl.LightningDataModule):
             g = torch.Generator(device=x.device)
             g.manual_seed((self.seed * 1_000_003 + trainer.global_step) * 1024 + trainer.global_rank)
             x = random_crop_flip(x, self.crop_padding, self.flip, g)
+        return self.prepare(x, y)
+
+    def prepare(self, x, y) -> tuple:
+        """A batch as the model takes it (after any augmentation): images normalised."""
         return normalise(x, self.mean, self.std), y
+
+    def eval_batches(self, split: str, limit: int | None = None, batch_size: int = 250) -> list[tuple]:
+        """The first ``limit`` examples of ``split`` as model-ready ``(x, y)`` batches (no shuffling, no
+        augmentation)."""
+        data = self.splits[split]
+        n = len(data) if limit is None else min(limit, len(data))
+        return [self.prepare(data.x[i:min(i + batch_size, n)], data.y[i:min(i + batch_size, n)])
+                for i in range(0, n, batch_size)]
 
     def state_dict(self):
         return {"mean": self.mean, "std": self.std} if self.splits else {}

@@ -167,6 +167,7 @@ class ClassifierModule(pl.LightningModule):
         metrics.update(logits, y)
         self.log(f"{prefix}/loss", loss_metric, on_step=False, on_epoch=True, batch_size=len(y))
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, self.val_metrics, self.val_loss, "val")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from ..data.sequences import resolve_model, task_of
@@ -49,17 +48,11 @@ class SequenceModule(ClassifierModule):
                 self.log(f"train/step/{address}", block.step.detach())
 
     def _eval_step(self, batch, metrics, loss_metric, prefix):
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        loss_metric.update(loss, weight=len(y))
-        metrics.update(logits, y)
-        self.log(f"{prefix}/loss", loss_metric, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
+        loss = super()._eval_step(batch, metrics, loss_metric, prefix)
         if self.lm:
             bpc = self.val_bpc if prefix == "val" else self.test_bpc
-            bpc.update(loss / math.log(2), weight=len(y))
-            self.log(f"{prefix}/bpc", bpc, on_step=False, on_epoch=True, batch_size=len(y))
+            bpc.update(loss / math.log(2), weight=len(batch[1]))
+            self.log(f"{prefix}/bpc", bpc, on_step=False, on_epoch=True, batch_size=len(batch[1]))
 
 
 def is_sequence_run(data: dict) -> bool:
