@@ -27,33 +27,29 @@ from pathlib import Path
 from .errors import ConfigError
 from .files import json_safe, write_atomic
 
-CHECKPOINTS = "checkpoints"
-CKPT_SUFFIX = ".ckpt"
+CHECKPOINTS, CKPT_SUFFIX = "checkpoints", ".ckpt"
 LAST, BEST = "last", "best"  # the checkpoints' names without the suffix (Lightning's ModelCheckpoint filename=)
-SUMMARY = "summary.json"
-PROGRESS = "progress.json"
-METRICS = "metrics.csv"
-EARLIER_METRICS = "metrics.earlier.csv"
-CPUS = "cpus.json"
-FIT_LOG = "fit.log"
-LOCK = "fit.lock"
-HYDRA = ".hydra"
-OVERRIDES = "overrides.yaml"
-CONFIG = "config.yaml"
-ANALYSIS = "analysis"
+SUMMARY, LOCK = "summary.json", "fit.lock"
 
 
-def checkpoints_dir(run) -> Path:
-    return Path(run) / CHECKPOINTS
+def _in_run(*parts: str):
+    """The path helper of one entry of the layout above: ``run -> <run>/<parts>`` (whether or not it exists)."""
+    return lambda run: Path(run, *parts)
 
 
-def last_checkpoint(run) -> Path:
-    """``<run>/checkpoints/last.ckpt`` (whether or not it exists)."""
-    return checkpoints_dir(run) / (LAST + CKPT_SUFFIX)
-
-
-def best_checkpoint(run) -> Path:
-    return checkpoints_dir(run) / (BEST + CKPT_SUFFIX)
+checkpoints_dir = _in_run(CHECKPOINTS)
+last_checkpoint = _in_run(CHECKPOINTS, LAST + CKPT_SUFFIX)
+best_checkpoint = _in_run(CHECKPOINTS, BEST + CKPT_SUFFIX)
+summary_path = _in_run(SUMMARY)
+progress_path = _in_run("progress.json")
+metrics_path = _in_run("metrics.csv")
+earlier_metrics_path = _in_run("metrics.earlier.csv")
+cpus_path = _in_run("cpus.json")
+fit_log_path = _in_run("fit.log")
+lock_path = _in_run(LOCK)
+overrides_path = _in_run(".hydra", "overrides.yaml")
+config_path = _in_run(".hydra", "config.yaml")
+analysis_dir = _in_run("analysis")
 
 
 def checkpoint_at(path) -> Path:
@@ -66,46 +62,6 @@ def run_folder_of(checkpoint) -> Path:
     """The run folder of a checkpoint: ``<run>`` for ``<run>/checkpoints/<name>.ckpt``, else the file's folder."""
     checkpoint = Path(checkpoint)
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint.parent
-
-
-def summary_path(run) -> Path:
-    return Path(run) / SUMMARY
-
-
-def progress_path(run) -> Path:
-    return Path(run) / PROGRESS
-
-
-def metrics_path(run) -> Path:
-    return Path(run) / METRICS
-
-
-def earlier_metrics_path(run) -> Path:
-    return Path(run) / EARLIER_METRICS
-
-
-def cpus_path(run) -> Path:
-    return Path(run) / CPUS
-
-
-def fit_log_path(run) -> Path:
-    return Path(run) / FIT_LOG
-
-
-def lock_path(run) -> Path:
-    return Path(run) / LOCK
-
-
-def overrides_path(run) -> Path:
-    return Path(run) / HYDRA / OVERRIDES
-
-
-def config_path(run) -> Path:
-    return Path(run) / HYDRA / CONFIG
-
-
-def analysis_dir(run) -> Path:
-    return Path(run) / ANALYSIS
 
 
 def unfinished(run) -> bool:
