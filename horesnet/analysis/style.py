@@ -48,17 +48,6 @@ def label(ax, xlabel: str, ylabel: str, title: str = "") -> None:
         ax.set_title(title)
 
 
-def legend_of(*axes) -> None:
-    """One legend for the series of several axes sharing a plot (e.g. a twin y axis)."""
-    handles, labels = [], []
-    for ax in axes:
-        h, lab = ax.get_legend_handles_labels()
-        handles += h
-        labels += lab
-    if handles:
-        axes[0].legend(handles, labels, loc="best")
-
-
 def save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
