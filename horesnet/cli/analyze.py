@@ -20,6 +20,7 @@ from ..analysis import progress
 from ..analysis.registry import Study, get_study, list_studies
 from ..errors import PLUGIN_HINT, ConfigError, check_choice, check_writable
 from ..training.config import model_from_config, model_kwargs
+from .command import run_command
 from .compose import compose
 
 
@@ -83,8 +84,7 @@ def _given_model_keys(argv: list[str], cfg) -> dict:
 
 
 def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:
-    from ..data import ArrayDataModule
-    from ..data.sequences import task_of
+    from ..training.sequence_module import make_data_module
 
     data_cfg = dict(data_cfg)
     if cfg.data_name:
@@ -93,16 +93,8 @@ def eval_data(data_cfg: dict, cfg, device) -> A.EvalData:
         data_cfg["root"] = cfg.data_root
     if not data_cfg.get("name"):
         raise ConfigError("the checkpoint does not say which dataset it was trained on; give data_name=...")
-    keep = {k: v for k, v in data_cfg.items() if not k.startswith("limit_")}
-    if task_of(data_cfg) != "image":  # sequences: limit counts sequences, error and loss are per token
-        from ..data.sequence_module import SequenceDataModule
-
-        dm = SequenceDataModule(**keep)
-        dm.setup()
-        return A.EvalData(dm.eval_batches(cfg.split, cfg.limit, cfg.batch_size), None,
-                          f"{dm.name}:{cfg.split}", {"n": min(cfg.limit or len(dm.splits[cfg.split]),
-                                                             len(dm.splits[cfg.split]))}).to(device)
-    dm = ArrayDataModule(**keep)
+    # images or sequences (limit counts sequences, error and loss are per token)
+    dm = make_data_module({k: v for k, v in data_cfg.items() if not k.startswith("limit_")}, seed=0)
     dm.setup()
     return A.from_datamodule(dm, cfg.split, cfg.limit, cfg.batch_size).to(device)
 
@@ -221,44 +213,27 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str, model, model_cfg: di
         return
     import wandb
 
-    from ..training.loggers import init_run, wandb_mode
+    from ..training.loggers import log_run, table, wandb_mode
     from ..training.run import model_facts
-    from ..training.wandb_links import nested_config, training_link, write_offline_files
+    from ..training.wandb_links import nested_config, training_link
 
     mode = wandb_mode(cfg.wandb)
     if mode == "disabled":
         return
     link = training_link(run_dir)  # the training run's W&B id and group, from its summary.json
-    run = init_run(project=link.get("project") or "horesnet", name=f"analysis-{title}", job_type="analysis",
-                   dir=str(out), mode=mode, group=link.get("group"), reinit="create_new",
-                   config={**nested_config({**OmegaConf.to_container(cfg, resolve=True), **model_cfg},
-                                           model_facts(model)),
-                           "train_run_id": link.get("id"),
-                           "train_run_dir": str(Path(run_dir).resolve()) if run_dir else None})
-    for name, records in tables.items():
-        cols = list(dict.fromkeys(k for r in records for k in r))
-        run.log({f"{name}/table": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in records]),
-                 f"{name}/plot": wandb.Image(str(out / f"{name}.png"))})
-    write_offline_files(run)
-    run.finish()
+    log_run([{f"{name}/table": table(records), f"{name}/plot": wandb.Image(str(out / f"{name}.png"))}
+             for name, records in tables.items()],
+            project=link.get("project") or "horesnet", name=f"analysis-{title}", job_type="analysis",
+            dir=str(out), mode=mode, group=link.get("group"), reinit="create_new",
+            config={**nested_config({**OmegaConf.to_container(cfg, resolve=True), **model_cfg}, model_facts(model)),
+                    "train_run_id": link.get("id"),
+                    "train_run_dir": str(Path(run_dir).resolve()) if run_dir else None})
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from .help import print_help, wants_help
+    return run_command("analyze", argv, _analyze, normalise=True)
 
-    if wants_help(argv):
-        return print_help("analyze", argv)
-    from .argv import normalise
 
-    try:
-        argv = normalise("analyze", argv)
-        cfg = compose("analyze", argv)
-        analyze(cfg, _given_model_keys(argv, cfg))
-    except ConfigError as err:
-        print(f"horesnet.analyze: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
+def _analyze(argv: list[str]) -> None:
+    cfg = compose("analyze", argv)
+    analyze(cfg, _given_model_keys(argv, cfg))

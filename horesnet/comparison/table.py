@@ -211,22 +211,19 @@ def _log_wandb(rows, pairs, out_dir: Path, project: str, runs: list[dict]) -> No
     compared runs share (docs/wandb.md); the config names every training run it read."""
     import wandb as wb
 
-    from ..training.loggers import init_run, wandb_mode
-    from ..training.wandb_links import training_link, write_offline_files
+    from ..training.loggers import log_run, table, wandb_mode
+    from ..training.wandb_links import training_link
 
     links = [training_link(r["_dir"]) for r in runs]
     groups = {link.get("group") for link in links}
-    run = init_run(project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
-                   group=groups.pop() if len(groups) == 1 else None, reinit="create_new",
-                   config={"runs": [r["_dir"] for r in runs], "train_run_ids": [link.get("id") for link in links]})
     m = metric_of_rows(rows)
-    cols = [k for k in rows[0] if k not in ("runs", "seed_list", f"test_{m.name}_seeds", "n_runs")]
-    table = wb.Table(columns=cols, data=[[json_safe(r[c]) for c in cols] for r in rows])
-    tables = {"comparison": table}
+    hidden = ("runs", "seed_list", f"test_{m.name}_seeds", "n_runs")
+    tables = {"comparison": table(rows, [k for k in rows[0] if k not in hidden], json_safe)}
     if pairs:
-        tables["comparison_differences"] = wb.Table(columns=list(pairs[0]),
-                                                    data=[list(json_safe(d).values()) for d in pairs])
-    chart = wb.plot.bar(table, "variant", f"test_{m.name}_mean", title=f"test {m.title}, mean over seeds")
-    run.log(tables | {"comparison_chart": chart, "comparison_plot": wb.Image(str(out_dir / "comparison.png"))})
-    write_offline_files(run)
-    run.finish()
+        tables["comparison_differences"] = table(pairs, value=json_safe)
+    chart = wb.plot.bar(tables["comparison"], "variant", f"test_{m.name}_mean",
+                        title=f"test {m.title}, mean over seeds")
+    log_run([tables | {"comparison_chart": chart, "comparison_plot": wb.Image(str(out_dir / "comparison.png"))}],
+            project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
+            group=groups.pop() if len(groups) == 1 else None, reinit="create_new",
+            config={"runs": [r["_dir"] for r in runs], "train_run_ids": [link.get("id") for link in links]})

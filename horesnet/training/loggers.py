@@ -1,6 +1,7 @@
 """CSV logging always; Weights & Biases through Lightning's WandbLogger, offline automatically when there is no
 API key or no reachable server (never a prompt, never a hang: every network wait is bounded by
-``logger.wandb.timeout`` seconds, after which the run continues offline with a printed notice)."""
+``logger.wandb.timeout`` seconds, after which the run continues offline with a printed notice). Analyses and
+comparisons log their tables by a W&B run of their own (``log_run``, ``table``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from ..errors import check_choice
-from .wandb_links import experiment_group
+from .wandb_links import experiment_group, write_offline_files
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 ENV_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")  # what wandb accepts as WANDB_MODE
@@ -101,6 +102,25 @@ def init_run(timeout: float = DEFAULT_TIMEOUT_S, **kwargs):
             raise
         notice(f"starting an online run failed ({type(err).__name__}); logging offline instead.")
         return wandb.init(settings=settings, **{**kwargs, "mode": "offline"})
+
+
+def table(records: list[dict], columns: list | None = None, value=lambda v: v):
+    """A ``wandb.Table`` of flat records: ``columns`` (default: every key, in the order first seen), each cell
+    ``value(record[column])`` (None where a record has no such key)."""
+    import wandb
+
+    columns = columns or list(dict.fromkeys(k for r in records for k in r))
+    return wandb.Table(columns=columns, data=[[value(r.get(c)) for c in columns] for r in records])
+
+
+def log_run(steps: list[dict], **init) -> None:
+    """A W&B run of its own (``init_run(**init)``: an analysis, a comparison) that logs each of ``steps``,
+    writes an offline run's files and finishes."""
+    run = init_run(**init)
+    for step in steps:
+        run.log(step)
+    write_offline_files(run)
+    run.finish()
 
 
 class OnceConfigWandbLogger(WandbLogger):
