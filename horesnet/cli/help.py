@@ -77,8 +77,13 @@ FIT_GROUPS = (("Model (python -m horesnet.info shows the network)", "", None),
               ("Run", "", "experiment"))
 
 
+# the keys of a command line that choose defaults (``fit data=shakespeare --help`` shows that dataset's)
+CHOOSERS = ("plugins", "data", "optim", "trainer", "logger", "experiment")
+
+
 def _fit_defaults(argv: list[str]) -> dict:
-    """Every key's default, from the composed config (the YAML files and the registered datasets)."""
+    """Every key's default, from the composed config (the YAML files and the registered datasets), for the config
+    groups and plugins chosen on the command line (``data=shakespeare``: that dataset's defaults)."""
     from omegaconf import OmegaConf
 
     from ..errors import ConfigError
@@ -86,10 +91,39 @@ def _fit_defaults(argv: list[str]) -> dict:
     from .schema import flatten, schema_for
 
     try:
-        cfg = compose("fit", [a for a in argv if a.startswith("plugins=")])
+        cfg = compose("fit", [a for a in argv if a.partition("=")[0] in CHOOSERS])
     except ConfigError:
         return {}
     return flatten(OmegaConf.to_container(cfg, resolve=True), schema=schema_for("fit"))
+
+
+def _dataset_defaults_rows() -> list[tuple[str, str]]:
+    """One row per dataset whose choice changes keys outside its data node (``register_dataset(...,
+    fit_defaults=)``): every default ``data=<name>`` applies to the keys a command line does not set."""
+    from ..data.registry import DATASETS
+
+    rows = []
+    for name in DATASETS.names():
+        ds = DATASETS.get(name)
+        if ds.fit_defaults:
+            shown = " ".join(f"{k}={_yaml(v)}" for k, v in ds.run_defaults().items())
+            rows.append((f"data={name}", f"also sets, for keys not given: {shown}"))
+    return rows
+
+
+def _given(argv, key: str) -> str | None:
+    values = [a.partition("=")[2] for a in argv if a.partition("=")[0] == key]
+    return values[-1] if values else None
+
+
+def _chosen_by_data(argv) -> dict:
+    """The config groups the dataset given on the command line chooses (its ``fit_defaults``)."""
+    from ..data.registry import DATASETS, FIT_GROUPS
+
+    name = _given(argv, "data")
+    if name is None or name not in DATASETS.names():
+        return {}
+    return {k: v for k, v in DATASETS.get(name).fit_defaults.items() if k in FIT_GROUPS}
 
 
 def _group_defaults(config_name: str) -> dict:
@@ -123,8 +157,14 @@ def fit_help(argv: list[str] = ()) -> str:
             keys = [k for k in options if k not in model and "." not in k]
         rows = []
         if group:
-            rows.append((f"{group}=", f"config group; default {_yaml(chosen.get(group))}. Valid: "
-                                      f"{', '.join(groups.get(group, []))}"))
+            given = [a.partition("=")[2] for a in argv if a.partition("=")[0] == group]
+            by_data = _chosen_by_data(argv).get(group)
+            now = (f"{given[-1]} (given; default {_yaml(chosen.get(group))})" if given else
+                   f"{by_data} (the default of data={_given(argv, 'data')}; else {_yaml(chosen.get(group))})"
+                   if by_data else f"default {_yaml(chosen.get(group))}")
+            rows.append((f"{group}=", f"config group; {now}. Valid: {', '.join(groups.get(group, []))}"))
+        if group == "data":
+            rows += _dataset_defaults_rows()
         rows += [_row(k, options[k], defaults.get(k, options[k].default)) for k in keys]
         if title == "Run":
             rows += [("hydra.run.dir=", "the run folder (default outputs/<data>/<block>-d<depth>/<time>)"),
@@ -146,6 +186,8 @@ def fit_help(argv: list[str] = ()) -> str:
         "",
         "Examples:",
         "  python -m horesnet.fit block=rk4 depth=56 data=fashion_mnist trainer.max_epochs=3",
+        "  python -m horesnet.fit data=shakespeare       # a small Transformer LM, a few CPU minutes",
+        "  python -m horesnet.fit data=shakespeare --help  # the defaults with data=shakespeare",
         "  python -m horesnet.fit -m block=euler,midpoint,rk4 seed=0,1,2 hydra.sweep.dir=multirun/ho56",
         "  python -m horesnet.compare multirun/ho56",
         "  python -m horesnet.analyze ckpt=multirun/ho56/<member folder> study=lesion",

@@ -10,6 +10,7 @@ and torch: the command line is checked before either is imported.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,13 @@ from ..spec import Option, extend, retract
 from .sources import DataError, download, md5
 
 CONFIG_GROUP = "data"  # the Hydra config group every registered dataset is an option of
+# the Hydra config group of the datasets' ``fit_defaults`` values (package _global_): fit.yaml lists it as
+# ``optional dataset_defaults: ${data}`` after its own keys, so a dataset's defaults of other nodes (the model's
+# depth, trainer.max_epochs) come after the nodes they change and before experiment= and the command line
+DEFAULTS_GROUP = "dataset_defaults"
+# fit's config groups a dataset may choose in ``fit_defaults`` (``"optim": "transformer"``): a choice becomes an
+# ``override /<group>`` in the dataset's node, which a group given on the command line (``optim=he``) overrides
+FIT_GROUPS = ("optim", "trainer", "logger")
 
 # The options every dataset has, in this order, with these defaults (a dataset's ``defaults`` may change them).
 # ``channels`` and ``num_classes`` are filled from the dataset's facts.
@@ -83,7 +91,10 @@ class Dataset:
     needs no files); ``missing(root, why)`` builds the DataError for data that is neither on disk nor downloadable
     (None: a message naming the files, checksums and URLs). ``options`` declares the dataset's own keys, each
     ``data.<key>`` (nested: ``data.synthetic.train_size``) an :class:`horesnet.spec.Option` (default, spec, help);
-    ``defaults`` holds the config node's values beyond the common ones (the own keys' defaults among them)."""
+    ``defaults`` holds the config node's values beyond the common ones (the own keys' defaults among them).
+    ``fit_defaults`` holds what choosing the dataset changes outside its node -- model keys (``depth``), config
+    group choices (``optim``) and dotted keys of other nodes (``trainer.max_epochs``) -- for the keys a command
+    line does not set (``docs/extending_datasets.md``, "Defaults of the whole run")."""
 
     name: str
     load: Loader
@@ -94,6 +105,7 @@ class Dataset:
     missing: Callable[[Path, str], DataError] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Option] = field(default_factory=dict)
+    fit_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -113,7 +125,32 @@ class Dataset:
         if isinstance(self.facts, DatasetFacts):
             node["channels"], node["num_classes"] = self.facts.channels, self.facts.num_classes
         node.update(copy.deepcopy(dict(self.defaults)))
+        groups = [{f"override /{k}@_global_.{k}": v} for k, v in self.fit_defaults.items() if k in FIT_GROUPS]
+        if groups:  # config group choices: overrides in the defaults list of the data node
+            node = {"defaults": [*groups, "_self_"], **node}
         return node
+
+    def defaults_node(self) -> dict | None:
+        """The ``fit_defaults`` that are values (not group choices), nested, for the package ``_global_`` node
+        ``dataset_defaults/<name>``; None when there are none."""
+        tree: dict = {}
+        for key, value in self.fit_defaults.items():
+            if key in FIT_GROUPS:
+                continue
+            *parents, leaf = key.split(".")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = copy.deepcopy(value)
+        return tree or None
+
+    def run_defaults(self) -> dict[str, Any]:
+        """Every default that ``data=<name>`` sets beyond the common data defaults, as command-line keys
+        (``data.limit_train``, ``depth``, ``optim``, ...): what ``fit --help`` lists for the dataset."""
+        common = {k: v for k, v in self.defaults.items() if k in COMMON_DEFAULTS and k not in ("channels",
+                                                                                             "num_classes")}
+        changed = {f"data.{k}": v for k, v in common.items() if COMMON_DEFAULTS[k] != v}
+        return {**dict(self.fit_defaults), **changed}
 
 
 #: every dataset by name (horesnet.registry): horesnet.data locks the built-ins once it has registered them
@@ -140,10 +177,14 @@ def _store_node(name: str, old: Dataset | None, new: Dataset | None) -> None:
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    store.repo.get(DEFAULTS_GROUP, {}).pop(f"{name}.yaml", None)
     if new is None:
         store.repo.get(CONFIG_GROUP, {}).pop(f"{name}.yaml", None)
-    else:
-        store.store(group=CONFIG_GROUP, name=name, node=new.config_node(), provider="horesnet")
+        return
+    store.store(group=CONFIG_GROUP, name=name, node=new.config_node(), provider="horesnet")
+    values = new.defaults_node()
+    if values is not None:  # the run's keys outside the data node (fit.yaml: optional dataset_defaults: ${data})
+        store.store(group=DEFAULTS_GROUP, name=name, node=values, package="_global_", provider="horesnet")
 
 
 def list_datasets() -> list[str]:
@@ -169,6 +210,27 @@ def dataset_facts(data: dict) -> DatasetFacts:
 def all_option_keys() -> set[str]:
     """Every registered dataset's own top-level keys: what the data module accepts beyond the common ones."""
     return {key for ds in DATASETS.values() for key in ds.option_keys}
+
+
+_FIT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def _check_fit_defaults(name: str, fit_defaults: Mapping) -> None:
+    """A key of ``fit_defaults`` is a fit key outside the data node: the data node's own keys go in ``defaults=``
+    (common) or ``options=`` (the dataset's own); ``experiment`` is the user's; a group's choice is a name."""
+    for key, value in fit_defaults.items():
+        if not isinstance(key, str) or not _FIT_KEY.match(key):
+            raise ConfigError(f"dataset {name!r}: fit_defaults key {key!r} is not a command-line key (e.g. 'depth', "
+                              "'optim', 'trainer.max_epochs').")
+        top = key.split(".")[0]
+        if top == "data" or key in COMMON_DEFAULTS:
+            raise ConfigError(f"dataset {name!r}: fit_defaults key {key!r} belongs to the data node: give it in "
+                              "defaults= (a common key such as limit_train) or options= (a key of its own).")
+        if top in ("experiment", "hydra", "defaults", "name", "seed", "plugins", "resume"):
+            raise ConfigError(f"dataset {name!r}: fit_defaults cannot set {key!r} (the user's own choice).")
+        if top in FIT_GROUPS and key == top and not (isinstance(value, str) and _FIT_KEY.match(value)):
+            raise ConfigError(f"dataset {name!r}: fit_defaults {key!r} chooses a config group; give the name of "
+                              f"one of its configs (e.g. {{'optim': 'transformer'}}), not {value!r}.")
 
 
 def _check(ds: Dataset) -> None:
@@ -210,11 +272,14 @@ def _nested(options: Mapping[str, Option]) -> dict:
 def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[dict], DatasetFacts], *,
                      description: str, downloads=(), present: Callable[[Path], bool] | None = None,
                      missing: Callable[[Path, str], DataError] | None = None, defaults: Mapping | None = None,
-                     options: Mapping[str, Option] | None = None, overwrite: bool = False) -> Dataset:
+                     options: Mapping[str, Option] | None = None, fit_defaults: Mapping | None = None,
+                     overwrite: bool = False) -> Dataset:
     """Register a dataset (see :class:`Dataset`) and its config node ``data=<name>``; return the Dataset.
 
     ``downloads``: :class:`Download` objects (or URL strings). With downloads and no ``present``, the data is
-    present when every downloaded file is in ``root/<name>/`` (see :func:`fetch`). Re-using a name needs
+    present when every downloaded file is in ``root/<name>/`` (see :func:`fetch`). ``fit_defaults``: what choosing
+    the dataset changes in the rest of a fit command line, for the keys it does not set (``{"depth": 8, "optim":
+    "transformer", "trainer.max_epochs": 1}``; see :class:`Dataset`). Re-using a name needs
     ``overwrite=True``; built-in datasets can never be replaced.
     """
     DATASETS.check_new(name, overwrite=overwrite)
@@ -230,8 +295,10 @@ def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[di
     for key, option in options.items():
         if not isinstance(option, Option):
             raise ConfigError(f"dataset {name!r}: option {key!r} must be an Option(default, Spec(...), help).")
+    _check_fit_defaults(name, dict(fit_defaults or {}))
     ds = Dataset(name=name, load=load, facts=facts, description=description, downloads=downloads, present=present,
-                 missing=missing, defaults={**(defaults or {}), **_nested(options)}, options=options)
+                 missing=missing, defaults={**(defaults or {}), **_nested(options)}, options=options,
+                 fit_defaults=copy.deepcopy(dict(fit_defaults or {})))
     _check(ds)
     return DATASETS.register(name, ds, overwrite=overwrite)  # its options and config node follow (on_change)
 

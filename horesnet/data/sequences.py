@@ -100,6 +100,10 @@ def resolve_model(model: dict, data: dict) -> dict:
 
 
 # ---------------------------------------------------------------- built-in sequence datasets
+# what choosing a built-in sequence set defaults to outside its data node (register_dataset's fit_defaults): the
+# transformer family (the only one that reads sequences), small, with its AdamW recipe instead of He et al.'s
+SMALL_TRANSFORMER = {"arch": "transformer", "depth": 8, "d_model": 64, "optim": "transformer"}
+
 def _load_shakespeare(root: Path, download: bool, verify: bool, options: dict):
     splits = shakespeare.load_splits(root, download, verify)
     return splits["train"], splits["val"], splits["test"], {"vocab": shakespeare.VOCAB}
@@ -121,8 +125,11 @@ register_sequence_dataset(
     present=lambda root: shakespeare.locate(root) is not None,
     missing=shakespeare.missing_error,
     defaults={"channels": 1, "num_classes": len(shakespeare.VOCAB), "val_size": 0, "batch_size": 32,
-              "eval_batch_size": 256, "augment": False, "flip": False},
-    options={"data.seq_len": Option(64, Spec("int", low=1), "characters per sequence")})
+              "eval_batch_size": 256, "augment": False, "flip": False, "limit_train": 4096},
+    options={"data.seq_len": Option(64, Spec("int", low=1), "characters per sequence")},
+    # the bare `fit data=shakespeare` (arch=transformer implied) is a few-minute CPU run: 4 layers of width 64,
+    # AdamW, one epoch of 4096 sequences (docs/transformers.md); every key given on the command line wins
+    fit_defaults=SMALL_TRANSFORMER | {"trainer.max_epochs": 1})
 
 _fm = idx.IDX["fashion_mnist"]
 register_sequence_dataset(
@@ -131,7 +138,8 @@ register_sequence_dataset(
     downloads=tuple(Download(_fm.url + f + ".gz", frozenset(_fm.md5s[f + ".gz"])) for f in idx.FILES),
     present=lambda root: idx.locate(idx.IDX["fashion_mnist"], root) is not None,
     missing=lambda root, why: idx.missing_error(idx.IDX["fashion_mnist"], root, why),
-    defaults={"augment": False, "flip": False, "batch_size": 128})
+    defaults={"augment": False, "flip": False, "batch_size": 128},
+    fit_defaults=SMALL_TRANSFORMER | {"depth": 4, "trainer.max_epochs": 5})
 
 
 def is_sequence(name: str) -> bool:
