@@ -18,13 +18,9 @@ from ..nn.multistep import MultistepBlock
 from .common import EvalData, error_and_loss, evaluating, score
 
 
-def _flat_blocks(model):
-    return [(address, block, spec) for address, block, spec in model.blocks()]
-
-
 def lesion_targets(model, granularity: str = "unit") -> list[dict]:
     """What can be deleted: every unit (``unit``) or every block (``block``), in forward order."""
-    blocks = _flat_blocks(model)
+    blocks = list(model.blocks())
     index = {id(b): i for i, (_, b, _) in enumerate(blocks)}
     targets = []
     if granularity == "block":
@@ -72,7 +68,7 @@ def _tail(model, blocks, start: int, x):
 def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = True) -> list[dict]:
     """Delete each unit (or block) alone; error (%) and loss vs the intact network, one record per target."""
     data = EvalData.wrap(data)
-    blocks = _flat_blocks(model)
+    blocks = list(model.blocks())
     targets = lesion_targets(model, granularity)
     base_err, base_loss = error_and_loss(model, data)
     tallies = [[0, 0.0] for _ in targets]
@@ -135,7 +131,7 @@ def kendall_tau(order: list[int]) -> float:
 def reorder(model, data, swaps=(1, 2, 4, 8), trials: int = 5, seed: int = 0) -> list[dict]:
     """Swap random pairs of equal-shape (non-entry) blocks within a stage; error vs Kendall tau of the order."""
     data = EvalData.wrap(data)
-    blocks = _flat_blocks(model)
+    blocks = list(model.blocks())
     stage_of = [int(a.split(".")[0][1:]) for a, _, _ in blocks]
     movable = [i for i, (_, _, spec) in enumerate(blocks) if not spec.entry]
     rng = random.Random(seed)

@@ -39,8 +39,7 @@ def load_trained(ckpt: str):
     saved = check_checkpoint(path)
     hp = saved["hyper_parameters"]
     model_cfg = dict(hp["model"])
-    prefix = "model."
-    weights = {k[len(prefix):]: v for k, v in saved["state_dict"].items() if k.startswith(prefix)}
+    weights = {k.removeprefix("model."): v for k, v in saved["state_dict"].items() if k.startswith("model.")}
     try:
         model = build_model(complete(model_cfg))
         model.load_state_dict(weights, strict=True)
@@ -123,9 +122,8 @@ def analyze(cfg, given: dict | None = None) -> Path:
     if cfg.ckpt:
         model, data_cfg, run_dir, saved = load_trained(cfg.ckpt)
         check_model_overrides(given or {}, saved, cfg.ckpt)
-        title = f"{model.config['block']}-{model.layout.depth}"
-        if model.config.get("shortcut") == "plain":
-            title = f"plain-{model.layout.depth}"
+        plain = model.config.get("shortcut") == "plain"
+        title = f"{'plain' if plain else model.config['block']}-{model.layout.depth}"
         out = Path(cfg.out) if cfg.out else runs.analysis_dir(run_dir)
     else:
         if any(s.needs_checkpoint for s in studies):

@@ -18,7 +18,7 @@ def load_runs(paths: list[str]) -> list[dict]:
         path = Path(p)
         if not path.exists():
             raise ConfigError(f"{p!r} does not exist; give run folders or multirun roots that hold summary.json.")
-        if path.exists() and not path.is_dir() and not path.is_file():
+        if not path.is_dir() and not path.is_file():
             raise ConfigError(f"{p!r} is neither a folder nor a regular file (a FIFO or device?); give run folders "
                               "or multirun roots that hold summary.json.")
         for f in find_runs([path]):

@@ -143,7 +143,6 @@ def matched_control(runs: list[dict]) -> tuple[str, str]:
     seeds = ",".join(str(x) for x in sorted({r["config"].get("seed", 0) for r in runs}))
     given = _recorded_overrides(run)
     if given is None:
-        defaults = arch_defaults(options["arch"])
         given = [f"{k}={_show(v) if v is not None else 'null'}" for k, v in control.items()
                  if k not in (*CONTROL_RESET, *DATA_FOLLOWERS) and v != defaults[k]]
         data = (run["config"].get("data") or {}).get("name")
