@@ -7,10 +7,11 @@
   autograd. Counted deterministically with ``torch.autograd.graph.saved_tensors_hooks`` (distinct tensors by
   storage, offset and shape); the profiler's CPU peak of a whole training step is reported beside it.
 - ``speed``: fp32 eager step times as paired ratios (placement=full_preact, width 0.25, batch 32 of 16x16 images
-  unless told): momentum reversible / autograd at depth 56 and 110 (training step), and momentum, lm / euler at
-  depth 56 (training step and no-grad evaluation). Each ratio pools the adjacent A/B steps of every round (order
-  alternating, each timed step after an untimed one of the same callable): median, 95% order-statistics interval,
-  spread of the round medians, against the issue's targets (1.6 and 1.03). No timed assertion.
+  unless told): momentum reversible / autograd at depth 56 and 110 (training step), and momentum, lm (k learned,
+  its default, and fixed) / euler at depth 56 (training step and no-grad evaluation). Each ratio pools the
+  adjacent A/B steps of every round (order alternating, each timed step after an untimed one of the same
+  callable): median, 95% order-statistics interval, spread of the round medians, against the issue's targets
+  (1.6 and 1.03). No timed assertion.
 - ``accuracy``: relative error of the reversible gradients (every unit parameter and the input, concatenated)
   against autograd's in the same dtype, for one stage of T BN-tanh-conv units, gamma in {0.5, 0.9, 0.99} x
   T in {10, 50, 100, 200} x {fp32, fp64}, with the predicted reconstruction error eps * (1/gamma)^T and whether it
@@ -82,15 +83,16 @@ def memory(units_list, batch: int, side: int, device) -> list[dict]:
 
 
 SPEED_CELLS = {"euler56": dict(block="euler", depth=56), "momentum56": dict(block="momentum", depth=56),
-               "lm56": dict(block="lm", depth=56), "momentum56_reversible": dict(block="momentum", depth=56,
-                                                                                  reversible=True),
+               "lm56": dict(block="lm", depth=56), "lm56_fixed_k": dict(block="lm", depth=56, learn_coefficients=False),
+               "momentum56_reversible": dict(block="momentum", depth=56, reversible=True),
                "momentum110": dict(block="momentum", depth=110),
                "momentum110_reversible": dict(block="momentum", depth=110, reversible=True)}
 # (cell, reference, kinds, target): the targets, reversible <= 1.6x autograd, a scheme <= 1.03x Euler
 SPEED_PAIRS = (("momentum56_reversible", "momentum56", ("train",), 1.6),
                ("momentum110_reversible", "momentum110", ("train",), 1.6),
                ("momentum56", "euler56", ("train", "eval"), 1.03),
-               ("lm56", "euler56", ("train", "eval"), 1.03))
+               ("lm56", "euler56", ("train", "eval"), 1.03),
+               ("lm56_fixed_k", "euler56", ("train", "eval"), 1.03))  # lm's k not learned: what learning k costs
 
 
 class SpeedCell:
