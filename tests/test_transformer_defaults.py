@@ -120,3 +120,8 @@ def test_fit_defaults_refused_by_name(fit_defaults, words):
     with pytest.raises(ConfigError, match=words):
         register_dataset("toy_bad", _toy, DatasetFacts(1, 2, 40), description="toy", fit_defaults=fit_defaults)
     assert "limit_train" in COMMON_DEFAULTS
+
+
+def test_fashion_mnist_rows_defaults_to_a_small_encoder():
+    cfg = composed("data=fashion_mnist_rows")
+    assert small_run(cfg)[:8] == ("transformer", 4, 64, "adamw", 1e-3, "cosine", 2, None)

@@ -139,7 +139,7 @@ register_sequence_dataset(
     present=lambda root: idx.locate(idx.IDX["fashion_mnist"], root) is not None,
     missing=lambda root, why: idx.missing_error(idx.IDX["fashion_mnist"], root, why),
     defaults={"augment": False, "flip": False, "batch_size": 128},
-    fit_defaults=SMALL_TRANSFORMER | {"depth": 4, "trainer.max_epochs": 5})
+    fit_defaults=SMALL_TRANSFORMER | {"depth": 4, "trainer.max_epochs": 2})
 
 
 def is_sequence(name: str) -> bool:
