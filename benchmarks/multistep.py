@@ -14,9 +14,10 @@
   (1.6 and 1.03). No timed assertion.
 - ``accuracy``: relative error of the reversible gradients (every unit parameter and the input, concatenated)
   against autograd's in the same dtype, for one stage of T BN-tanh-conv units, gamma in {0.5, 0.9, 0.99} x
-  T in {10, 50, 100, 200} x {fp32, fp64}, with the predicted reconstruction error eps * (1/gamma)^T and whether it
-  lies below the tolerance 1e-5 the network factory uses, and the measured relative error of the rebuilt stage
-  input.
+  T in {10, 50, 100, 200} x {fp32, fp64}, with the predicted reconstruction error (``predicted_inversion_error``:
+  eps * sum of the reversed recurrence's impulse response, docs/multistep.md), whether the float32 prediction lies
+  below the tolerance the network factory uses (``REVERSIBLE_TOLERANCE``), and the measured relative error of the
+  rebuilt stage input.
 
 Writes ``benchmarks/results/multistep-<device>.json`` and prints Markdown tables.
 """
@@ -184,6 +185,7 @@ def speed(batch: int, side: int, width: float, rounds: int, steps: int, device, 
 def accuracy(gammas, units_list, dtypes, device) -> list[dict]:
     from horesnet import get_scheme
     from horesnet.nn.multistep import REVERSIBLE_TOLERANCE, MultistepBlock
+    from horesnet.schemes.stage import FLOAT32_EPS
 
     rows = []
     for dtype in dtypes:
@@ -209,13 +211,13 @@ def accuracy(gammas, units_list, dtypes, device) -> list[dict]:
                         (m(xi) * w).sum().backward()
                     grads.append(torch.cat([xi.grad.flatten(), *(p.grad.flatten() for p in m.parameters())]))
                 err = ((grads[1] - grads[0]).norm() / grads[0].norm()).item()
-                predicted = eps * (1 / gamma) ** units
+                predicted = rev.predicted_inversion_error(eps)  # the first-order model, at this dtype's eps
                 rebuilt = rev.last_reconstruction_error
                 rows.append({"dtype": str(dtype).replace("torch.", ""), "gamma": gamma, "units": units,
                              "relative_error": err if math.isfinite(err) else None, "predicted_error": predicted,
                              "measured_input_error": rebuilt if rebuilt is not None and math.isfinite(rebuilt)
                              else None,
-                             "predicted_safe": predicted <= REVERSIBLE_TOLERANCE})
+                             "predicted_safe": rev.predicted_inversion_error(FLOAT32_EPS) <= REVERSIBLE_TOLERANCE})
                 print(f"accuracy {rows[-1]['dtype']} gamma={gamma} T={units}: {err:.3g} (predicted {predicted:.3g}, "
                       f"rebuilt input {h.fmt(rows[-1]['measured_input_error'], '.3g')})", flush=True)
     return rows
