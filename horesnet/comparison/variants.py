@@ -14,6 +14,7 @@ import json
 from omegaconf import OmegaConf
 
 from ..models.config import MODEL_KEYS, arch_defaults, complete
+from ..models.scale import control_step  # noqa: F401 -- re-exported: cli.controls and tests import it from here
 from ..runs import overrides_path
 
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
@@ -117,11 +118,6 @@ CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "h
 def step_of(run: dict) -> float:
     """The run's fixed Euler step h (1.0 unless set)."""
     return float(model_options(run).get("step", 1.0))
-
-
-def control_step(scale: float) -> float:
-    """The step of the matched Euler control of a variant with residual scale ``scale`` (4 decimals)."""
-    return round(scale, 4)
 
 
 def control_overrides(overrides: list[str], step: float, seeds: str) -> list[str]:

@@ -89,8 +89,8 @@ class ModelConfig:
                               "backwards by inverting its recurrence (momentum, lm, leapfrog; a placement without an "
                               "activation after the addition, e.g. full_preact)")
     reversible_unsafe: bool = option(False, BOOL, "reversible=true although a stage is deeper than the predicted safe "
-                                     "inversion depth (predicted reconstruction error > 1e-4 in float32): train anyway, with a "
-                                     "warning")
+                                     "inversion depth (predicted reconstruction error > 1e-4 in float32): train "
+                                     "anyway, with a warning")
     # arch=transformer only (horesnet/models/transformer.py, docs/transformers.md); the conv families ignore them
     layout: str = option("alternate", Spec("choice", choices=("alternate", "layer", "macaron")),
                          "transformer units: alternate (one per attention/MLP branch) | layer (one per layer, "

@@ -8,7 +8,7 @@ from torch import nn
 from ..nn.transformer import AttentionUnit
 from ..schemes import get_scheme
 from .complexity import count_params
-from .scale import residual_scale
+from .scale import control_step, residual_scale
 
 
 @torch.no_grad()
@@ -46,7 +46,6 @@ def count_sequence_macs(model) -> int:
 
 def transformer_report(model, version: str) -> str:
     layout, c = model.layout, model.config
-    from ..comparison.variants import control_step
 
     t = get_scheme(layout.block)
     macs = count_sequence_macs(model)
