@@ -198,7 +198,7 @@ def forward_by_hand(model, x, zeroed: dict | None = None) -> torch.Tensor:
 
 
 def evaluate(forward, data) -> tuple[float, float]:
-    """(error %, mean cross-entropy) of ``forward`` over ``data``, written out by hand."""
+    """(error as a fraction in [0, 1], mean cross-entropy) of ``forward`` over ``data``, written out by hand."""
     correct = total = 0
     loss = 0.0
     with torch.no_grad():
@@ -207,7 +207,7 @@ def evaluate(forward, data) -> tuple[float, float]:
             correct += int((logits.argmax(1) == y).sum())
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             total += len(y)
-    return 100.0 * (1 - correct / total), loss / total
+    return 1 - correct / total, loss / total
 
 
 def forward_without(model, removed_blocks):

@@ -131,6 +131,13 @@ def test_all_studies_from_a_checkpoint(runs):
     assert float(refinement[-1]["error"]) == pytest.approx(intact, abs=1e-6)
     assert float(robustness[0]["error"]) == pytest.approx(intact, abs=1e-6)
     assert float(lesion[0]["intact_loss"]) == pytest.approx(float(refinement[-1]["loss"]), abs=1e-5)
+    # files hold accuracies and error rates as fractions in [0, 1] (docs/analysis.md, "Units"), 64 images: k/64
+    rates = [float(r[c]) for rows, cols in ((lesion, ("error", "intact_error")), (lesion_random, ("error",)),
+                                            (refinement, ("accuracy", "error")), (robustness, ("accuracy", "error")))
+             for r in rows for c in cols]
+    assert all(0 <= v <= 1 and (64 * v) == pytest.approx(round(64 * v), abs=1e-6) for v in rates), rates
+    assert all(-1 <= float(r["delta_error"]) <= 1 for r in lesion)
+    assert [float(r["accuracy"]) + float(r["error"]) for r in robustness] == pytest.approx([1.0] * len(robustness))
 
 
 def test_all_studies_on_the_smallest_net(runs, capsys):
@@ -249,9 +256,45 @@ def test_an_interrupted_analysis_keeps_what_it_finished_and_resumes(runs, capsys
     assert "done paths" in capsys.readouterr().out
 
 
+def test_a_resumed_analysis_redoes_what_an_older_horesnet_wrote_in_percent(runs, capsys):
+    """A folder whose manifest entries predate records_version 2 holds percent: resuming over it recomputes those
+    studies in fractions (and says so) instead of keeping them beside new fractions; studies without rates (paths)
+    are kept."""
+    from horesnet.analysis import progress
+
+    out = runs.base / "old_units"
+    args = [f"ckpt={runs.ckpt8}", "study=[paths,refinement]", "limit=64", "wandb=disabled", f"out={out}"]
+    assert main(args) == 0
+    capsys.readouterr()
+    fresh = read_csv(out / "refinement.csv")
+    manifest = json.loads((out / progress.MANIFEST).read_text())
+    assert {e["records_version"] for e in manifest["studies"].values()} == {progress.RECORDS_VERSION} == {2}
+    # what an older horesnet left: the same tables in percent, manifest entries without records_version
+    with open(out / "refinement.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fresh[0]))
+        writer.writeheader()
+        writer.writerows({**r, "accuracy": 100 * float(r["accuracy"]), "error": 100 * float(r["error"])}
+                         for r in fresh)
+    for entry in manifest["studies"].values():
+        del entry["records_version"]
+    (out / progress.MANIFEST).write_text(json.dumps(manifest))
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "kept paths" in text and "redoing refinement:" in text and "percent" in text, text
+    assert "done refinement" in text and "done paths" not in text
+    assert read_csv(out / "refinement.csv") == fresh  # fractions again, not percent kept
+    manifest = json.loads((out / progress.MANIFEST).read_text())
+    assert manifest["studies"]["refinement"]["records_version"] == 2
+    # a study of the old folder not asked for this time is named, not silently left in percent
+    manifest["studies"]["refinement"].pop("records_version")
+    (out / progress.MANIFEST).write_text(json.dumps(manifest))
+    assert main([*args[:1], "study=paths", *args[2:]]) == 0
+    assert "note: refinement in" in capsys.readouterr().out
+
+
 def test_figures_state_split_and_image_count_and_tables_carry_no_float_noise(runs, tmp_path, monkeypatch):
     """Every data-driven figure's title names the dataset, split and number of images; tables are rounded to 10
-    significant digits (100 * (1 - 0.172) is written 82.8, not 82.80000000000001)."""
+    significant digits (1 - 0.172 is written 0.828, not 0.8280000000000001)."""
     from horesnet.analysis import common, style
 
     titles, save = {}, style.save
@@ -267,7 +310,9 @@ def test_figures_state_split_and_image_count_and_tables_carry_no_float_noise(run
                  f"out={out}"]) == 0
     # limit=64 of the 128 validation images: exactly 64 evaluated (the last batch was not cut at the limit before)
     assert titles == {"refinement.png": "euler-8 (synthetic val split, 64 images) iterative refinement"}, titles
-    assert 100 * (1 - 0.172) == 82.80000000000001  # the float noise this guards against
-    common.write_table([{"error": 100 * (1 - 0.172), "name": "x", "n": 3}], tmp_path / "t", "lesion")
-    assert (tmp_path / "t" / "lesion.csv").read_text().splitlines()[1] == "82.8,x,3"
-    assert json.loads((tmp_path / "t" / "lesion.json").read_text()) == [{"error": 82.8, "name": "x", "n": 3}]
+    assert 1 - 0.172 == 0.8280000000000001 and 1 - 1697 / 2000 - 0.19 == -0.038500000000000034  # the float noise
+    common.write_table([{"error": 1 - 0.172, "delta_error": 1 - 1697 / 2000 - 0.19, "name": "x", "n": 3}],
+                       tmp_path / "t", "lesion")
+    assert (tmp_path / "t" / "lesion.csv").read_text().splitlines()[1] == "0.828,-0.0385,x,3"
+    assert json.loads((tmp_path / "t" / "lesion.json").read_text()) == [{"error": 0.828, "delta_error": -0.0385,
+                                                                         "name": "x", "n": 3}]

@@ -139,7 +139,7 @@ def test_refinement(name):
     assert [r["block"] for r in records] == list(range(1, len(blocks) + 1))
     err, loss = evaluate(lambda x: forward_by_hand(model, x), data)
     assert records[-1]["error"] == pytest.approx(err, abs=1e-9)
-    assert records[-1]["accuracy"] == pytest.approx(100 - err, abs=1e-9)
+    assert records[-1]["accuracy"] == pytest.approx(1 - err, abs=1e-9)
     assert records[-1]["loss"] == pytest.approx(loss, rel=1e-6)
     lib_err, lib_loss = error_and_loss(model, EvalData.wrap(data))
     assert lib_err == pytest.approx(err, abs=1e-9) and lib_loss == pytest.approx(loss, rel=1e-6)
@@ -189,11 +189,11 @@ def test_robustness_by_hand(scheme):
         with torch.no_grad():
             logits = torch.cat([forward_by_hand(model, xb + r["sigma"] * torch.randn(xb.shape, generator=gen))
                                 for xb, _ in data])
-        acc = 100.0 * float((logits.argmax(1) == y).double().mean())
-        assert r["accuracy"] == pytest.approx(acc, abs=1e-4) and r["error"] == pytest.approx(100 - acc, abs=1e-4)
+        acc = int((logits.argmax(1) == y).sum()) / len(y)  # a fraction in [0, 1] (docs/analysis.md, "Units")
+        assert r["accuracy"] == pytest.approx(acc, abs=1e-12) and r["error"] == pytest.approx(1 - acc, abs=1e-12)
         assert r["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
         assert r["ece"] == pytest.approx(ece_by_hand(logits, y), abs=1e-5)
-    assert records[0]["accuracy"] == pytest.approx(100.0)
+    assert records[0]["accuracy"] == 1.0
     assert abs(records[1]["loss"] - records[0]["loss"]) > 1e-3, "the noise was not applied"
 
 
@@ -207,13 +207,13 @@ def test_robustness_to_gaussian_noise():
     assert [r["sigma"] for r in records] == [0.0, 50.0]
     clean_err, clean_loss = evaluate(model, data)
     assert clean_err == 0.0
-    assert records[0]["accuracy"] == pytest.approx(100.0) and records[0]["error"] == pytest.approx(0.0)
+    assert records[0]["accuracy"] == 1.0 and records[0]["error"] == 0.0
     assert records[0]["loss"] == pytest.approx(clean_loss, abs=1e-5)
     with torch.no_grad():
         assert records[0]["ece"] == pytest.approx(ece_by_hand(model(x), y), abs=1e-5)
     assert records[1]["accuracy"] <= records[0]["accuracy"]
-    assert records[1]["accuracy"] < 50, "huge noise should wash out the signal"
-    assert records[1]["accuracy"] + records[1]["error"] == pytest.approx(100.0)
+    assert records[1]["accuracy"] < 0.5, "huge noise should wash out the signal"
+    assert records[1]["accuracy"] + records[1]["error"] == pytest.approx(1.0)
     for r in records:
         assert 0 <= r["ece"] <= 1
 

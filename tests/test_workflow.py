@@ -99,14 +99,14 @@ def _figures(monkeypatch):
 
 def test_every_plot_names_its_axes(monkeypatch, tmp_path):
     saved = _figures(monkeypatch)
-    lesion = [{"address": f"s1.b{i}.u1", "entry": i == 1, "error": 10.0 + i, "intact_error": 9.0,
-               "granularity": "unit"} for i in (1, 2, 3)]
+    lesion = [{"address": f"s1.b{i}.u1", "entry": i == 1, "error": 0.10 + i / 100, "intact_error": 0.09,
+               "granularity": "unit"} for i in (1, 2, 3)]  # records hold fractions (docs/analysis.md, "Units")
     P.plot_lesion(lesion, tmp_path / "a.png")
-    P.plot_lesion_random([{"k": k, "trial": t, "error": 10.0 * k + t, "intact_error": 9.0} for k in (1, 2)
+    P.plot_lesion_random([{"k": k, "trial": t, "error": 0.1 * k + t / 100, "intact_error": 0.09} for k in (1, 2)
                           for t in (0, 1)], tmp_path / "b.png")
     P.plot_paths([{"length": k, "count": c} for k, c in enumerate([1, 3, 3, 1])], tmp_path / "c.png")
     P.plot_responses([{"layer": i, "std": 1.0 / i} for i in (1, 2, 3)], tmp_path / "d.png")
-    P.plot_robustness([{"sigma": s, "accuracy": 90 - 100 * s, "ece": s} for s in (0.0, 0.1)], tmp_path / "e.png")
+    P.plot_robustness([{"sigma": s, "accuracy": 0.9 - s, "ece": s} for s in (0.0, 0.1)], tmp_path / "e.png")
     for fig in saved:
         for ax in fig.axes:
             assert ax.get_xlabel() or ax.get_ylabel(), fig

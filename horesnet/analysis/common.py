@@ -1,4 +1,8 @@
-"""Shared pieces of the analysis tools: evaluation data held on the device, error/loss evaluation, tidy tables."""
+"""Shared pieces of the analysis tools: evaluation data held on the device, error/loss evaluation, tidy tables.
+
+Units (docs/analysis.md, "Units"): every record an analysis function returns, and so every CSV/JSON/W&B table,
+holds accuracies and error rates as fractions in [0, 1]; only what is made for reading (figures, console lines)
+shows percent, converted there by :func:`percent`."""
 
 from __future__ import annotations
 
@@ -67,23 +71,29 @@ def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
 
 
 def error_and_loss(model, data: EvalData, forward=None) -> tuple[float, float]:
-    """Top-1 error (%) and mean loss of ``forward`` (default: the model) over ``data``."""
+    """Top-1 error as a fraction in [0, 1] (docs/analysis.md, "Units") and mean loss of ``forward`` (default: the
+    model) over ``data``."""
     forward = forward or model
     correct = loss = n = 0
     with evaluating(model):
         for x, y in data.batches:
             c, l = score(forward(x), y)
             correct, loss, n = correct + c, loss + l, n + len(y)
-    return 100.0 * (1 - correct / n), loss / n
+    return 1 - correct / n, loss / n
 
 
-SIGNIFICANT_DIGITS = 10  # float64 arithmetic noise (82.80000000000001) lies beyond the 15th digit
+SIGNIFICANT_DIGITS = 10  # float64 arithmetic noise (0.8280000000000001) lies beyond the 15th digit
 
 
 def tidy(v):
-    """A float rounded to ``SIGNIFICANT_DIGITS`` significant digits (``100 * (1 - 0.172)`` is 82.8, not
-    82.80000000000001); anything else unchanged."""
+    """A float rounded to ``SIGNIFICANT_DIGITS`` significant digits (``1 - 0.172`` is 0.828, not
+    0.8280000000000001); anything else unchanged."""
     return float(f"{v:.{SIGNIFICANT_DIGITS}g}") if isinstance(v, float) and math.isfinite(v) else v
+
+
+def percent(fraction: float) -> float:
+    """A fraction in [0, 1] as percent, for display only (figures, console lines): files keep the fraction."""
+    return 100.0 * fraction
 
 
 def write_table(records: list[dict], out: Path, name: str) -> tuple[Path, Path]:

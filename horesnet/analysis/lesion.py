@@ -66,7 +66,8 @@ def _tail(model, blocks, start: int, x):
 
 
 def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = True) -> list[dict]:
-    """Delete each unit (or block) alone; error (%) and loss vs the intact network, one record per target."""
+    """Delete each unit (or block) alone; error (a fraction in [0, 1]) and loss vs the intact network, one record
+    per target."""
     data = EvalData.wrap(data)
     blocks = list(model.blocks())
     targets = lesion_targets(model, granularity)
@@ -89,7 +90,7 @@ def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = T
                 target[1] += l
     records = []
     for t, (correct, loss) in zip(targets, tallies, strict=True):
-        err = 100.0 * (1 - correct / n)
+        err = 1 - correct / n
         records.append({"address": t["address"], "granularity": granularity, "scheme": t["scheme"],
                         "entry": t["entry"], "downsampling": t["downsampling"], "units": t["units"],
                         "error": err, "delta_error": err - base_err, "loss": loss / n,

@@ -1,5 +1,8 @@
 """One PNG per table of the built-in studies, in the one style of ``horesnet.analysis.style``; each study names its
-plots when it registers (``horesnet.analysis.studies``, docs/extending_studies.md)."""
+plots when it registers (``horesnet.analysis.studies``, docs/extending_studies.md).
+
+The records hold accuracies and errors as fractions in [0, 1] (docs/analysis.md, "Units"); a figure is made for
+reading, so its axes show them in percent, converted here by ``percent``."""
 
 from __future__ import annotations
 
@@ -8,15 +11,16 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import style as S
+from .common import percent
 
 
 def plot_lesion(records, path: Path, title: str = "") -> Path:
     from matplotlib.patches import Patch
 
     fig, ax = S.figure(width=max(6, 0.28 * len(records)), height=4.5)
-    ax.bar(range(len(records)), [r["error"] for r in records],
+    ax.bar(range(len(records)), [percent(r["error"]) for r in records],
            color=[S.ENTRY if r["entry"] else S.OTHER for r in records])
-    ax.axhline(records[0]["intact_error"], color="k", ls="--", lw=1)
+    ax.axhline(percent(records[0]["intact_error"]), color="k", ls="--", lw=1)
     ax.set_xticks(range(len(records)), [r["address"] for r in records], rotation=90,
                   fontsize=8 if len(records) <= 60 else 6)
     what = "block" if records and records[0].get("granularity") == "block" else "unit"
@@ -51,8 +55,9 @@ def plot_lesion_random(records, path: Path, title: str = "") -> Path:
     xs, m, s = _mean_std_by(records, "k", "error")
 
     def draw(ax):
-        ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, label="mean ± std over trials")
-        ax.axhline(records[0]["intact_error"], color="k", ls="--", lw=1, label="intact network")
+        ax.errorbar(xs, [percent(v) for v in m], yerr=[percent(v) for v in s], marker="o", capsize=3,
+                    label="mean ± std over trials")
+        ax.axhline(percent(records[0]["intact_error"]), color="k", ls="--", lw=1, label="intact network")
         ax.legend()
     return _one_axes(path, f"{title} random deletions", "units deleted (k)", "test error (%)", draw,
                      integer_x=True)
@@ -60,7 +65,7 @@ def plot_lesion_random(records, path: Path, title: str = "") -> Path:
 
 def plot_reorder(records, path: Path, title: str = "") -> Path:
     def draw(ax):
-        ax.scatter([r["kendall_tau"] for r in records], [r["error"] for r in records])
+        ax.scatter([r["kendall_tau"] for r in records], [percent(r["error"]) for r in records])
         ax.invert_xaxis()
     return _one_axes(path, f"{title} reordered blocks", "Kendall tau to the original order", "test error (%)", draw)
 
@@ -110,7 +115,7 @@ def plot_robustness(records, path: Path, title: str = "") -> Path:
     the curve)."""
     fig, (a1, a2) = S.figure(2, width=11)
     sigmas = [r["sigma"] for r in records]
-    a1.plot(sigmas, [r["accuracy"] for r in records], marker="o")
+    a1.plot(sigmas, [percent(r["accuracy"]) for r in records], marker="o")
     S.label(a1, "Gaussian noise sigma (pixels in [0, 1])", "accuracy (%)", "accuracy")
     S.from_zero(a1, 100.0)
     a2.plot(sigmas, [r["ece"] for r in records], marker="s", color=S.SECOND)

@@ -1,6 +1,11 @@
 """Streaming analysis: a progress bar per study (batches evaluated, with an ETA where the study's cost is known)
 and the manifest ``analysis.json`` of an output folder, which records each finished study with the options and the
-checkpoint it was computed from, so that an interrupted ``study=all`` resumes with the studies not yet written."""
+checkpoint it was computed from, so that an interrupted ``study=all`` resumes with the studies not yet written.
+
+Each entry carries ``records_version``, the units of the tables it lists: 2 (now) holds accuracies and errors as
+fractions in [0, 1] (docs/analysis.md, "Units"); an entry without it (1) was written in percent by an older
+horesnet. An old entry of a study whose tables held percent (``PERCENT_BEFORE``) never counts as finished, so
+resuming over an old folder recomputes those studies instead of mixing percent and fractions in one folder."""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from ..files import write_json_atomic
 from .common import EvalData
 
 MANIFEST = "analysis.json"
+RECORDS_VERSION = 2  # 2: accuracies and errors as fractions in [0, 1]; 1 (an entry without the key): percent
+# the built-in studies whose tables held percent at records_version 1 (paths, effective, responses hold no rates)
+PERCENT_BEFORE = frozenset({"lesion", "lesion_random", "reorder", "refinement", "robustness"})
 
 
 class _Ticking(list):
@@ -66,10 +74,19 @@ def finished(manifest: dict, out: Path, study: str, tables, key: dict) -> bool:
     """Whether ``study`` was already written to ``out`` from the same checkpoint, data and options (``key``)."""
     entry = manifest["studies"].get(study)
     return (isinstance(entry, dict) and entry.get("key") == json.loads(json.dumps(key, default=str))
+            and not outdated(manifest, study)
             and all((out / f"{t}.{ext}").is_file() for t in entry.get("tables", tables) for ext in ("csv", "png")))
+
+
+def outdated(manifest: dict, study: str) -> bool:
+    """Whether the manifest records ``study`` as written by an older horesnet in percent (``PERCENT_BEFORE``)."""
+    entry = manifest["studies"].get(study)
+    return (study in PERCENT_BEFORE and isinstance(entry, dict)
+            and entry.get("records_version", 1) != RECORDS_VERSION)
 
 
 def record(out: Path, manifest: dict, study: str, key: dict, tables: list[str], seconds: float) -> None:
     """Add a finished study to the manifest (written atomically: an interruption never leaves half a file)."""
-    manifest["studies"][study] = {"key": key, "tables": tables, "seconds": round(seconds, 2)}
+    manifest["studies"][study] = {"key": key, "tables": tables, "seconds": round(seconds, 2),
+                                  "records_version": RECORDS_VERSION}
     write_json_atomic(out / MANIFEST, manifest, indent=2)

@@ -10,7 +10,8 @@ from .common import EvalData, evaluating, score
 
 
 def refinement(model, data) -> list[dict]:
-    """Loss and accuracy of ``head(final(block output))`` after every block, in forward order."""
+    """Loss, accuracy and error (fractions in [0, 1]) of ``head(final(block output))`` after every block, in
+    forward order."""
     data = EvalData.wrap(data)
     blocks = list(model.blocks())
     tallies = [[0, 0.0] for _ in blocks]
@@ -26,7 +27,7 @@ def refinement(model, data) -> list[dict]:
                 t[1] += l
             n += len(y)
     return [{"block": i + 1, "address": a, "scheme": spec.scheme, "channels_padded": model.num_features > _width(b),
-             "accuracy": 100.0 * c / n, "error": 100.0 * (1 - c / n), "loss": l / n}
+             "accuracy": c / n, "error": 1 - c / n, "loss": l / n}
             for i, ((a, b, spec), (c, l)) in enumerate(zip(blocks, tallies, strict=True))]
 
 

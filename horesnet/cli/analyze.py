@@ -147,6 +147,15 @@ def analyze(cfg, given: dict | None = None) -> Path:
               "model": None if cfg.ckpt else model_kwargs(cfg)}
     kept = [s.name for s in todo if not cfg.fresh
             and progress.finished(manifest, out, s.name, s.tables, {**source, "options": values[s.name]})]
+    old = [name for name in manifest["studies"] if progress.outdated(manifest, name)]
+    redone = [s.name for s in todo if s.name in old]
+    if redone:  # never a folder of percent and fractions side by side without a word
+        print(f"  redoing {', '.join(redone)}: {out} holds {'it' if len(redone) == 1 else 'them'} in percent "
+              "(an older horesnet); tables now hold fractions in [0, 1]", flush=True)
+    if left := [name for name in old if name not in redone]:
+        print(f"  note: {', '.join(left)} in {out} still hold percent (an older horesnet); "
+              f"study={','.join(left)} rewrites {'it' if len(left) == 1 else 'them'} as fractions in [0, 1]",
+              flush=True)
     if kept:
         print(f"  kept {', '.join(kept)}: already in {out} from the same checkpoint and options (fresh=true redoes "
               "them)", flush=True)
