@@ -220,6 +220,16 @@ def learned_steps(seeds: dict[int, Path]) -> dict:
     return steps
 
 
+def percent_factor(folder: Path, study: str) -> float:
+    """100 for a study's table holding fractions (analysis.json's ``records_version`` 2, docs/analysis.md "Units"),
+    1 for one written in percent by an older horesnet (no ``records_version``)."""
+    from horesnet.analysis.progress import MANIFEST, RECORDS_VERSION
+
+    manifest = folder / MANIFEST
+    entry = json.loads(manifest.read_text()).get("studies", {}).get(study, {}) if manifest.is_file() else {}
+    return 100.0 if isinstance(entry, dict) and entry.get("records_version", 1) == RECORDS_VERSION else 1.0
+
+
 def robustness_table(present: dict[str, dict[int, Path]], out: Path, summary: dict) -> None:
     """Mean ± std over seeds of accuracy and ECE under Gaussian input noise (analysis/robustness.csv)."""
     table: dict[str, dict[float, list[tuple[float, float]]]] = {}
@@ -228,10 +238,11 @@ def robustness_table(present: dict[str, dict[int, Path]], out: Path, summary: di
             path = analysis_dir(run) / "robustness.csv"
             if not path.is_file():
                 continue
+            to_percent = percent_factor(analysis_dir(run), "robustness")
             with open(path) as f:
                 for row in csv.DictReader(f):
                     table.setdefault(variant, {}).setdefault(float(row["sigma"]), []).append(
-                        (float(row["accuracy"]), float(row["ece"])))
+                        (to_percent * float(row["accuracy"]), float(row["ece"])))
     if not table:
         return
     sigmas = sorted({s for t in table.values() for s in t})

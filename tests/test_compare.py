@@ -56,10 +56,11 @@ def test_fair_comparison_mean_std(tmp_path):
         tests = [100 * t for t, _ in ACC[(block, 20)]]
         vals = [100 * v for _, v in ACC[(block, 20)]]
         row = table[block]
-        assert float(row["test_acc_mean"]) == pytest.approx(statistics.mean(tests), abs=1e-9)
-        assert float(row["test_acc_std"]) == pytest.approx(statistics.stdev(tests), abs=1e-9)
-        assert float(row["val_acc_mean"]) == pytest.approx(statistics.mean(vals), abs=1e-9)
-        assert float(row["val_acc_std"]) == pytest.approx(statistics.stdev(vals), abs=1e-9)
+        # the CSV stores fractions (docs/analysis.md, "Units"); the Markdown and the returned rows show percent
+        assert float(row["test_acc_mean"]) == pytest.approx(statistics.mean(tests) / 100, abs=1e-11)
+        assert float(row["test_acc_std"]) == pytest.approx(statistics.stdev(tests) / 100, abs=1e-11)
+        assert float(row["val_acc_mean"]) == pytest.approx(statistics.mean(vals) / 100, abs=1e-11)
+        assert float(row["val_acc_std"]) == pytest.approx(statistics.stdev(vals) / 100, abs=1e-11)
         assert int(row["seeds"]) == 3 and int(row["params"]) == 269_722 and int(row["depth"]) == 20
         assert f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}" in md
         assert f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" in md
@@ -87,17 +88,18 @@ def test_pairwise_differences_ci_and_p(tmp_path, capsys):
     assert list(pairs) == [("midpoint-20", "euler-20"), ("rk4-20", "euler-20"), ("rk4-20", "midpoint-20")]
     mid = pairs[("midpoint-20", "euler-20")]
     half = T975_DF2 / math.sqrt(3)                                          # 2.4841
-    assert float(mid["difference"]) == pytest.approx(4.0)
+    assert float(mid["difference"]) == pytest.approx(0.04)  # files: fractions; the Markdown: points
     assert float(mid["df"]) == pytest.approx(2.0)
     assert float(mid["p"]) == pytest.approx(1 - math.sqrt(48 / 50), rel=1e-6)      # 0.0202
-    assert (float(mid["ci_low"]), float(mid["ci_high"])) == pytest.approx((4 - half, 4 + half), rel=1e-6)
+    assert (float(mid["ci_low"]), float(mid["ci_high"])) == pytest.approx(((4 - half) / 100, (4 + half) / 100),
+                                                                          rel=1e-6)
     assert mid["verdict"] == "significant" and mid["reference"] == "True" and (mid["n_a"], mid["n_b"]) == ("3", "3")
     # df = 4: p = 2(1/2 − (3/8)x(1 − x²/12)), x = |t|/√(1 + t²/4)
     x = math.sqrt(1.5) / math.sqrt(1 + 1.5 / 4)
     rk4 = pairs[("rk4-20", "euler-20")]
     assert float(rk4["p"]) == pytest.approx(2 * (0.5 - 3 / 8 * x * (1 - x * x / 12)), rel=1e-6)   # 0.273
     assert rk4["verdict"] == "not significant"
-    assert float(pairs[("rk4-20", "midpoint-20")]["difference"]) == pytest.approx(-3.0)
+    assert float(pairs[("rk4-20", "midpoint-20")]["difference"]) == pytest.approx(-0.03)
     assert pairs[("rk4-20", "midpoint-20")]["reference"] == "False"
     md = (out / "comparison.md").read_text()
     assert (f"| midpoint-20 | euler-20 | +4.00 | [{4 - half:+.2f}, {4 + half:+.2f}] | "
@@ -116,7 +118,7 @@ def test_pairwise_differences_ci_and_p(tmp_path, capsys):
     assert holm[("rk4-20", "euler-20")] == pytest.approx(max(3 * p_mid, 2 * p_rm, p_rk4))
     assert [d["verdict_holm"] for d in saved["differences"]] == ["not significant"] * 3
     assert [d["a"] for d in saved["differences"]] == ["midpoint-20", "rk4-20", "rk4-20"]
-    assert saved["variants"][0]["test_acc_seeds"] == pytest.approx([90.0, 91.0, 92.0])
+    assert saved["variants"][0]["test_acc_seeds"] == [0.9, 0.91, 0.92]  # fractions, clean digits
     assert saved["fairness_problems"] == []
     assert main([str(tmp_path / "runs"), f"out={tmp_path / 'o'}"]) == 0
     assert "| midpoint-20 | euler-20 | +4.00 |" in capsys.readouterr().out
@@ -133,7 +135,7 @@ def test_differences_without_euler_or_enough_seeds(tmp_path):
     assert len(saved) == 1
     d = saved[0]
     assert (d["a"], d["b"], d["reference"]) == ("rk4-20", "midpoint-20", True)
-    assert d["difference"] == pytest.approx(91.0 - 94.0)
+    assert d["difference"] == pytest.approx(0.91 - 0.94)
     assert d["verdict"] == "not tested" and d["p"] is None and d["ci_low"] is None and (d["n_a"], d["n_b"]) == (2, 3)
     assert "| rk4-20 | midpoint-20 | -3.00 | n/a | n/a | n/a | 2/3 | not tested | n/a |" in \
         (out / "comparison.md").read_text()

@@ -105,6 +105,23 @@ def differences(rows: list[dict]) -> list[dict]:
     return out
 
 
+def stored(rows: list[dict], pairs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``rows`` and ``pairs`` as the files (CSV, JSON, W&B) store them: accuracies and their differences as fractions
+    (docs/analysis.md, "Units"; the rows and the Markdown show percent points); the folders' list dropped."""
+    m = metric_of_rows(rows)
+
+    def fraction(v):
+        return v if v is None or m.scale == 1 else round(v / m.scale, 12)
+
+    rates = {f"{s}_{m.name}_{k}" for s in ("test", "val") for k in ("mean", "std")}
+    seeds = f"test_{m.name}_seeds"
+    file_rows = [{k: [fraction(x) for x in v] if k == seeds else fraction(v) if k in rates else v
+                  for k, v in r.items() if k != "runs"} for r in rows]
+    file_pairs = [{k: fraction(v) if k in ("difference", "ci_low", "ci_high") else v for k, v in d.items()}
+                  for d in pairs]
+    return file_rows, file_pairs
+
+
 def differences_markdown(pairs: list[dict], m: Metric = ACCURACY) -> list[str]:
     if not pairs:
         return []
@@ -187,22 +204,23 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
     check_writable("out", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.md").write_text(markdown(rows, problems))
-    with open(out_dir / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "runs"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
     pairs = differences(rows)
+    file_rows, file_pairs = stored(rows, pairs)
+    with open(out_dir / "comparison.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(file_rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(file_rows)
     if pairs:
         with open(out_dir / "comparison_pairs.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(pairs[0]))
+            writer = csv.DictWriter(f, fieldnames=list(file_pairs[0]))
             writer.writeheader()
-            writer.writerows(pairs)
+            writer.writerows(file_pairs)
     (out_dir / "comparison.json").write_text(json.dumps(
-        json_safe({"variants": [{k: v for k, v in r.items() if k != "runs"} for r in rows], "differences": pairs,
-                 "fairness_problems": problems}), indent=2, allow_nan=False) + "\n")
+        json_safe({"variants": file_rows, "differences": file_pairs, "fairness_problems": problems}), indent=2,
+        allow_nan=False) + "\n")
     plot(rows, groups, out_dir / "comparison.png", [d for d in pairs if d["reference"]])
     if wandb:
-        _log_wandb(rows, pairs, out_dir, wandb_project, runs)
+        _log_wandb(file_rows, file_pairs, out_dir, wandb_project, runs)
     return rows, problems, out_dir
 
 
@@ -222,7 +240,7 @@ def _log_wandb(rows, pairs, out_dir: Path, project: str, runs: list[dict]) -> No
     if pairs:
         tables["comparison_differences"] = table(pairs, value=json_safe)
     chart = wb.plot.bar(tables["comparison"], "variant", f"test_{m.name}_mean",
-                        title=f"test {m.title}, mean over seeds")
+                        title=f"test {m.name} (a fraction: docs/analysis.md, Units), mean over seeds")
     log_run([tables | {"comparison_chart": chart, "comparison_plot": wb.Image(str(out_dir / "comparison.png"))}],
             project=project, job_type="compare", dir=str(out_dir), mode=wandb_mode("auto"),
             group=groups.pop() if len(groups) == 1 else None, reinit="create_new",
