@@ -9,7 +9,10 @@ before. :meth:`StageCoefficients.table` gives them per forward pass as a *table*
 pair per step, each term ``(j, c)`` with ``c`` a Python float (fixed: the scheme's float64 value, used as given in
 every dtype -- Momentum ResNet's γ = 0.9 is never rounded to float32 first) or an ``int`` indexing the list of
 coefficient tensors of this pass (learned ones), so that the plain loop and the reversible backward
-(:mod:`horesnet.nn.reversible`) read one description.
+(:mod:`horesnet.nn.reversible`) read one description. The table is a
+:class:`~horesnet.nn.multistep_steps.StepTable`; its structure is built once where it does not depend on the values
+(fixed coefficients; a learned LM-ResNet k or Momentum ResNet γ with a fixed h), so a pass computes only the
+coefficient tensors, and without a graph to build (eval, no grad) not even those while the parameter is unchanged.
 
 Learned coefficients (``learn``, the family's default when None):
 
@@ -37,10 +40,25 @@ from torch import nn
 from ..errors import ConfigError
 from ..schemes import Multistep
 from ..schemes.stage import inversion_error, safe_depth
+from .multistep_steps import StepTable
 
 
 def _number(value) -> float:
     return float(value.detach().double().mean()) if torch.is_tensor(value) else float(value)
+
+
+def _affine(c0: float, dc: float, theta: torch.Tensor) -> torch.Tensor:
+    """``c0 + θ·dc`` with the roundings of that expression in fewer operations (θ·1 is θ, θ·(−1) is −θ, 0 + t is t)."""
+    if dc == 1.0:
+        return theta + c0 if c0 else theta
+    if dc == -1.0:
+        return c0 - theta if c0 else -theta
+    return theta * dc + c0 if c0 else theta * dc
+
+
+def _tracing(*tensors) -> bool:
+    """Whether ``tensors`` are traced (torch.fx proxies, torch.compile): no caches keyed on their versions then."""
+    return torch.compiler.is_compiling() or any(isinstance(t, torch.fx.Proxy) for t in tensors)
 
 
 def _unused(scheme: Multistep, family, units: int) -> bool:
@@ -107,12 +125,34 @@ class StageCoefficients(nn.Module):
         """The affine family's value θ (scalar or per channel), differentiable in ``coefficient``, computed in
         ``dtype`` (default: the parameter's)."""
         d = self.coefficient if dtype is None else self.coefficient.to(dtype)
-        offset = self.offset.to(d.dtype)
-        return self.center.to(d.dtype) + self.radius * (torch.tanh(d + offset) - torch.tanh(offset))
+        center, offset, tanh_offset = self._constants(d.dtype)
+        return center + self.radius * (torch.tanh(d + offset) - tanh_offset)
+
+    def _constants(self, dtype):
+        """``center``, ``offset`` and ``tanh(offset)`` in ``dtype``, computed once while the buffers are unchanged
+        (the same tensors, versions, dtype and inference mode)."""
+        center, offset, inference = self.center, self.offset, torch.is_inference_mode_enabled()
+        if _tracing(center, offset):
+            return center.to(dtype), offset.to(dtype), torch.tanh(offset.to(dtype))
+        cached = self.__dict__.get("_constants_cache")
+        if (cached is None or cached[0] is not center or cached[1] is not offset
+                or cached[2:6] != (center._version, offset._version, dtype, inference)):
+            with torch.no_grad():
+                off = offset.to(dtype)
+                values = (center.to(dtype), off, torch.tanh(off))
+            cached = (center, offset, center._version, offset._version, dtype, inference, values)
+            self.__dict__["_constants_cache"] = cached
+        return cached[-1]
 
     def table(self, dtype: torch.dtype | None = None):
         """``(table, tensors)``: per step, ``((j, c), ...)`` state terms and unit terms (see the module docstring);
         learned coefficients computed in ``dtype`` (default: their parameters')."""
+        if self.family is None and not self.learn_step:
+            return self._fixed_table(), []
+        if self.family is not None and self.family.kind == "affine" and not self.learn_step:
+            template = self._affine_template()
+            if template is not None:
+                return template[0], self._affine_tensors(template[1], dtype)
         tensors: list[torch.Tensor] = []
         seen: dict[int, int] = {}
 
@@ -130,21 +170,85 @@ class StageCoefficients(nn.Module):
             if not self.learn_step:
                 return self._fixed_table(), tensors
             steps = [self._terms(a, times_h(bs), ref) for a, bs in self._fixed]
-            return tuple(steps), tensors
+            return StepTable(steps), tensors
         if self.family.kind == "history":
-            return self._history_table(h, ref, dtype), tensors
+            return StepTable(self._history_table(h, ref, dtype)), tensors
         theta = self.theta(dtype)
         fam = self.family
         alpha = [a0 + theta * da if da else float(a0) for a0, da in zip(fam.alpha0, fam.dalpha, strict=True)]
         beta = [b0 + theta * db if db else float(b0) for b0, db in zip(fam.beta0, fam.dbeta, strict=True)]
-        return tuple(self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)), tensors
+        return StepTable(self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)), tensors
 
     def _fixed_table(self):
         cached = self.__dict__.get("_fixed_cache")
         if cached is None:
-            cached = tuple(self._terms(a, [self.step * b for b in bs], None) for a, bs in self._fixed)
+            cached = StepTable(self._terms(a, [self.step * b for b in bs], None) for a, bs in self._fixed)
             self.__dict__["_fixed_cache"] = cached
         return cached
+
+    def _affine_template(self):
+        """``(table, recipe)`` of a learned affine family whose starter steps do no arithmetic on the coefficients
+        (k <= 2 with the repeat rule: LM-ResNet, Momentum ResNet) and a fixed h: the table's structure, built once,
+        and per coefficient index the ``("a" | "b", j)`` it holds (α_j or h·β_j). None: built per forward instead.
+        Each coefficient is one tensor shared by every step that uses it; α_0 = 1 − α_1 by construction when the
+        family's α0 sums to 1 and its dalpha to 0 (``StepTable.complements``: such a step is one lerp)."""
+        cached = self.__dict__.get("_affine_cache")
+        if cached is None:
+            fam, k = self.family, self.k
+            template = None
+            if k == 1 or (k == 2 and self.scheme.starter == "repeat"):
+                alpha = [("a", j) if da else float(a0)
+                         for j, (a0, da) in enumerate(zip(fam.alpha0, fam.dalpha, strict=True))]
+                beta = [("b", j) if db else float(b0)
+                        for j, (b0, db) in enumerate(zip(fam.beta0, fam.dbeta, strict=True))]
+                h = self.step
+                recipe: list[tuple[str, int]] = []
+
+                def ref(c):
+                    if isinstance(c, float):
+                        return c
+                    if c not in recipe:
+                        recipe.append(c)
+                    return recipe.index(c)
+
+                times_h = lambda bs: [b if isinstance(b, tuple) else (h * b if b else 0.0) for b in bs]  # noqa: E731
+                steps = [self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)]
+                complements = {}
+                if (("a", 0) in recipe and ("a", 1) in recipe and len(fam.alpha0) == 2
+                        and float(sum(fam.alpha0)) == 1.0 and float(sum(fam.dalpha)) == 0.0):
+                    complements[recipe.index(("a", 0))] = recipe.index(("a", 1))
+                template = (StepTable(steps, complements), tuple(recipe))
+            cached = (template,)
+            self.__dict__["_affine_cache"] = cached
+        return cached[0]
+
+    def _affine_tensors(self, recipe, dtype):
+        """The coefficient tensors of :meth:`_affine_template`'s ``recipe`` at the current θ (the values of the
+        generic path: a0 + θ·da, times h). Without a graph to build (no grad, or a frozen parameter) they are
+        computed once while the parameter is unchanged (its version)."""
+        p = self.coefficient
+        frozen = not _tracing(p, self.center, self.offset) and not (torch.is_grad_enabled() and p.requires_grad)
+        if frozen:
+            key = (p._version, p.dtype, p.device, p.data_ptr(), dtype, torch.is_inference_mode_enabled(),
+                   torch.is_grad_enabled(), self.step, self.center._version, self.offset._version)
+            cached = self.__dict__.get("_tensors_cache")
+            if (cached is not None and cached[0] is p and cached[1] is self.center and cached[2] is self.offset
+                    and cached[3] == key):
+                return cached[4]
+        theta = self.theta(dtype)
+        if self.per_channel:
+            theta = theta.view(-1, 1, 1)  # per channel: broadcast over (C, H, W)
+        fam, h = self.family, self.step
+        tensors = []
+        for kind, j in recipe:
+            c0, dc = (fam.alpha0[j], fam.dalpha[j]) if kind == "a" else (fam.beta0[j], fam.dbeta[j])
+            t = _affine(float(c0), float(dc), theta)
+            if kind == "b" and h != 1.0:  # (h = 1: 1.0·t is t)
+                t = h * t
+            tensors.append(t)
+        if frozen:
+            self.__dict__["_tensors_cache"] = (p, self.center, self.offset, key, tensors)
+        return tensors
 
     @staticmethod
     def _terms(alpha, beta, ref):

@@ -1,11 +1,76 @@
 """The two loops every multistep stage runs, shared by the plain forward (horesnet/nn/multistep.py) and the reversible
 backward (horesnet/nn/reversible.py), so that neither imports the other: ``combine_terms`` sums coefficient-weighted
-terms, ``run_steps`` runs the recurrence of docs/multistep.md over a stage's units."""
+terms, ``run_steps`` runs the recurrence of docs/multistep.md over a stage's units.
+
+A step's sum is formed with as few elementwise passes as its coefficients allow (the extra cost of a multistep
+scheme over Euler's single addition, benchmarks/multistep.py): a step whose two states have coefficients summing to 1
+(LM-ResNet's (1−k, k), Momentum ResNet's (1+γ, −γ)) is ``torch.lerp(x_n, x_{n−1}, α_1)`` -- one pass forward, and for
+a learned α_1 one product and reduction backward instead of two -- and every further term is accumulated into our
+own temporary in one pass (``add_(t, alpha=c)`` for a float c, ``addcmul_(t, c)`` for a tensor c). Which steps are
+such a pair is decided once per table (:class:`StepTable`, cached with the table where the coefficients' structure
+is fixed), not per forward."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+# Two float coefficients summing to 1 within this are a lerp pair: 1 − α_1 then differs from α_0 by rounding only.
+_PAIR_TOLERANCE = 4 * 2.0 ** -52
+
+
+class StepTable(tuple):
+    """A stage's table (one ``(state_terms, unit_terms)`` pair per step, a plain tuple to every reader) that also
+    knows which pairs of coefficient tensors sum to 1 by construction (``complements``: ``{index of α_0: index of
+    α_1}``) and caches its per-step plans (:func:`step_plans`)."""
+
+    def __new__(cls, steps, complements=None):
+        table = super().__new__(cls, steps)
+        table.complements = dict(complements or {})
+        table.plans = None
+        return table
+
+
+def _lerp_weight(xterms, complements):
+    """The weight w of step ``x_n·(1−w) + x_{n−1}·w`` when ``xterms`` is such a pair (None: it is not)."""
+    if len(xterms) != 2:
+        return None
+    (j0, c0), (j1, c1) = sorted(xterms)
+    if (j0, j1) != (0, 1):
+        return None
+    if isinstance(c0, float) and isinstance(c1, float):
+        return c1 if abs(c0 + c1 - 1.0) <= _PAIR_TOLERANCE else None
+    if not isinstance(c0, float) and not isinstance(c1, float) and complements.get(c0) == c1:
+        return c1
+    return None
+
+
+def step_plans(table):
+    """Per step ``(w, xterms, fterms)``: w the lerp weight of x_n and x_{n−1} (None: the state terms are summed
+    term by term), computed once per :class:`StepTable`."""
+    plans = getattr(table, "plans", None)
+    if plans is None:
+        complements = getattr(table, "complements", {})
+        plans = tuple((_lerp_weight(xterms, complements), xterms, fterms) for xterms, fterms in table)
+        if isinstance(table, StepTable):
+            table.plans = plans
+    return plans
+
+
+def _accumulate(out, fresh, t, c, coefficients):
+    """``out + c·t`` (``out`` None: ``c·t``); in place when ``out`` is our own temporary (``fresh``)."""
+    if isinstance(c, float):
+        if out is None:
+            return (t, False) if c == 1.0 else (t * c, True)
+        if fresh:
+            return out.add_(t, alpha=c), True  # our own temporary; add needs no saved inputs
+        return torch.add(out, t, alpha=c), True
+    coefficient = coefficients[c]
+    if out is None:
+        return t * coefficient, True
+    if fresh:
+        return out.addcmul_(t, coefficient), True  # one pass for c·t and the sum
+    return torch.addcmul(out, t, coefficient), True
 
 
 def combine_terms(terms, coefficients) -> tuple[torch.Tensor, bool]:
@@ -13,21 +78,29 @@ def combine_terms(terms, coefficients) -> tuple[torch.Tensor, bool]:
     whether it is a new tensor (False: it is one of the ``t`` itself)."""
     out, fresh = None, False
     for t, c in terms:
-        if isinstance(c, float):
-            if out is None:
-                out, fresh = (t, False) if c == 1.0 else (t * c, True)
-            elif fresh:
-                out = out.add_(t, alpha=c)  # our own temporary; add needs no saved inputs
-            else:
-                out, fresh = out.add(t, alpha=c), True
-        else:
-            tc = t * coefficients[c]
-            if out is None:
-                out, fresh = tc, True
-            elif fresh:
-                out = out.add_(tc)
-            else:
-                out, fresh = out + tc, True
+        out, fresh = _accumulate(out, fresh, t, c, coefficients)
+    return out, fresh
+
+
+def _combine_step(plan, n, xs, fs, coefficients):
+    w, xterms, fterms = plan
+    out, fresh = None, False
+    if w is not None:
+        x_new, x_old = xs[n], xs[n - 1]
+        weight = w if isinstance(w, float) else coefficients[w]
+        if isinstance(weight, torch.fx.Proxy) or isinstance(x_new, torch.fx.Proxy):  # traced: as eager runs it
+            out, fresh = torch.lerp(x_new, x_old, weight if isinstance(w, float) else weight.to(x_new.dtype)), True
+        elif isinstance(w, float) or weight.dtype == x_new.dtype:
+            out, fresh = torch.lerp(x_new, x_old, weight), True
+        else:  # a weight of another dtype (lerp needs one; e.g. under autocast): term by term, as promoted
+            w = None
+    if w is None:
+        for j, c in xterms:
+            out, fresh = _accumulate(out, fresh, xs[n - j], c, coefficients)
+    for j, c in fterms:
+        f = fs[n - j]
+        if f is not None:
+            out, fresh = _accumulate(out, fresh, f, c, coefficients)
     return out, fresh
 
 
@@ -35,22 +108,23 @@ def run_steps(block, x0, table, coefficients, window: int = 0):
     """The forward loop of ``block`` (a ``MultistepBlock``); returns x_T, or with ``window`` > 0 the ``window``
     newest states (oldest first)."""
     units, posts, hook = block.units, block.posts, block.hook
+    plans = step_plans(table)
     T, keep = len(table), block.history
     xs, fs = [x0] + [None] * T, [None] * T
-    for n, (xterms, fterms) in enumerate(table):
+    drop_until = T + 1 - max(window, 1)
+    for n, plan in enumerate(plans):
         base = xs[n]
         if hook is not None:
             got = hook(block, n, base, fs)
             base = None if got is None else got[0]
         if base is not None:
             fs[n] = units[n](base)
-        terms = [(xs[n - j], c) for j, c in xterms] + [(fs[n - j], c) for j, c in fterms if fs[n - j] is not None]
-        z, fresh = combine_terms(terms, coefficients)
+        z, fresh = _combine_step(plan, n, xs, fs, coefficients)
         post = posts[n]
         if not fresh and not isinstance(post, nn.Identity):
             z = z.clone()  # every term but one state switched off: never let an in-place post touch that state
         xs[n + 1] = post(z)
-        if keep and n + 1 - keep >= 0 and n + 1 - keep < T + 1 - max(window, 1):
+        if keep and 0 <= n + 1 - keep < drop_until:
             xs[n + 1 - keep] = None  # no later step uses it
             fs[n + 1 - keep] = None
     return xs[T] if not window else xs[T + 1 - window:]
