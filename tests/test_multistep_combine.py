@@ -206,3 +206,19 @@ def test_a_weight_of_another_dtype_is_summed_term_by_term():
     block.units.double()
     with torch.no_grad():
         assert block(x).dtype == DT
+
+
+@pytest.mark.parametrize("name", ["lm_learned", "momentum_learned"])
+def test_tracing_after_eager_calls_uses_no_cache(name):
+    # torchvision's create_feature_extractor and timm's FeatureGraphNet trace a network that has usually run
+    # eagerly first: a traced parameter's dtype is an fx proxy, which must never meet the eager caches
+    torch.manual_seed(0)
+    block = make(name).eval()
+    x = torch.randn(2, C, 5, 5, dtype=DT)
+    with torch.no_grad():
+        eager = block(x)
+        block(x)  # the caches are filled
+    graph = torch.fx.symbolic_trace(block)
+    with torch.no_grad():
+        assert torch.equal(graph(x), eager)
+        assert torch.equal(block(x), eager)  # and the eager path after tracing

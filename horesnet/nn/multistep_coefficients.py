@@ -132,7 +132,7 @@ class StageCoefficients(nn.Module):
         """``center``, ``offset`` and ``tanh(offset)`` in ``dtype``, computed once while the buffers are unchanged
         (the same tensors, versions, dtype and inference mode)."""
         center, offset, inference = self.center, self.offset, torch.is_inference_mode_enabled()
-        if _tracing(center, offset):
+        if _tracing(center, offset, dtype):  # a traced parameter's dtype is an fx proxy too
             return center.to(dtype), offset.to(dtype), torch.tanh(offset.to(dtype))
         cached = self.__dict__.get("_constants_cache")
         if (cached is None or cached[0] is not center or cached[1] is not offset
