@@ -93,6 +93,20 @@ def cpu_peak_bytes(fn: Callable[[], object]) -> int | None:
     return peak
 
 
+def alternating_pairs(run_a: Callable[[], object], run_b: Callable[[], object], steps: int) -> list[tuple]:
+    """``steps`` adjacent timings ``(run_a(), run_b())``, the order alternating (a first on even steps) so that a drift
+    in the machine's speed favours neither side."""
+    pairs = []
+    for k in range(steps):
+        if k % 2 == 0:
+            ra = run_a()
+            pairs.append((ra, run_b()))
+        else:
+            rb = run_b()
+            pairs.append((run_a(), rb))
+    return pairs
+
+
 def write_json(report: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -150,12 +150,8 @@ def speed(batch: int, side: int, width: float, rounds: int, steps: int, device, 
     for rnd in range(rounds):
         for job in jobs:
             a, b, kind, _ = job
-            pairs = []
-            for k in range(steps):
-                first, second = ((a, b) if k % 2 == 0 else (b, a))
-                r1, r2 = (steppers[first, kind].step(float("inf")), steppers[second, kind].step(float("inf")))
-                pairs.append((r1, r2) if first == a else (r2, r1))
-            recs[job].append(pairs)
+            recs[job].append(h.alternating_pairs(lambda a=a, kind=kind: steppers[a, kind].step(float("inf")),
+                                                 lambda b=b, kind=kind: steppers[b, kind].step(float("inf")), steps))
         print(f"round {rnd + 1}/{rounds}: " + ", ".join(
             f"{a}/{b} {kind} {statistics.median(ra['s'] / rb['s'] for ra, rb in recs[a, b, kind, t][-1]):.3f}"
             for a, b, kind, t in jobs), flush=True)

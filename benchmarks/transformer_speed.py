@@ -223,12 +223,9 @@ def main(argv=None) -> int:
     for rnd in range(args.rounds):
         for job in jobs:
             a, b, kind, p = job
-            pairs = []
-            for k in range(args.steps):
-                first, second = (a, b) if k % 2 == 0 else (b, a)
-                r1, r2 = timed(fns[first, kind, p], device), timed(fns[second, kind, p], device)
-                pairs.append((r1, r2) if first == a else (r2, r1))
-            recs[job].append(pairs)
+            recs[job].append(h.alternating_pairs(lambda a=a, kind=kind, p=p: timed(fns[a, kind, p], device),
+                                                 lambda b=b, kind=kind, p=p: timed(fns[b, kind, p], device),
+                                                 args.steps))
         print(f"round {rnd + 1}/{args.rounds} ({time.perf_counter() - start:.0f} s): " + ", ".join(
             f"{a}/{b} {kind} {p} {statistics.median(ra['s'] / rb['s'] for ra, rb in recs[a, b, kind, p][-1]):.3f}"
             for a, b, kind, p in jobs), flush=True)
