@@ -27,13 +27,6 @@ def _row(key: str, option, default) -> tuple[str, str]:
     return f"{key}=", f"{text}. Valid: {valid}"
 
 
-def _model_key(name: str) -> tuple[str, str]:
-    from ..models.config import model_options
-
-    option = model_options()[name]
-    return _row(name, option, option.default)
-
-
 def _yaml(value) -> str:
     """A default as it is written on the command line (true, false, null, [1, 2])."""
     if isinstance(value, bool) or value is None:
@@ -51,24 +44,26 @@ def _rows(rows: list[tuple[str, str]], width: int = 100) -> str:
     return "\n".join(out)
 
 
-def _registries() -> dict[str, str]:
-    from .. import data  # noqa: F401 -- registers the built-in datasets
-    from ..data.registry import list_datasets
-    from ..models import list_blocks
-    from ..nn import list_placements, list_units
+def _defaults(command: str, argv: list[str], choosers: tuple[str, ...]) -> dict:
+    """Every key's default (``{"a.b": value}``) from the config of ``command`` composed with the keys of ``argv``
+    that choose defaults (``fit data=shakespeare --help`` shows that dataset's; a plugin's keys); {} when they do
+    not compose."""
+    from omegaconf import OmegaConf
 
-    return {"blocks": ", ".join(list_blocks()), "units": ", ".join(list_units()),
-            "placements": ", ".join(list_placements()), "datasets": ", ".join(list_datasets())}
+    from ..errors import ConfigError
+    from .compose import compose
+    from .schema import flatten, schema_for
+
+    try:
+        cfg = compose(command, [a for a in argv if a.partition("=")[0] in choosers])
+    except ConfigError:
+        return {}
+    return flatten(OmegaConf.to_container(cfg, resolve=True), schema=schema_for(command))
 
 
-def _studies() -> str:
-    from ..analysis import get_study, list_studies
-
-    return "\n".join(f"  {n.ljust(14)}{get_study(n).description}" for n in list_studies())
-
-
-# fit's keys by group: (title, key prefix, config group whose choice the title line shows)
-FIT_GROUPS = (("Model (python -m horesnet.info shows the network)", "", None),
+# fit's keys by section: (title, which keys: "model" the model keys, a prefix the keys under it, "" the other
+# undotted keys; the config group whose choice the section's first line shows)
+FIT_GROUPS = (("Model (python -m horesnet.info shows the network)", "model", None),
               ("Data", "data.", "data"),
               ("Optimiser", "optim.", "optim"),
               ("Trainer (pytorch_lightning.Trainer; other Trainer keys pass through)", "trainer.", "trainer"),
@@ -81,34 +76,9 @@ FIT_GROUPS = (("Model (python -m horesnet.info shows the network)", "", None),
 CHOOSERS = ("plugins", "data", "optim", "trainer", "logger", "experiment")
 
 
-def _fit_defaults(argv: list[str]) -> dict:
-    """Every key's default, from the composed config (the YAML files and the registered datasets), for the config
-    groups and plugins chosen on the command line (``data=shakespeare``: that dataset's defaults)."""
-    from omegaconf import OmegaConf
-
-    from ..errors import ConfigError
-    from .compose import compose
-    from .schema import flatten, schema_for
-
-    try:
-        cfg = compose("fit", [a for a in argv if a.partition("=")[0] in CHOOSERS])
-    except ConfigError:
-        return {}
-    return flatten(OmegaConf.to_container(cfg, resolve=True), schema=schema_for("fit"))
-
-
-def _dataset_defaults_rows() -> list[tuple[str, str]]:
-    """One row per dataset whose choice changes keys outside its data node (``register_dataset(...,
-    fit_defaults=)``): every default ``data=<name>`` applies to the keys a command line does not set."""
-    from ..data.registry import DATASETS
-
-    rows = []
-    for name in DATASETS.names():
-        ds = DATASETS.get(name)
-        if ds.fit_defaults:
-            shown = " ".join(f"{k}={_yaml(v)}" for k, v in ds.run_defaults().items())
-            rows.append((f"data={name}", f"also sets, for keys not given: {shown}"))
-    return rows
+def _section(key: str, model) -> str:
+    """Which keys of FIT_GROUPS ``key`` is among."""
+    return "model" if key in model else key.split(".")[0] + "." if "." in key else ""
 
 
 def _given(argv, key: str) -> str | None:
@@ -116,14 +86,22 @@ def _given(argv, key: str) -> str | None:
     return values[-1] if values else None
 
 
-def _chosen_by_data(argv) -> dict:
-    """The config groups the dataset given on the command line chooses (its ``fit_defaults``)."""
-    from ..data.registry import DATASETS, FIT_GROUPS
+def _group_row(argv, group: str, default: str, valid: list[str]) -> tuple[str, str]:
+    """A config group's line: its choice (given, chosen by the dataset given: its ``fit_defaults``, or the
+    default) and its options."""
+    from ..data.registry import DATASETS
+    from ..data.registry import FIT_GROUPS as DATA_CHOOSES
 
-    name = _given(argv, "data")
-    if name is None or name not in DATASETS.names():
-        return {}
-    return {k: v for k, v in DATASETS.get(name).fit_defaults.items() if k in FIT_GROUPS}
+    given, data = _given(argv, group), _given(argv, "data")
+    by_data = (DATASETS.get(data).fit_defaults.get(group) if data in DATASETS.names() and group in DATA_CHOOSES
+               else None)
+    if given is not None:
+        now = f"{given} (given; default {default})"
+    elif by_data:
+        now = f"{by_data} (the default of data={data}; else {default})"
+    else:
+        now = f"default {default}"
+    return f"{group}=", f"config group; {now}. Valid: {', '.join(valid)}"
 
 
 def _group_defaults(config_name: str) -> dict:
@@ -140,32 +118,22 @@ def _group_defaults(config_name: str) -> dict:
 def fit_help(argv: list[str] = ()) -> str:
     """Every key of ``fit`` (its schema, :mod:`horesnet.cli.schema`), grouped, with its help, default and valid
     values; nothing typed twice."""
+    from ..data.registry import DATASETS
     from ..models.config import model_options
     from .compose import _config_groups
     from .schema import options_for
 
-    options, defaults, groups = options_for("fit"), _fit_defaults(list(argv)), _config_groups()
-    chosen = _group_defaults("fit")
-    model = model_options()
+    options, defaults, groups = options_for("fit"), _defaults("fit", list(argv), CHOOSERS), _config_groups()
+    chosen, model = _group_defaults("fit"), model_options()
     sections = []
-    for title, prefix, group in FIT_GROUPS:
-        if title.startswith("Model"):
-            keys = [k for k in options if k in model]
-        elif prefix:
-            keys = [k for k in options if k.startswith(prefix)]
-        else:
-            keys = [k for k in options if k not in model and "." not in k]
-        rows = []
-        if group:
-            given = [a.partition("=")[2] for a in argv if a.partition("=")[0] == group]
-            by_data = _chosen_by_data(argv).get(group)
-            now = (f"{given[-1]} (given; default {_yaml(chosen.get(group))})" if given else
-                   f"{by_data} (the default of data={_given(argv, 'data')}; else {_yaml(chosen.get(group))})"
-                   if by_data else f"default {_yaml(chosen.get(group))}")
-            rows.append((f"{group}=", f"config group; {now}. Valid: {', '.join(groups.get(group, []))}"))
-        if group == "data":
-            rows += _dataset_defaults_rows()
-        rows += [_row(k, options[k], defaults.get(k, options[k].default)) for k in keys]
+    for title, which, group in FIT_GROUPS:
+        rows = [_group_row(argv, group, _yaml(chosen.get(group)), groups.get(group, []))] if group else []
+        if group == "data":  # the datasets whose choice changes keys outside their data node (fit_defaults=)
+            rows += [(f"data={name}", "also sets, for keys not given: "
+                      + " ".join(f"{k}={_yaml(v)}" for k, v in DATASETS.get(name).run_defaults().items()))
+                     for name in DATASETS.names() if DATASETS.get(name).fit_defaults]
+        rows += [_row(k, option, defaults.get(k, option.default)) for k, option in options.items()
+                 if _section(k, model) == which]
         if title == "Run":
             rows += [("hydra.run.dir=", "the run folder (default outputs/<data>/<block>-d<depth>/<time>)"),
                      ("hydra.sweep.dir=", "with -m: the sweep folder (default multirun/<time>)")]
@@ -196,10 +164,15 @@ def fit_help(argv: list[str] = ()) -> str:
     ])
 
 
-def info_help() -> str:
-    r = _registries()
-    rows = [_model_key(k) for k in ("block", "depth", "unit", "placement", "shortcut", "width", "stages", "inner")]
-    rows += [_model_key("arch"), ("num_classes=", "classes of the head; default 10"),
+def info_help(argv: list[str] = ()) -> str:
+    from ..models import list_blocks
+    from ..models.config import model_options
+    from ..nn import list_placements, list_units
+
+    model = model_options()
+    rows = [_row(k, model[k], model[k].default)
+            for k in ("block", "depth", "unit", "placement", "shortcut", "width", "stages", "inner", "arch")]
+    rows += [("num_classes=", "classes of the head; default 10"),
              ("image_size=", "input side for multiply-adds (default 32 cifar, 224 imagenet)"),
              ("list=", "print a registry instead of a network: schemes, blocks, units, placements, studies")]
     return "\n".join([
@@ -211,9 +184,9 @@ def info_help() -> str:
         "Keys (the same model keys as fit):",
         _rows(rows),
         "",
-        f"Blocks: {r['blocks']}",
-        f"Units: {r['units']}",
-        f"Placements: {r['placements']}",
+        f"Blocks: {', '.join(list_blocks())}",
+        f"Units: {', '.join(list_units())}",
+        f"Placements: {', '.join(list_placements())}",
         "",
         "Examples:",
         "  python -m horesnet.info block=rk4 depth=56",
@@ -223,17 +196,9 @@ def info_help() -> str:
 
 
 def analyze_help(argv: list[str] = ()) -> str:
-    from omegaconf import OmegaConf
-
     from ..analysis.registry import ANALYZE_COMMAND, STUDIES
-    from ..errors import ConfigError
-    from .compose import compose
 
-    try:
-        defaults = OmegaConf.to_container(compose("analyze", [a for a in argv if a.startswith("plugins=")]))
-    except ConfigError:
-        defaults = {}
-    options = {}
+    defaults, options = _defaults("analyze", list(argv), ("plugins",)), {}
     for study in STUDIES.values():
         for key, opt in study.options.items():
             options.setdefault(key, (opt, []))[1].append(study.name)
@@ -248,7 +213,7 @@ def analyze_help(argv: list[str] = ()) -> str:
         "cannot apply to the network is skipped at once with its reason.",
         "",
         "Studies:",
-        _studies(),
+        "\n".join(f"  {s.name.ljust(14)}{s.description}" for s in STUDIES.values()),
         "",
         "Keys:",
         _rows(rows),
@@ -260,7 +225,7 @@ def analyze_help(argv: list[str] = ()) -> str:
     ])
 
 
-def compare_help() -> str:
+def compare_help(argv: list[str] = ()) -> str:
     from .schema import OPTIONS
 
     rows = [("PATH ...", "run folders or sweep folders (every summary.json below them)")]
@@ -288,15 +253,13 @@ TEXTS = {"fit": fit_help, "info": info_help, "analyze": analyze_help, "compare":
 def print_help(command: str, argv: list[str]) -> int:
     """Load the plugins named on the command line, print the help of ``command``; exit status 0 (2 for a plugin
     that cannot be loaded)."""
-    import sys
-
     from ..errors import ConfigError
     from ..plugins import load_plugins, plugins_from_argv
+    from .command import error
 
     try:
         load_plugins(plugins_from_argv(argv))
     except ConfigError as err:
-        print(f"horesnet.{command}: error: {err}", file=sys.stderr)
-        return 2
-    print(fit_help(argv) if command == "fit" else analyze_help(argv) if command == "analyze" else TEXTS[command]())
+        return error(command, err)
+    print(TEXTS[command](argv))
     return 0
