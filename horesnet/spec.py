@@ -12,6 +12,10 @@ from typing import Any
 
 from .errors import ConfigError, did_you_mean
 
+_NOUNS = {"bool": "true or false", "text": "a string", "int": "an integer", "real": "a finite number",
+          "ints": "a list of integers", "reals": "a list of finite numbers", "texts": "a list of strings",
+          "section": "a group of options"}
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -29,31 +33,15 @@ class Spec:
     hint: str = ""
 
     def describe(self) -> str:
-        if self.kind == "bool":
-            text = "true or false"
-        elif self.kind == "choice":
+        if self.kind == "choice":
             text = "one of " + ", ".join(repr(c) for c in self.valid_choices())
-        elif self.kind == "text":
-            text = "a string"
-        elif self.kind in ("int", "real", "ints", "reals"):
-            noun = {"int": "an integer", "real": "a finite number", "ints": "a list of integers",
-                    "reals": "a list of finite numbers"}[self.kind]
-            text = noun + self._range_text(plural=self.kind in ("ints", "reals"))
-        elif self.kind == "texts":
-            text = "a list of strings"
-        elif self.kind == "section":
-            text = "a group of options"
         else:
-            text = "any value"
+            text = _NOUNS.get(self.kind, "any value")
+        if self.kind in ("int", "real", "ints", "reals"):
+            bounds = [f"{'>' if self.open_low else '>='} {_number(self.low)}"] if self.low is not None else []
+            bounds += [f"{'<' if self.open_high else '<='} {_number(self.high)}"] if self.high is not None else []
+            text += ((" each " if self.kind in ("ints", "reals") else " ") + " and ".join(bounds)) if bounds else ""
         return text + (" (or null)" if self.nullable else "")
-
-    def _range_text(self, plural: bool) -> str:
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.open_low else '>='} {_number(self.low)}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.open_high else '<='} {_number(self.high)}")
-        return (" each " if plural else " ") + " and ".join(parts) if parts else ""
 
     def valid_choices(self) -> list:
         return list(self.choices() if callable(self.choices) else self.choices or ())
@@ -70,31 +58,22 @@ class Spec:
             raise ConfigError(f"bad value {key}={_show(value)};{close} {key} must be {self.describe()}."
                               + (f" {self.hint}" if self.hint else ""))
 
-    def _ok(self, value) -> bool:
-        kind = self.kind
-        if kind == "bool":
-            return isinstance(value, bool)
-        if kind == "text":
-            return isinstance(value, str)
+    def _ok(self, value, kind: str | None = None) -> bool:
+        kind = kind or self.kind
+        if kind in ("ints", "reals", "texts"):  # a list (of numbers: not empty), each item checked as int/real/text
+            return (isinstance(value, list | tuple) and (len(value) > 0 or kind == "texts")
+                    and all(self._ok(v, kind[:-1]) for v in value))
+        if kind in ("bool", "text"):
+            return isinstance(value, bool if kind == "bool" else str)
         if kind == "choice":
             return not isinstance(value, bool) and value in self.valid_choices()
-        if kind == "section":
-            return False  # a group given as a single value
-        if kind == "texts":
-            return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        if kind in ("ints", "reals"):
-            return (isinstance(value, list | tuple) and len(value) > 0
-                    and all(self._number_ok(v, kind == "ints") for v in value))
-        return self._number_ok(value, kind == "int")
-
-    def _number_ok(self, v, integer: bool) -> bool:
-        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+        if kind == "section" or isinstance(value, bool) or not isinstance(value, int | float):
+            return False  # a section: a group given as a single value
+        if (kind == "int" and not isinstance(value, int)) or not math.isfinite(value):
             return False
-        if not math.isfinite(v):
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
-        if self.low is not None and (v <= self.low if self.open_low else v < self.low):
-            return False
-        return not (self.high is not None and (v >= self.high if self.open_high else v > self.high))
+        return not (self.high is not None and (value >= self.high if self.open_high else value > self.high))
 
 
 def _number(x) -> str:
@@ -161,8 +140,3 @@ def retract(command: str, owner: str) -> None:
 def extension_options(command: str) -> dict[str, Option]:
     """Every key the registrations add to ``command``, as declared."""
     return {key: option for options in _EXTENSIONS.get(command, {}).values() for key, option in options.items()}
-
-
-def extensions(command: str) -> dict[str, Spec]:
-    """Every key the registrations add to ``command``, with its spec."""
-    return specs_of(extension_options(command))

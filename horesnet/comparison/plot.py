@@ -1,5 +1,5 @@
-"""The figure of ``python -m horesnet.compare``: per-seed test accuracy with means, 95% CIs and each variant's
-difference from the reference, beside validation accuracy per epoch (one line per run)."""
+"""The figure of ``python -m horesnet.compare``: per-seed test accuracy with means, 95% CIs (t over seeds) and each
+variant's difference from the reference, beside validation accuracy per epoch (one line per run)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from .stats import LEVEL, format_p
 
 
 def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]) -> None:
-    """Left: every seed's final test accuracy (dots) with the variant's mean and 95% CI (t over seeds), each variant
-    annotated with its difference from the reference (``reference_diffs``: CI, p); right: validation accuracy per
-    epoch, one line per run.
-    The titles say the dataset, the split and the epochs."""
+    """The figure of the module docstring; ``reference_diffs``: each variant's difference from the reference (CI, p),
+    annotated under its points. The titles say the dataset and the split."""
     from ..analysis import style as S
 
     fig, (ax1, ax2) = S.figure(2, width=12, height=4.8)

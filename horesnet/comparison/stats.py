@@ -1,13 +1,8 @@
-"""The one statistic for a difference between two variants over seeds (docs/design.md, "Statistics").
-
-``welch(a, b)`` takes the per-seed values of two variants and returns the difference of the means (a − b), its 95%
-confidence interval from Welch's t with the Welch–Satterthwaite degrees of freedom, Welch's two-sided p-value, the
-number of seeds per arm and a verdict: ``significant`` (p < 0.05), ``not significant``, or ``not tested`` when
-either arm has fewer than 3 seeds. ``format_difference`` writes it for tables and text:
-``+8.26 [+5.10, +11.42], p=0.003 (n=3/3)``. Every comparison of variants in horesnet (``horesnet.compare``,
-``experiments/report.py``) goes through these two functions. When several pairs are tested at once, ``holm``
-gives Holm–Bonferroni adjusted p-values (Holm 1979), reported beside the raw ones. ``mean_std`` and
-``format_mean_std`` summarise one arm: the spread of a single seed is undefined (NaN, written "1 seed"), not 0.
+"""The one statistic for a difference between two variants over seeds (docs/design.md, "Statistics"): ``welch`` and
+``format_difference`` (``+8.26 [+5.10, +11.42], p=0.003 (n=3/3)``), through which every comparison of variants in
+horesnet goes (``horesnet.compare``, ``experiments/report.py``); ``holm`` adjusts the p-values of several pairs tested
+at once (Holm 1979), reported beside the raw ones. ``mean_std`` and ``format_mean_std`` summarise one arm: the
+spread of a single seed is undefined (NaN, written "1 seed"), not 0.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: compare trained variants.
 
-Reads every ``summary.json`` under the given run folders (or multirun roots), groups runs by variant (every model
-option and every recipe key; only the seed may differ), labels each variant by the model options that differ from
-their defaults, and writes a Markdown + CSV table (residual scale, parameters, mean ± std over seeds) and a PNG.
-Each variant is flagged where it is confounded against the reference (the plain Euler variant): a residual scale
-more than 10% away (with the matched Euler control and the command that trains it), or other parameters or
-multiply-adds (docs/design.md, "Fair comparisons"). For every pair of variants it gives the difference in test
-accuracy with its 95% confidence interval and Welch p-value (``horesnet.comparison.stats.welch``, docs/design.md
-"Statistics"): first each variant against the reference, then the remaining pairs; Markdown,
-``comparison_pairs.csv`` and ``comparison.json`` list them all. It refuses a comparison across units per stage,
-recipes, data or epochs unless ``allow_unfair=true``, and says what differs.
+Groups the finished runs under the given folders into variants and flags their confounds (``variants``; docs/design.md,
+"Fair comparisons"), then writes a Markdown + CSV table (residual scale, parameters, mean ± std over seeds), a PNG,
+and every pair's test-metric difference with its 95% confidence interval and Welch p-value (``stats.welch``,
+docs/design.md "Statistics"): first each variant against the reference, then the remaining pairs (Markdown,
+``comparison_pairs.csv``, ``comparison.json``). A comparison across units per stage, recipes, data or epochs is
+refused, saying what differs, unless ``allow_unfair=true``.
 """
 
 from __future__ import annotations
@@ -27,9 +23,8 @@ from ..files import json_safe
 from .metrics import ACCURACY, Metric, metric_of, metric_of_rows
 from .plot import plot
 from .stats import ALPHA, LEVEL, MIN_SEEDS, format_mean_std, format_p, holm, mean_std, welch
-from .summaries import check_summary, load_runs  # noqa: F401 -- check_summary is part of compare's API
-from .variants import (  # noqa: F401 -- variant_key, variant_label, RECIPE_KEYS are part of compare's API
-    RECIPE_KEYS,
+from .summaries import load_runs
+from .variants import (  # noqa: F401 -- variant_label is part of compare's API
     fairness_problems,
     labels,
     reference_key,
@@ -78,12 +73,6 @@ def by_seed(runs: list[dict]) -> dict:
     return dict(sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
-def reference_row(rows: list[dict]) -> dict:
-    """The variant every other one is compared with first (``horesnet.comparison.variants.reference_key``: the
-    plain Euler variant when present)."""
-    return next((r for r in rows if r.get("reference")), rows[0])
-
-
 def differences(rows: list[dict]) -> list[dict]:
     """Test-metric difference a − b (accuracy points, or bits per character) for every pair of variants, by
     ``horesnet.comparison.stats.welch``.
@@ -91,7 +80,8 @@ def differences(rows: list[dict]) -> list[dict]:
     Each variant against the reference comes first (a = the variant, b = the reference); then every other pair in
     table order, a = the later row. Each entry: a, b, reference (b is the reference), and welch's fields.
     """
-    ref, seeds = reference_row(rows), f"test_{metric_of_rows(rows).name}_seeds"
+    ref = next((r for r in rows if r.get("reference")), rows[0])  # variants.reference_key's row
+    seeds = f"test_{metric_of_rows(rows).name}_seeds"
     others = [r for r in rows if r is not ref]
     pairs = [(r, ref) for r in others]
     pairs += [(others[j], others[i]) for i in range(len(others)) for j in range(i + 1, len(others))]
@@ -206,15 +196,12 @@ def compare(paths: list[str], out: str | None = None, allow_unfair: bool = False
     (out_dir / "comparison.md").write_text(markdown(rows, problems))
     pairs = differences(rows)
     file_rows, file_pairs = stored(rows, pairs)
-    with open(out_dir / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(file_rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(file_rows)
-    if pairs:
-        with open(out_dir / "comparison_pairs.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(file_pairs[0]))
-            writer.writeheader()
-            writer.writerows(file_pairs)
+    for name, table in (("comparison.csv", file_rows), ("comparison_pairs.csv", file_pairs)):
+        if table:  # there is always a row; pairs only with two variants
+            with open(out_dir / name, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(table[0]))
+                writer.writeheader()
+                writer.writerows(table)
     (out_dir / "comparison.json").write_text(json.dumps(
         json_safe({"variants": file_rows, "differences": file_pairs, "fairness_problems": problems}), indent=2,
         allow_nan=False) + "\n")

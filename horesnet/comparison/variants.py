@@ -115,11 +115,6 @@ CONTROL_RESET = ("block", "step", "inner", "tied", "entry", "seed", "resume", "h
                  *MULTISTEP_KEYS)
 
 
-def step_of(run: dict) -> float:
-    """The run's fixed Euler step h (1.0 unless set)."""
-    return float(model_options(run).get("step", 1.0))
-
-
 def control_overrides(overrides: list[str], step: float, seeds: str) -> list[str]:
     """The command line of the matched Euler control of a variant run with ``overrides``."""
     kept = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in CONTROL_RESET]
@@ -158,9 +153,8 @@ def _recorded_overrides(run: dict) -> list[str] | None:
 
 
 def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
-    """Per variant, what confounds its comparison with the reference: a residual scale more than 10% away
-    (scale-confounded, with the matched Euler control and the command that trains it), and different parameters
-    or multiply-adds."""
+    """Per variant, what confounds its comparison with the reference (the module docstring); none for the reference
+    itself."""
     names = labels(groups)
     ref_key = reference_key(groups)
     ref = groups[ref_key][0]
@@ -168,29 +162,26 @@ def variant_flags(groups: dict[tuple, list[dict]]) -> dict[tuple, list[str]]:
     present = {variant_label(runs[0]) for runs in groups.values()}
     scales = {key: scale_of(runs[0]) for key, runs in groups.items()}
     for key, runs in groups.items():
-        run, out = runs[0], []
-        if key != ref_key:
-            scale = scales[key]
-            if (scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale
-                    and model_options(run).get("layout") == "macaron"):  # docs/transformers.md
-                out.append(f"residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}) by construction: "
-                           "Macaron's steps 1/2, 1, 1/2 are its scheme; no Euler network of the same units matches it")
-            elif scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
-                label, command = matched_control(runs)
-                if label == variant_label(run):  # it is itself the Euler network at a matched scale
-                    served = [names[k] for k, sc in scales.items() if k != key and sc is not None
-                              and model_options(groups[k][0])["block"] != "euler" and control_step(sc) == step_of(run)]
-                    out.append(f"Euler at residual scale {scale:.3g} vs {ref_scale:.3g} ({names[ref_key]}): its "
-                               "difference from the reference is the scale effect itself"
-                               + (f"; the matched-scale control of {', '.join(served)}" if served else ""))
-                else:
-                    where = "in this comparison" if label in present else f"train it with: {command}"
-                    out.append(f"scale-confounded: residual scale {scale:.3g} vs {ref_scale:.3g} "
-                               f"({names[ref_key]}); matched control {label} ({where})")
-            for field, what in (("params", "parameters"), ("macs", "multiply-adds")):
-                mine, theirs = run["model"].get(field), ref["model"].get(field)
-                if mine and theirs and mine != theirs:
-                    out.append(f"{what} {mine:,} vs {theirs:,} ({100 * (mine - theirs) / theirs:+.2f}%)")
+        run, scale, out = runs[0], scales[key], []
+        if scale is not None and ref_scale and abs(scale - ref_scale) > SCALE_TOLERANCE * ref_scale:
+            versus = f"{scale:.3g} vs {ref_scale:.3g} ({names[ref_key]})"
+            label, command = matched_control(runs)
+            if model_options(run).get("layout") == "macaron":  # docs/transformers.md
+                out.append(f"residual scale {versus} by construction: Macaron's steps 1/2, 1, 1/2 are its scheme; no "
+                           "Euler network of the same units matches it")
+            elif label == variant_label(run):  # it is itself the Euler network at a matched scale
+                step = float(model_options(run).get("step", 1.0))
+                served = [names[k] for k, sc in scales.items() if k != key and sc is not None
+                          and model_options(groups[k][0])["block"] != "euler" and control_step(sc) == step]
+                out.append(f"Euler at residual scale {versus}: its difference from the reference is the scale effect "
+                           "itself" + (f"; the matched-scale control of {', '.join(served)}" if served else ""))
+            else:
+                where = "in this comparison" if label in present else f"train it with: {command}"
+                out.append(f"scale-confounded: residual scale {versus}; matched control {label} ({where})")
+        for field, what in (("params", "parameters"), ("macs", "multiply-adds")):
+            mine, theirs = run["model"].get(field), ref["model"].get(field)
+            if mine and theirs and mine != theirs:
+                out.append(f"{what} {mine:,} vs {theirs:,} ({100 * (mine - theirs) / theirs:+.2f}%)")
         flags[key] = out
     return flags
 
