@@ -35,12 +35,8 @@ from .schemes import Multistep, Tableau, get_scheme, list_schemes, register_sche
 __version__ = "0.1.0"
 
 # Lazy (PEP 562): the dataset and study registries load on first use
-_LAZY = {
-    "register_dataset": "data.registry", "get_dataset": "data.registry", "list_datasets": "data.registry",
-    "unregister_dataset": "data.registry",
-    "register_study": "analysis.registry", "get_study": "analysis.registry", "list_studies": "analysis.registry",
-    "unregister_study": "analysis.registry",
-}
+_LAZY = {**dict.fromkeys(("register_dataset", "get_dataset", "list_datasets", "unregister_dataset"), "data.registry"),
+         **dict.fromkeys(("register_study", "get_study", "list_studies", "unregister_study"), "analysis.registry")}
 
 
 def __getattr__(name: str):

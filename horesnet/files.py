@@ -39,12 +39,8 @@ def atomic_open(path, mode: str = "w", suffix: str = TMP_SUFFIX, **kwargs) -> It
 
 def write_atomic(path, data: bytes | str) -> None:
     """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically (:func:`atomic_open`)."""
-    if isinstance(data, str):
-        with atomic_open(path, "w", encoding="utf-8") as f:
-            f.write(data)
-    else:
-        with atomic_open(path, "wb") as f:
-            f.write(data)
+    with atomic_open(path, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def json_safe(obj):

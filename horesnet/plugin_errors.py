@@ -52,11 +52,7 @@ def plugin_error(what: str, err: BaseException, file: str | None) -> ConfigError
                        "code, not horesnet's; fix the plugin (docs/extending.md).")
 
 
-# the plugins loaded so far, by name: filled by horesnet.plugins (kept here so that it imports this module, not
-# the other way round)
-LOADED: dict[str, object] = {}
-
-
+LOADED: dict[str, object] = {}  # the plugins loaded so far, by name (filled by horesnet.plugins, which imports us)
 # the plugins being imported now, innermost last (a plugin may load another): what a registry records as the origin
 # of what they register (horesnet.registry)
 LOADING: list[str] = []
@@ -67,13 +63,8 @@ def loading_plugin() -> str | None:
     return LOADING[-1] if LOADING else None
 
 
-def plugin_files() -> list[str]:
-    """The files of the plugins loaded so far (horesnet.plugins)."""
-    return [str(Path(m.__file__).resolve()) for m in LOADED.values() if getattr(m, "__file__", None)]
-
-
 def from_plugin(err: BaseException) -> str | None:
     """The plugin file in which ``err`` was raised (its traceback's last frame in a loaded plugin), else None."""
-    files = set(plugin_files())
+    files = {str(Path(m.__file__).resolve()) for m in LOADED.values() if getattr(m, "__file__", None)}
     frames = [f for f in traceback.extract_tb(err.__traceback__) if str(Path(f.filename).resolve()) in files]
     return frames[-1].filename if frames else None

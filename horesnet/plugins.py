@@ -66,8 +66,7 @@ def _load(name: str):
         raise ConfigError(f"plugins: cannot import {name!r} ({err}); give a .py file or a module on "
                           "the Python path.") from None
     except CAUGHT as err:  # the user's module failed while registering (sys.exit too): say which, where and why
-        raise plugin_error(f"plugins: importing {name!r}", err,
-                           str(path.resolve()) if name.endswith(".py") else None) from None
+        raise plugin_error(f"plugins: importing {name!r}", err, key if name.endswith(".py") else None) from None
     finally:
         LOADING.pop()
     _LOADED[key] = module

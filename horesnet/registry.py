@@ -1,20 +1,11 @@
 """One registry type for every kind of named thing: schemes, units, placements, datasets, studies, architecture
-families, and whatever a later capability adds (docs/extending.md, "One registry type").
+families, and whatever a later capability adds (docs/extending.md, "One registry type", which also shows how to add
+a kind: one :class:`Registry` instance and its ``register_*`` function).
 
-A :class:`Registry` maps names to entries. Entries registered before :meth:`Registry.lock_builtins` are the
-built-ins: they can never be replaced or removed. Every registry refuses the same things the same way (a bad name,
-a reserved name, a name already taken without ``overwrite=True``, a built-in) with one error type, a
-:class:`~horesnet.errors.ConfigError` subclass, and answers an unknown name with the closest valid one and all the
-valid choices. It records where each entry came from (:meth:`Registry.origin`: the plugin file being loaded, or the
-user's file that called it; None for built-ins). Side effects of a registration (Hydra's ConfigStore node of a
-dataset, the command-line keys a study adds) are not written by the register functions but derived from the
-registry by :meth:`Registry.on_change` callbacks, so that :meth:`Registry.restore` (the tests' fixture) restores
-them too. :func:`registries` lists every registry in creation order.
-
-Adding a kind of named thing is one instance::
-
-    LOSSES: Registry[LossFn] = Registry("loss", sort=True, hint="A plugin adds more: plugins=[your_file.py].")
-    def register_loss(name, fn, *, overwrite=False): return LOSSES.register(name, fn, overwrite=overwrite)
+Built-ins (registered before :meth:`Registry.lock_builtins`) are never replaced or removed; every refusal is one
+:class:`~horesnet.errors.ConfigError` subclass. Side effects of a registration (a dataset's ConfigStore node, a
+study's command-line keys) are derived by :meth:`Registry.on_change` callbacks, so that :meth:`Registry.restore` (the
+tests' fixture) restores them too.
 
 Bottom layer: it imports only :mod:`horesnet.errors` and :mod:`horesnet.plugin_errors`.
 """
@@ -88,7 +79,6 @@ class Registry(Generic[T]):
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._entries)} entries, {len(self._builtins)} built in)"
 
-    # ------------------------------------------------------------------------------------------------ queries
     def names(self) -> list[str]:
         """Every registered name: sorted, or in registration order (the built-ins first)."""
         return sorted(self._entries) if self.sort else list(self._entries)
@@ -148,7 +138,6 @@ class Registry(Generic[T]):
         """``{name: origin}`` for every entry (None: built in)."""
         return {name: self._origins.get(name) for name in self.names()}
 
-    # ------------------------------------------------------------------------------------------------ changes
     def check_new(self, name, *, overwrite: bool = False) -> str:
         """Raise the registry's error unless ``name`` may be registered now (a valid, unreserved name, not a
         built-in, not taken unless ``overwrite``); return it. :meth:`register` checks this first; a register
@@ -171,8 +160,7 @@ class Registry(Generic[T]):
         undoes the registration (the callbacks that ran are called back with old and new swapped) and its error
         propagates. Returns ``entry``."""
         self.check_new(name, overwrite=overwrite)
-        old = self._entries.get(name)
-        old_origin = self._origins.get(name)
+        old, old_origin = self._entries.get(name), self._origins.get(name)
         self._entries[name] = entry
         self._origins[name] = _origin() if self._locked else None
         try:
@@ -226,7 +214,6 @@ class Registry(Generic[T]):
                     pass
             raise
 
-    # ------------------------------------------------------------------------------------------------ tests
     def snapshot(self) -> Snapshot:
         return Snapshot(tuple(self._entries.items()), dict(self._origins), self._builtins, self._locked)
 

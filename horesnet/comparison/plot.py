@@ -20,7 +20,6 @@ def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]
 
     fig, (ax1, ax2) = S.figure(2, width=12, height=4.8)
     m = metric_of_rows(rows)
-    names = [r["variant"] for r in rows]
     diffs = {d["a"]: d for d in reference_diffs}
     for i, r in enumerate(rows):
         seeds = r[f"test_{m.name}_seeds"]
@@ -36,12 +35,12 @@ def plot(rows: list[dict], groups: dict, path: Path, reference_diffs: list[dict]
                                           if d["verdict"] != "not tested" else "\nnot tested") if d else "")
         ax1.annotate(note, (i, 0), xycoords=("data", "axes fraction"), xytext=(0, 4), textcoords="offset points",
                      ha="center", va="bottom", fontsize=7)
-    ax1.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+    ax1.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=30, ha="right")
     ax1.set_xlim(-0.6, len(rows) - 0.4)
     low, high = ax1.get_ylim()
     ax1.set_ylim(low - 0.18 * (high - low), high)  # room for the notes under the points
-    data = _data_note(groups)
-    S.label(ax1, "variant", f"final test {m.title}", f"test {m.title.removesuffix(' (%)')} per seed, {data}")
+    S.label(ax1, "variant", f"final test {m.title}",
+            f"test {m.title.removesuffix(' (%)')} per seed, {_data_note(groups)}")
     ax1.legend(fontsize=8, loc="upper left")
     for i, row in enumerate(rows):
         for run_dir in row["runs"]:  # one colour per variant, one line per run

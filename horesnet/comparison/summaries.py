@@ -38,10 +38,17 @@ def load_runs(paths: list[str]) -> list[dict]:
 
 SUMMARY_FIELDS = {"status": str, "config": dict, "model": dict}
 MODEL_FIELDS = {"params": int, "units_per_stage": list}
-# the numbers compare reads: (section, key, lowest, highest, required when finished); None: no bound
-NUMBERS = ((("test", "test/acc1"), 0.0, 1.0, True), (("val", "val/acc1"), 0.0, 1.0, True),
-           (("wall_time_s",), 0.0, None, False), (("images_per_sec",), 0.0, None, False),
-           (("model", "macs"), 0, None, False), (("model", "residual_scale", "mean"), 0.0, None, False))
+# the numbers compare reads: (dotted key, lowest, highest, required when finished); None: no bound
+NUMBERS = (("test.test/acc1", 0.0, 1.0, True), ("val.val/acc1", 0.0, 1.0, True), ("wall_time_s", 0.0, None, False),
+           ("images_per_sec", 0.0, None, False), ("model.macs", 0, None, False),
+           ("model.residual_scale.mean", 0.0, None, False))
+
+
+def dotted(tree, key: str):
+    """``tree["a"]["b"]`` for ``key`` "a.b"; None where a part is missing or not a dict."""
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def _number_problem(value, low, high) -> str | None:
@@ -75,15 +82,12 @@ def check_summary(s, path) -> None:
     seed = s["config"].get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"{path}: config.seed is {seed!r}, not an integer.")
-    for keys, low, high, required in NUMBERS:
-        tree, value = s, None
-        for k in keys:
-            value = tree.get(k) if isinstance(tree, dict) else None
-            tree = value
+    for key, low, high, required in NUMBERS:
+        value = dotted(s, key)
         if value is None and not (required and s["status"] == "finished"):
             continue
         problem = "is missing" if value is None else _number_problem(value, low, high)
         if problem:
-            raise ConfigError(f"{path}: field {'.'.join(keys)!r} {problem} (horesnet.fit writes a finite number "
+            raise ConfigError(f"{path}: field {key!r} {problem} (horesnet.fit writes a finite number "
                               f"in [{low}, {high if high is not None else '∞'}]); the file is damaged or was not "
                               "written by horesnet.fit.")

@@ -39,15 +39,12 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
     rows, names, flags, ref = [], labels(groups), variant_flags(groups), reference_key(groups)
     m = metric_of([r for runs in groups.values() for r in runs])
     for key, runs in groups.items():
-        r0 = runs[0]
-        per_seed = by_seed(runs)
-        test_seeds = [statistics.fmean(m.scale * r.get("test", {}).get(f"test/{m.key}", float("nan")) for r in rs)
-                      for rs in per_seed.values()]
-        test = mean_std(test_seeds)
-        val = mean_std([statistics.fmean(m.scale * r.get("val", {}).get(f"val/{m.key}", float("nan")) for r in rs)
-                        for rs in per_seed.values()])
-        repeated = {s: len(rs) for s, rs in per_seed.items() if len(rs) > 1}
-        notes = [f"{n} runs share seed {s} (averaged: one value per distinct seed)" for s, n in repeated.items()]
+        r0, per_seed = runs[0], by_seed(runs)
+        seeds = {split: [statistics.fmean(m.scale * r.get(split, {}).get(f"{split}/{m.key}", math.nan) for r in rs)
+                         for rs in per_seed.values()] for split in ("test", "val")}
+        test, val = mean_std(seeds["test"]), mean_std(seeds["val"])
+        notes = [f"{len(rs)} runs share seed {s} (averaged: one value per distinct seed)"
+                 for s, rs in per_seed.items() if len(rs) > 1]
         wall = mean_std([r.get("wall_time_s") for r in runs])
         ips = mean_std([r.get("images_per_sec") for r in runs])
         rows.append({
@@ -58,9 +55,7 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
             f"val_{m.name}_mean": val[0], f"val_{m.name}_std": val[1], "wall_time_s": wall[0],
             "wall_time_s_std": wall[1], "images_per_sec": ips[0], "images_per_sec_std": ips[1],
             "seeds": len(per_seed), "n_runs": len(runs), "seed_list": list(per_seed),
-            f"test_{m.name}_seeds": test_seeds,
-            "runs": [r["_dir"] for r in runs],
-        })
+            f"test_{m.name}_seeds": seeds["test"], "runs": [r["_dir"] for r in runs]})
     return sorted(rows, key=lambda r: (r["depth"], r["block"], r["variant"]))
 
 
@@ -74,12 +69,9 @@ def by_seed(runs: list[dict]) -> dict:
 
 
 def differences(rows: list[dict]) -> list[dict]:
-    """Test-metric difference a − b (accuracy points, or bits per character) for every pair of variants, by
-    ``horesnet.comparison.stats.welch``.
-
-    Each variant against the reference comes first (a = the variant, b = the reference); then every other pair in
-    table order, a = the later row. Each entry: a, b, reference (b is the reference), and welch's fields.
-    """
+    """Test-metric difference a − b (points, or bits per character) of every pair of variants by ``stats.welch``:
+    each variant against the reference first (b = the reference), then every other pair in table order, a = the later
+    row. Each entry: a, b, reference (b is the reference), welch's fields and the Holm-adjusted p and verdict."""
     ref = next((r for r in rows if r.get("reference")), rows[0])  # variants.reference_key's row
     seeds = f"test_{metric_of_rows(rows).name}_seeds"
     others = [r for r in rows if r is not ref]

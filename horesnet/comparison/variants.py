@@ -16,17 +16,12 @@ from omegaconf import OmegaConf
 from ..models.config import MODEL_KEYS, arch_defaults, complete
 from ..models.scale import control_step  # noqa: F401 -- re-exported: cli.controls and tests import it from here
 from ..runs import overrides_path
+from .summaries import dotted
 
 RECIPE_KEYS = ("optim", "data.name", "data.val_size", "data.split_seed", "data.batch_size", "data.augment",
                "data.crop_padding", "data.flip", "data.limit_train", "data.limit_val", "data.limit_test",
                "trainer.max_epochs", "trainer.precision", "trainer.limit_train_batches", "channels_last",
                "weights")
-
-
-def _get(cfg: dict, dotted: str):
-    for part in dotted.split("."):
-        cfg = cfg.get(part) if isinstance(cfg, dict) else None
-    return cfg
 
 
 DATA_FOLLOWERS = ("num_classes", "in_channels")  # model keys that follow the data: told apart by the recipe
@@ -39,7 +34,7 @@ def model_options(run: dict) -> dict:
 
 
 def recipe(run: dict) -> dict:
-    return {key: _get(run["config"], key) for key in RECIPE_KEYS}
+    return {key: dotted(run["config"], key) for key in RECIPE_KEYS}
 
 
 def variant_key(run: dict) -> tuple:
@@ -199,7 +194,7 @@ def fairness_problems(groups: dict[tuple, list[dict]]) -> list[str]:
             problems.append(f"{names[k]} is not an equal-depth variant (block=ode)")
     all_runs = [r for runs in groups.values() for r in runs]
     for key in RECIPE_KEYS:
-        values = {json.dumps(_get(r["config"], key), sort_keys=True) for r in all_runs}
+        values = {json.dumps(dotted(r["config"], key), sort_keys=True) for r in all_runs}
         if len(values) > 1:
             problems.append(f"{key} differs between runs: {' vs '.join(sorted(values))}")
     return problems
