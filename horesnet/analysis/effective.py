@@ -52,18 +52,15 @@ class GradientRoute(BlockHook):
         return self._gate(("x", target), base), [self._gate((j, target), kj) for j, kj in enumerate(k)]
 
 
-def _masks(routes_per_sample: list[dict], like: torch.Tensor) -> dict:
-    blocks = {id(b): b for routes in routes_per_sample for b in routes}
-    masks = {}
-    for key, block in blocks.items():
-        edges = {e for routes in routes_per_sample for e in routes.get(block, ())}
-        per_edge = {}
-        for e in edges:
-            m = torch.tensor([1.0 if e in routes.get(block, ()) else 0.0 for routes in routes_per_sample],
-                             dtype=like.dtype, device=like.device)
-            per_edge[e] = m.view(-1, *([1] * (like.dim() - 1)))
-        masks[key] = (block, per_edge)
-    return masks
+def _routes(routes_per_sample: list[dict], like: torch.Tensor) -> dict:
+    """``{block: GradientRoute}``: each edge a sample's path uses, with its per-sample 0/1 mask."""
+    shape = (-1, *([1] * (like.dim() - 1)))
+    hooks = {}
+    for block in dict.fromkeys(b for routes in routes_per_sample for b in routes):
+        uses = [routes.get(block, ()) for routes in routes_per_sample]
+        hooks[block] = GradientRoute({e: torch.tensor([float(e in u) for u in uses], dtype=like.dtype,
+                                                      device=like.device).view(shape) for e in set().union(*uses)})
+    return hooks
 
 
 def effective_paths(model, data, samples_per_length: int = 1000, seed: int = 0, lengths=None,
@@ -87,8 +84,7 @@ def effective_paths(model, data, samples_per_length: int = 1000, seed: int = 0, 
                 cursor += b
                 x = images[idx].clone().requires_grad_(True)
                 routes = [sampler.sample(k, rng) for _ in range(b)]
-                masks = _masks(routes, x)
-                with hooked({block: GradientRoute(per_edge) for block, per_edge in masks.values()}):
+                with hooked(_routes(routes, x)):
                     loss = F.cross_entropy(model(x), labels[idx], reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x)
                 norms += grad.flatten(1).norm(dim=1).tolist()

@@ -21,26 +21,21 @@ from .common import EvalData, error_and_loss, evaluating, score
 def lesion_targets(model, granularity: str = "unit") -> list[dict]:
     """What can be deleted: every unit (``unit``) or every block (``block``), in forward order."""
     blocks = list(model.blocks())
-    index = {id(b): i for i, (_, b, _) in enumerate(blocks)}
+    if granularity == "block":  # every increment off (a multistep block: every unit, Σα x_(n-j) left)
+        return [{"address": address, "block_index": i, "switches": [(block, frozenset(range(len(block.active))))],
+                 "entry": spec.entry, "downsampling": spec.entry and i > 0 and _changes_shape(block),
+                 "scheme": spec.scheme, "units": spec.units}
+                for i, (address, block, spec) in enumerate(blocks) if isinstance(block, SchemeBlock | MultistepBlock)]
+    by_address = {address: (i, block) for i, (address, block, _) in enumerate(blocks)}
     targets = []
-    if granularity == "block":
-        for i, (address, block, spec) in enumerate(blocks):
-            if isinstance(block, SchemeBlock | MultistepBlock):  # a multistep block: every unit, Σα x_(n-j) left
-                switches = [(block, frozenset(range(block.increments if isinstance(block, MultistepBlock)
-                                                    else block.scheme.increments)))]
-                targets.append({"address": address, "block_index": i, "switches": switches, "entry": spec.entry,
-                                "downsampling": spec.entry and i > 0 and _changes_shape(block),
-                                "scheme": spec.scheme, "units": spec.units})
-        return targets
     for address, _unit, info in model.units():
         if info.ode:
             continue
-        stage, blk = info.stage, info.block
-        outer = next(b for a, b, _ in blocks if a == f"s{stage}.b{blk}")
-        owner, inc = outer, info.path[0] - 1
+        index, owner = by_address[f"s{info.stage}.b{info.block}"]
+        inc = info.path[0] - 1
         for step in info.path[1:]:  # descend into nested units
             owner, inc = owner.unit(inc).block, step - 1
-        targets.append({"address": address, "block_index": index[id(outer)], "switches": [(owner, frozenset({inc}))],
+        targets.append({"address": address, "block_index": index, "switches": [(owner, frozenset({inc}))],
                         "entry": info.entry, "downsampling": info.downsampling, "scheme": info.scheme, "units": 1})
     return targets
 
@@ -59,17 +54,18 @@ def switched_off(switches):
     return hooked({block: SwitchOff(incs) for block, incs in off.items()})
 
 
-def _tail(model, blocks, start: int, x):
-    for _, block, _ in blocks[start:]:
-        x = block(x)
-    return model.forward_head(model.forward_final(x))
+def _through(model, blocks, h):
+    """The logits of ``blocks`` (modules, in the order given) applied to ``h``, then the final layers and head."""
+    for block in blocks:
+        h = block(h)
+    return model.forward_head(model.forward_final(h))
 
 
 def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = True) -> list[dict]:
     """Delete each unit (or block) alone; error (a fraction in [0, 1]) and loss vs the intact network, one record
     per target."""
     data = EvalData.wrap(data)
-    blocks = list(model.blocks())
+    blocks = [block for _, block, _ in model.blocks()]
     targets = lesion_targets(model, granularity)
     base_err, base_loss = error_and_loss(model, data)
     tallies = [[0, 0.0] for _ in targets]
@@ -79,23 +75,18 @@ def lesion_single(model, data, granularity: str = "unit", reuse_prefix: bool = T
             if reuse_prefix:  # the input of block i is tap i (tap 0: the stem output)
                 inputs = model.forward_intermediates(x, indices=list(range(len(blocks))), level="block",
                                                      stop_early=True, intermediates_only=True)
-            for t, target in zip(targets, tallies, strict=True):
+            for t, tally in zip(targets, tallies, strict=True):
                 with switched_off(t["switches"]):
-                    if reuse_prefix:
-                        logits = _tail(model, blocks, t["block_index"], inputs[t["block_index"]])
-                    else:
-                        logits = model(x)
+                    i = t["block_index"]
+                    logits = _through(model, blocks[i:], inputs[i]) if reuse_prefix else model(x)
                 c, l = score(logits, y)
-                target[0] += c
-                target[1] += l
-    records = []
-    for t, (correct, loss) in zip(targets, tallies, strict=True):
-        err = 1 - correct / n
-        records.append({"address": t["address"], "granularity": granularity, "scheme": t["scheme"],
-                        "entry": t["entry"], "downsampling": t["downsampling"], "units": t["units"],
-                        "error": err, "delta_error": err - base_err, "loss": loss / n,
-                        "intact_error": base_err, "intact_loss": base_loss})
-    return records
+                tally[0] += c
+                tally[1] += l
+    errors = [1 - correct / n for correct, _ in tallies]
+    return [{"address": t["address"], "granularity": granularity, "scheme": t["scheme"], "entry": t["entry"],
+             "downsampling": t["downsampling"], "units": t["units"], "error": err, "delta_error": err - base_err,
+             "loss": loss / n, "intact_error": base_err, "intact_loss": base_loss}
+            for t, err, (_, loss) in zip(targets, errors, tallies, strict=True)]
 
 
 def lesion_random(model, data, ks=(1, 2, 4, 8), trials: int = 5, seed: int = 0,
@@ -148,10 +139,7 @@ def reorder(model, data, swaps=(1, 2, 4, 8), trials: int = 5, seed: int = 0) -> 
                     order[i], order[j] = order[j], order[i]
 
             def forward(x, order=order):
-                h = model.forward_stem(x)
-                for idx in order:
-                    h = blocks[idx][1](h)
-                return model.forward_head(model.forward_final(h))
+                return _through(model, [blocks[i][1] for i in order], model.forward_stem(x))
 
             err, loss = error_and_loss(model, data, forward)
             moved = [order[i] for i in movable]

@@ -9,6 +9,7 @@ P(z) counts its paths by length (units on the path); the network's is the produc
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -27,44 +28,30 @@ def poly_mul(p: list, q: list) -> list:
 
 
 def poly_add(p: list, q: list) -> list:
-    n = max(len(p), len(q))
-    return [(p[i] if i < len(p) else 0) + (q[i] if i < len(q) else 0) for i in range(n)]
-
-
-def _coefficients(block: SchemeBlock, weighted: bool):
-    h = float(block.step.detach() if block.learn_step else block.step) if weighted else 1.0
-    A, b = block.scheme.A, block.scheme.b
-    a = (lambda i, j: h * A[i][j]) if weighted else (lambda i, j: 1)
-    w = (lambda i: h * b[i]) if weighted else (lambda i: 1)
-    return a, w
+    return [a + b for a, b in itertools.zip_longest(p, q, fillvalue=0)]
 
 
 def block_polynomial(block: SchemeBlock, weighted: bool = False, skip: bool | None = None) -> list:
     """Path polynomial of one scheme block (ascending coefficients); ``skip=False`` drops the skip path."""
-    a, w = _coefficients(block, weighted)
+    h = float(block.step.detach() if block.learn_step else block.step) if weighted else 1.0
     A, b = block.scheme.A, block.scheme.b
-    active = block.active
-    chains = []  # chains[i]: polynomial of chains that end at increment i
-    for i in range(block.scheme.increments):
-        if not active[i]:
+    chains = []  # chains[i]: polynomial of chains that end at increment i (None: switched off)
+    for i, active in enumerate(block.active):
+        if not active:
             chains.append(None)
             continue
         into = [1]  # entering from the block input
         for j in range(i):
             if A[i][j] != 0 and chains[j] is not None:
-                into = poly_add(into, [a(i, j) * c for c in chains[j]])
-        chains.append(poly_mul(_unit_polynomial(block.unit(i), weighted), into))
+                into = poly_add(into, [(h * A[i][j] if weighted else 1) * c for c in chains[j]])
+        unit = block.unit(i)
+        inner = block_polynomial(unit.block, weighted, skip=False) if isinstance(unit, NestedUnit) else [0, 1]
+        chains.append(poly_mul(inner, into))
     total = [1 if (block.shortcut is not None if skip is None else skip) else 0]
     for i, c in enumerate(chains):
         if c is not None and b[i] != 0:
-            total = poly_add(total, [w(i) * x for x in c])
+            total = poly_add(total, [(h * b[i] if weighted else 1) * x for x in c])
     return total
-
-
-def _unit_polynomial(unit, weighted: bool) -> list:
-    if isinstance(unit, NestedUnit):
-        return block_polynomial(unit.block, weighted, skip=False)
-    return [0, 1]
 
 
 def _scheme_blocks(model):
@@ -85,14 +72,11 @@ def multistep_polynomial(block: MultistepBlock, weighted: bool = False) -> list:
     polys = [[1]]
     for n, (a, c) in enumerate(block.coefficients.numeric_steps()):
         total = [0]
-        for j in range(a.shape[0]):
-            if a[j].any():
-                w = float(a[j].mean()) if weighted else 1
-                total = poly_add(total, [w * x for x in polys[n - j]])
-        for j in range(c.shape[0]):
-            if c[j].any() and active[n - j]:
-                w = float(c[j].mean()) if weighted else 1
-                total = poly_add(total, [0] + [w * x for x in polys[n - j]])
+        for coefficients, units in ((a, 0), (c, 1)):  # alpha_j: no unit on the edge; h*beta_j: one unit
+            for j in range(coefficients.shape[0]):
+                if coefficients[j].any() and (not units or active[n - j]):
+                    w = float(coefficients[j].mean()) if weighted else 1
+                    total = poly_add(total, [0] * units + [w * x for x in polys[n - j]])
         polys.append(total)
     return polys[-1]
 
@@ -101,10 +85,8 @@ def path_lengths(model, weighted: bool = False) -> list:
     """Number (or total weight) of paths of each length 0, 1, 2, ... (units on the path) of the whole network."""
     total = [1]
     for _, block in _scheme_blocks(model):
-        if isinstance(block, MultistepBlock):
-            total = poly_mul(total, multistep_polynomial(block, weighted))
-            continue
-        total = poly_mul(total, block_polynomial(block, weighted))
+        polynomial = multistep_polynomial if isinstance(block, MultistepBlock) else block_polynomial
+        total = poly_mul(total, polynomial(block, weighted))
     while len(total) > 1 and total[-1] == 0:
         total.pop()
     return total
@@ -122,13 +104,13 @@ class BlockPath:
 def block_paths(block: SchemeBlock, skip: bool | None = None) -> list[BlockPath]:
     """Every path through ``block`` (skip first), with the route edges that select it."""
     A, b = block.scheme.A, block.scheme.b
-    active = block.active
     ends: list[list[BlockPath]] = []  # ends[i]: chains ending at increment i (edges up to and incl. unit i)
-    for i in range(block.scheme.increments):
-        if not active[i]:
+    for i, active in enumerate(block.active):
+        if not active:
             ends.append([])
             continue
-        inner = _unit_paths(block.unit(i))
+        unit = block.unit(i)
+        inner = block_paths(unit.block, skip=False) if isinstance(unit, NestedUnit) else [BlockPath(1, ())]
         starts = [BlockPath(0, ((block, (("x", i),)),))]
         for j in range(i):
             if A[i][j] != 0:
@@ -150,32 +132,23 @@ def _add_edge(routes, block, edge):
     return tuple(out) if done else tuple(out) + ((block, (edge,)),)
 
 
-def _unit_paths(unit) -> list[BlockPath]:
-    if isinstance(unit, NestedUnit):
-        return block_paths(unit.block, skip=False)
-    return [BlockPath(1, ())]
-
-
 class PathSampler:
     """Uniform sampling of single paths of a given length through the whole network."""
 
     def __init__(self, model):
-        self.blocks = [blk for _, blk in _scheme_blocks(model)]
-        multistep = [a for a, blk in _scheme_blocks(model) if isinstance(blk, MultistepBlock)]
+        blocks = list(_scheme_blocks(model))
+        multistep = [a for a, blk in blocks if isinstance(blk, MultistepBlock)]
         if multistep:
             raise ConfigError(multistep_reason(multistep))
-        self.by_length = []
-        for blk in self.blocks:
+        self.by_length = []  # per block: {length: its paths of that length}
+        for _, blk in blocks:
             groups: dict[int, list[BlockPath]] = {}
             for p in block_paths(blk):
                 groups.setdefault(p.length, []).append(p)
             self.by_length.append(groups)
-        # suffix[b][l]: number of ways blocks b.. can make length l
-        self.suffix = [[1]]
+        self.suffix = [[1]]  # suffix[b][l]: number of ways blocks b.. can make length l
         for groups in reversed(self.by_length):
-            poly = [0] * (max(groups) + 1)
-            for length, ps in groups.items():
-                poly[length] = len(ps)
+            poly = [len(groups.get(length, ())) for length in range(max(groups) + 1)]
             self.suffix.insert(0, poly_mul(poly, self.suffix[0]))
         self.counts = self.suffix[0]
 
