@@ -33,14 +33,6 @@ def plot_lesion(records, path: Path, title: str = "") -> Path:
     return S.save(fig, path)
 
 
-def _mean_std_by(records, key, value):
-    groups = defaultdict(list)
-    for r in records:
-        groups[r[key]].append(r[value])
-    xs = sorted(groups)
-    return xs, [statistics.fmean(groups[x]) for x in xs], [statistics.pstdev(groups[x]) for x in xs]
-
-
 def _one_axes(path: Path, title: str, xlabel: str, ylabel: str, draw, integer_x: bool = False) -> Path:
     """One 6x4 plot: ``draw(ax)`` and the labels."""
     fig, ax = S.figure()
@@ -52,10 +44,14 @@ def _one_axes(path: Path, title: str, xlabel: str, ylabel: str, draw, integer_x:
 
 
 def plot_lesion_random(records, path: Path, title: str = "") -> Path:
-    xs, m, s = _mean_std_by(records, "k", "error")
+    by_k = defaultdict(list)
+    for r in records:
+        by_k[r["k"]].append(r["error"])
+    ks = sorted(by_k)
 
     def draw(ax):
-        ax.errorbar(xs, [percent(v) for v in m], yerr=[percent(v) for v in s], marker="o", capsize=3,
+        ax.errorbar(ks, [percent(statistics.fmean(by_k[k])) for k in ks],
+                    yerr=[percent(statistics.pstdev(by_k[k])) for k in ks], marker="o", capsize=3,
                     label="mean ± std over trials")
         ax.axhline(percent(records[0]["intact_error"]), color="k", ls="--", lw=1, label="intact network")
         ax.legend()

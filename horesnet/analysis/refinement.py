@@ -32,7 +32,5 @@ def refinement(model, data) -> list[dict]:
 
 
 def _width(block) -> int:
-    for m in reversed(list(block.modules())):
-        if hasattr(m, "out_channels"):
-            return m.out_channels
-    return 0
+    """The output channels of ``block``: those of its last module that has any."""
+    return next((m.out_channels for m in reversed(list(block.modules())) if hasattr(m, "out_channels")), 0)

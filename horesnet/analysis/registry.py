@@ -20,13 +20,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.config import model_specs
-from ..registry import Registry
+from ..registry import IDENTIFIER, IDENTIFIER_RULE, Registry
 from ..spec import BOOL, IN_CONFIG, OPT_POSITIVE_INT, POSITIVE_INT, TEXT, Option, Spec, extend, retract
 
 #: Name of the ConfigStore node holding every registered option's default (listed in ``configs/analyze.yaml``).
 OPTIONS_NODE = "analyze_studies"
-RESERVED_NAMES = frozenset({"all"})  # study=all selects every registered study
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NAME, _RULE = re.compile(IDENTIFIER), f"{IDENTIFIER_RULE} (it is a command-line value and a file name)"
 
 
 def _datasets():
@@ -92,11 +91,9 @@ class Study:
 
     def values(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """This study's option values from a (plain, resolved) analyze config, each checked against its spec."""
-        values = {}
-        for key, option in self.options.items():
-            value = config.get(key, option.default)
-            option.spec.check(key, value)
-            values[key] = value
+        values = {key: config.get(key, option.default) for key, option in self.options.items()}
+        for key, value in values.items():
+            self.options[key].spec.check(key, value)
         return values
 
 
@@ -108,34 +105,25 @@ def _unknown(registry, name) -> ConfigError:
 #: every study by name, in registration order (horesnet.registry): horesnet.analysis.studies locks the built-ins
 STUDIES: Registry[Study] = Registry(
     "study", sort=False, plural="studies", unknown=_unknown,
-    reserved={n: "study=all runs every registered study" for n in RESERVED_NAMES},
-    rule="use letters, digits and underscores, not starting with a digit (it is a command-line value and a file name)")
+    reserved={"all": "study=all runs every registered study"}, rule=_RULE)
 
 
 @STUDIES.on_change
 def _declare_options(name: str, old: Study | None, new: Study | None) -> None:
     """A study's options join the analyze command line (horesnet.spec) and the composed config's defaults (the
     ConfigStore node :data:`OPTIONS_NODE`), and leave them with the study."""
+    from hydra.core.config_store import ConfigStore
+
     if new is None:
         retract("analyze", f"study {name!r}")
     else:
         extend("analyze", f"study {name!r}", dict(new.options))
-    _store_defaults()
+    ConfigStore.instance().store(name=OPTIONS_NODE, node=defaults(), package="_global_")
 
 
-def list_studies() -> list[str]:
-    """Names of all registered studies, in registration order (the built-ins first)."""
-    return STUDIES.names()
-
-
-def builtin_studies() -> list[str]:
-    """Names of the studies horesnet itself registers."""
-    return STUDIES.builtins()
-
-
-def get_study(name: str) -> Study:
-    """The registered study called ``name``; an unknown name is a ConfigError naming it and the valid choices."""
-    return STUDIES.get(name)
+list_studies = STUDIES.names  # every registered study's name, in registration order (the built-ins first)
+builtin_studies = STUDIES.builtins  # the names of the studies horesnet itself registers
+get_study = STUDIES.get  # the study called name; an unknown name is a ConfigError naming the valid choices
 
 
 def register_study(name: str, compute: ComputeFn, plots: Mapping[str, PlotFn] | PlotFn, *,
@@ -187,8 +175,7 @@ def unregister_study(name: str) -> None:
 
 def _check_identifier(what: str, name) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"invalid {what} {name!r}: use letters, digits and underscores, not starting with a digit "
-                         "(it is a command-line value and a file name).")
+        raise ConfigError(f"invalid {what} {name!r}: {_RULE}.")
 
 
 def _check_options(name: str, options: dict, others: dict[str, Study]) -> None:
@@ -219,9 +206,3 @@ def defaults() -> dict[str, Any]:
         for key, option in study.options.items():
             out.setdefault(key, list(option.default) if isinstance(option.default, tuple) else option.default)
     return out
-
-
-def _store_defaults() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=OPTIONS_NODE, node=defaults(), package="_global_")

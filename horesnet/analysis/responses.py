@@ -12,13 +12,11 @@ from .common import EvalData, evaluating
 
 def response_layers(model) -> list[tuple[str, nn.Module]]:
     """``(name, module whose output is the response)`` for every 3x3 conv, in forward order (tied units repeat)."""
-    layers = []
-    stem_convs = [m for m in model.stem if isinstance(m, nn.Conv2d)]
-    if stem_convs and stem_convs[0].kernel_size == (3, 3):
-        mods = list(model.stem)
-        nxt = mods[mods.index(stem_convs[0]) + 1] if mods.index(stem_convs[0]) + 1 < len(mods) else None
-        layers.append(("stem.conv", nxt if isinstance(nxt, nn.modules.batchnorm._BatchNorm | nn.GroupNorm)
-                       else stem_convs[0]))
+    layers, stem = [], [*model.stem, None]
+    i = next((i for i, m in enumerate(stem) if isinstance(m, nn.Conv2d)), None)
+    if i is not None and stem[i].kernel_size == (3, 3):  # the stem's first conv, after its norm if one follows
+        norm = isinstance(stem[i + 1], nn.modules.batchnorm._BatchNorm | nn.GroupNorm)
+        layers.append(("stem.conv", stem[i + 1] if norm else stem[i]))
     for address, unit, info in model.units():
         if info.ode or not hasattr(unit, "responses"):
             continue

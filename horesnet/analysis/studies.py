@@ -4,6 +4,8 @@ its command-line options."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..nn.multistep import MultistepBlock
 from ..spec import BOOL, COUNT, POSITIVE_INT, Spec
 from . import plots as P
@@ -27,12 +29,12 @@ def _lesion(model, data, o):
 
 def _first(data: EvalData, n: int) -> list:
     """The first ``n`` images of ``data`` as batches."""
-    out, left = [], n
+    out = []
     for x, y in data.batches:
-        if left <= 0:
+        if n <= 0:
             break
-        out.append((x[:left], y[:left]))
-        left -= len(y)
+        out.append((x[:n], y[:n]))
+        n -= len(y)
     return out
 
 
@@ -53,11 +55,7 @@ def deletable_units(model) -> int:
 
 def swappable_pairs(model) -> int:
     """Pairs of non-entry blocks in the same stage: what ``reorder`` can swap."""
-    per_stage: dict[str, int] = {}
-    for address, _block, spec in model.blocks():
-        if not spec.entry:
-            stage = address.split(".")[0]
-            per_stage[stage] = per_stage.get(stage, 0) + 1
+    per_stage = Counter(address.split(".")[0] for address, _block, spec in model.blocks() if not spec.entry)
     return sum(n * (n - 1) // 2 for n in per_stage.values())
 
 
@@ -89,49 +87,45 @@ def _effective_applies(model, o) -> str | None:
 
 
 def _reorder_applies(model, o) -> str | None:
-    if swappable_pairs(model) == 0:
-        return "no two non-entry blocks share a stage, so no order can change (every Kendall tau would be 1)"
-    return None
+    return ("no two non-entry blocks share a stage, so no order can change (every Kendall tau would be 1)"
+            if swappable_pairs(model) == 0 else None)
 
 
-def _register_builtins() -> None:
-    def add(name, compute, plots, description, options=None, **kw):
-        register_study(name, compute, plots, options=options, description=description, **kw)
-
-    add("lesion", _lesion, {"lesion": P.plot_lesion, "lesion_block": P.plot_lesion},
-        "delete each unit (table lesion) or block (lesion_block) at test time; error vs the intact network",
-        {"granularity": Option("unit", Spec("choice", choices=("unit", "block", "both")),
-                               "unit | block | both")},
-        cost=lambda m, o: 4 if o["granularity"] == "both" else 2)
-    add("lesion_random", lambda m, d, o: {"lesion_random": lesion_random(m, d, _ks(m, o), o["trials"], o["seed"])},
-        P.plot_lesion_random, "delete k random non-entry units, for each k of ks; error per trial",
-        {"ks": Option(None, Spec("ints", low=1, nullable=True),
-                      "numbers of units deleted at random (null: 1, 2, 4, ... up to the deletable units)"),
-         "trials": TRIALS, "seed": SEED},
-        applies=_lesion_random_applies, cost=lambda m, o: 1 + len(_ks(m, o)) * o["trials"])
-    add("reorder", lambda m, d, o: {"reorder": reorder(m, d, _swaps(m, o), o["trials"], o["seed"])},
-        P.plot_reorder, "swap random pairs of blocks within a stage; error against Kendall tau",
-        {"swaps": Option(None, Spec("ints", low=1, nullable=True),
-                         "numbers of block swaps (null: 1, 2, 4, ... up to the swappable pairs)"),
-         "trials": TRIALS, "seed": SEED},
-        applies=_reorder_applies, cost=lambda m, o: len(_swaps(m, o)) * o["trials"])
-    add("paths", _paths, P.plot_paths, "exact path-length distribution of the unravelled network",
-        {"weighted": Option(False, BOOL, "weight each path by its coefficients")},
-        needs_checkpoint=False, needs_data=False)
-    add("effective", _effective, P.plot_effective, "input-gradient norm along sampled single paths of each length",
-        {"samples_per_length": Option(1000, POSITIVE_INT, "paths sampled per length"),
-         "effective_images": Option(256, POSITIVE_INT, "images the gradients are taken on"),
-         "seed": SEED}, applies=_effective_applies)
-    add("responses", lambda m, d, o: {"responses": responses(m, d)}, P.plot_responses,
-        "standard deviation of every 3x3 layer's response", cost=lambda m, o: 1)
-    add("refinement", lambda m, d, o: {"refinement": refinement(m, d)}, P.plot_refinement,
-        "the trained head applied to every block's output", cost=lambda m, o: 1)
-    add("robustness", lambda m, d, o: {"robustness": robustness(m, d, list(o["sigmas"]), o["seed"])},
-        P.plot_robustness, "accuracy and calibration under Gaussian input noise",
-        {"sigmas": Option([0.0, 0.02, 0.05, 0.1, 0.2, 0.3], Spec("reals", low=0),
-                          "noise standard deviations (pixels in [0, 1])"),
-         "seed": SEED}, cost=lambda m, o: len(o["sigmas"]))
+def _add(name, compute, plots, description, options=None, **kw):
+    register_study(name, compute, plots, options=options, description=description, **kw)
 
 
-_register_builtins()
+_add("lesion", _lesion, {"lesion": P.plot_lesion, "lesion_block": P.plot_lesion},
+     "delete each unit (table lesion) or block (lesion_block) at test time; error vs the intact network",
+     {"granularity": Option("unit", Spec("choice", choices=("unit", "block", "both")), "unit | block | both")},
+     cost=lambda m, o: 4 if o["granularity"] == "both" else 2)
+_add("lesion_random", lambda m, d, o: {"lesion_random": lesion_random(m, d, _ks(m, o), o["trials"], o["seed"])},
+     P.plot_lesion_random, "delete k random non-entry units, for each k of ks; error per trial",
+     {"ks": Option(None, Spec("ints", low=1, nullable=True),
+                   "numbers of units deleted at random (null: 1, 2, 4, ... up to the deletable units)"),
+      "trials": TRIALS, "seed": SEED},
+     applies=_lesion_random_applies, cost=lambda m, o: 1 + len(_ks(m, o)) * o["trials"])
+_add("reorder", lambda m, d, o: {"reorder": reorder(m, d, _swaps(m, o), o["trials"], o["seed"])},
+     P.plot_reorder, "swap random pairs of blocks within a stage; error against Kendall tau",
+     {"swaps": Option(None, Spec("ints", low=1, nullable=True),
+                      "numbers of block swaps (null: 1, 2, 4, ... up to the swappable pairs)"),
+      "trials": TRIALS, "seed": SEED},
+     applies=_reorder_applies, cost=lambda m, o: len(_swaps(m, o)) * o["trials"])
+_add("paths", _paths, P.plot_paths, "exact path-length distribution of the unravelled network",
+     {"weighted": Option(False, BOOL, "weight each path by its coefficients")},
+     needs_checkpoint=False, needs_data=False)
+_add("effective", _effective, P.plot_effective, "input-gradient norm along sampled single paths of each length",
+     {"samples_per_length": Option(1000, POSITIVE_INT, "paths sampled per length"),
+      "effective_images": Option(256, POSITIVE_INT, "images the gradients are taken on"),
+      "seed": SEED}, applies=_effective_applies)
+_add("responses", lambda m, d, o: {"responses": responses(m, d)}, P.plot_responses,
+     "standard deviation of every 3x3 layer's response", cost=lambda m, o: 1)
+_add("refinement", lambda m, d, o: {"refinement": refinement(m, d)}, P.plot_refinement,
+     "the trained head applied to every block's output", cost=lambda m, o: 1)
+_add("robustness", lambda m, d, o: {"robustness": robustness(m, d, list(o["sigmas"]), o["seed"])},
+     P.plot_robustness, "accuracy and calibration under Gaussian input noise",
+     {"sigmas": Option([0.0, 0.02, 0.05, 0.1, 0.2, 0.3], Spec("reals", low=0),
+                       "noise standard deviations (pixels in [0, 1])"),
+      "seed": SEED}, cost=lambda m, o: len(o["sigmas"]))
+
 STUDIES.lock_builtins()  # what is registered so far is horesnet's own: never replaced, never removed
