@@ -21,7 +21,7 @@ _WHERE = {
     "load_cifar": "cifar", "safe_unpickle": "cifar", "IDX": "idx", "load_idx_dataset": "idx", "read_idx": "idx",
     "ArrayDataModule": "module", "check_available": "module", "load_arrays": "module", "DataError": "sources",
     "data_root": "sources", "make_synthetic": "synthetic", "Dataset": "registry", "DatasetFacts": "registry",
-    "Download": "registry", "dataset_facts": "registry", "fetch": "registry", "get_dataset": "registry",
+    "Download": "sources", "dataset_facts": "registry", "fetch": "registry", "get_dataset": "registry",
     "list_datasets": "registry", "register_dataset": "registry", "unregister_dataset": "registry",
 }
 
@@ -32,9 +32,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "CIFAR", "IDX", "ArrayDataModule", "check_available", "DataError", "Dataset", "DatasetFacts", "Download",
-    "RestrictedUnpickler", "data_root", "dataset_facts", "fetch", "get_dataset", "list_datasets", "load_arrays",
-    "load_cifar", "load_idx_dataset", "make_synthetic", "normalise", "random_crop_flip", "read_idx",
-    "register_dataset", "safe_unpickle", "unregister_dataset",
-]
+__all__ = sorted(_WHERE)

@@ -26,13 +26,9 @@ def _register_cifar(name: str, description: str) -> None:
 
 
 def _register_idx(name: str, description: str) -> None:
-    spec = idx.IDX[name]
     register_dataset(
         name, lambda root, download, verify, options: idx.load_idx_dataset(name, root, download, verify),
-        DatasetFacts(1, 10, 60_000), description=description,
-        downloads=tuple(Download(spec.url + f + ".gz", frozenset(spec.md5s[f + ".gz"])) for f in idx.FILES),
-        present=lambda root: idx.locate(idx.IDX[name], root) is not None,
-        missing=lambda root, why: idx.missing_error(idx.IDX[name], root, why))
+        DatasetFacts(1, 10, 60_000), description=description, **idx.registration(name))
 
 
 def _load_synthetic(root: Path, download: bool, verify: bool, options: dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import DataError, download, md5
+from .sources import DataError, checksum, obtain
 
 
 @dataclass(frozen=True)
@@ -92,59 +92,49 @@ def _batch_arrays(batch: dict, spec: CifarSpec, source: str) -> tuple[np.ndarray
     return x.reshape(-1, 3, 32, 32), y
 
 
-def _read_members(spec: CifarSpec, root: Path, verify: bool) -> dict[str, bytes]:
+def _read_members(spec: CifarSpec, root: Path, verify: bool) -> dict[str, bytes] | None:
+    """The pickled batches by name, from the extracted folder or the archive; None when neither is there."""
     names = [n for n, _ in spec.train + spec.test]
-    sums = dict(spec.train + spec.test)
     folder, archive = root / spec.folder, root / spec.archive
     if folder.is_dir():
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
             raise DataError(f"{folder} lacks {', '.join(missing)}; re-extract {spec.archive} there.")
         blobs = {n: (folder / n).read_bytes() for n in names}
-    elif archive.is_file():
-        if verify and md5(archive) != spec.archive_md5:
-            raise DataError(f"{archive} has the wrong md5 (expected {spec.archive_md5}): the archive is corrupt or "
-                            "not the official one. Delete it and download again, or set data.verify=false.")
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                blobs = {}
-                for n in names:
-                    member = tar.extractfile(f"{spec.folder}/{n}")
-                    if member is None:
-                        raise KeyError(n)
-                    blobs[n] = member.read()
-        except (tarfile.TarError, KeyError, EOFError, OSError) as err:
-            raise DataError(f"{archive} is not a complete {spec.name} archive ({type(err).__name__}: {err}).") from None
-        return blobs
-    else:
-        raise FileNotFoundError
-    if verify:
-        for n, blob in blobs.items():
-            if hashlib.md5(blob, usedforsecurity=False).hexdigest() != sums[n]:
-                raise DataError(f"{folder / n} has the wrong md5 (expected {sums[n]}); the file is corrupt or not "
+        for n, expected in spec.train + spec.test if verify else ():
+            if hashlib.md5(blobs[n], usedforsecurity=False).hexdigest() != expected:
+                raise DataError(f"{folder / n} has the wrong md5 (expected {expected}); the file is corrupt or not "
                                 "the official one. Re-extract the archive, or set data.verify=false.")
+        return blobs
+    if not archive.is_file():
+        return None
+    if verify and checksum(archive) != spec.archive_md5:
+        raise DataError(f"{archive} has the wrong md5 (expected {spec.archive_md5}): the archive is corrupt or "
+                        "not the official one. Delete it and download again, or set data.verify=false.")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            blobs = {}
+            for n in names:
+                member = tar.extractfile(f"{spec.folder}/{n}")
+                if member is None:
+                    raise KeyError(n)
+                blobs[n] = member.read()
+    except (tarfile.TarError, KeyError, EOFError, OSError) as err:
+        raise DataError(f"{archive} is not a complete {spec.name} archive ({type(err).__name__}: {err}).") from None
     return blobs
 
 
 def load_cifar(name: str, root: Path, download_ok: bool = True, verify: bool = True):
     """``(x_train, y_train, x_test, y_test)`` as uint8 (N, 3, 32, 32) and int64 arrays."""
     spec = CIFAR[name]
-    try:
-        blobs = _read_members(spec, root, verify)
-    except FileNotFoundError:
-        if not download_ok:
-            raise missing_error(spec, root, "downloads are off (data.download=false)") from None
-        try:
-            download(spec.url, root / spec.archive, spec.archive_md5)
-        except DataError as err:
-            raise missing_error(spec, root, str(err)) from None
+    blobs = _read_members(spec, root, verify)
+    if blobs is None:
+        obtain([(spec.url, root / spec.archive, spec.archive_md5)], download_ok,
+               lambda why: missing_error(spec, root, why))
         blobs = _read_members(spec, root, verify)
     parts = {n: _batch_arrays(safe_unpickle(b, f"{spec.name}:{n}"), spec, f"{spec.name}:{n}") for n, b in blobs.items()}
-    x_train = np.concatenate([parts[n][0] for n, _ in spec.train])
-    y_train = np.concatenate([parts[n][1] for n, _ in spec.train])
-    x_test = np.concatenate([parts[n][0] for n, _ in spec.test])
-    y_test = np.concatenate([parts[n][1] for n, _ in spec.test])
-    return x_train, y_train, x_test, y_test
+    return tuple(np.concatenate([parts[n][i] for n, _ in members])
+                 for members in (spec.train, spec.test) for i in (0, 1))
 
 
 def is_present(spec: CifarSpec, root: Path) -> bool:

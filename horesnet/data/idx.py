@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import DataError, download, md5
+from .sources import DataError, Download, checksum, obtain
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -72,15 +72,9 @@ def read_idx(path: Path) -> np.ndarray:
 def locate(spec: IdxSpec, root: Path) -> dict[str, Path] | None:
     """The four IDX files (gzipped or not) found together in one folder: ``root/<folder>`` for each of the
     spec's folders, ``root`` itself, then the system folders; None when no folder holds all four."""
-    dirs = [root / f for f in spec.folders] + [root] + [Path(d) for d in spec.system_dirs]
-    for d in dirs:
-        found = {}
-        for name in FILES:
-            for candidate in (d / (name + ".gz"), d / name):
-                if candidate.is_file():
-                    found[name] = candidate
-                    break
-        if len(found) == len(FILES):
+    for d in [root / f for f in spec.folders] + [root] + [Path(s) for s in spec.system_dirs]:
+        found = {name: next((c for c in (d / (name + ".gz"), d / name) if c.is_file()), None) for name in FILES}
+        if all(found.values()):
             return found
     return None
 
@@ -90,19 +84,13 @@ def load_idx_dataset(name: str, root: Path, download_ok: bool = True, verify: bo
     spec = IDX[name]
     files = locate(spec, root)
     if files is None:
-        if not download_ok:
-            raise missing_error(spec, root, "downloads are off (data.download=false)")
-        target = root / spec.folders[0]
-        try:
-            for name_ in FILES:
-                download(spec.url + name_ + ".gz", target / (name_ + ".gz"), spec.md5s[name_ + ".gz"])
-        except DataError as err:
-            raise missing_error(spec, root, str(err)) from None
+        obtain([(spec.url + f + ".gz", root / spec.folders[0] / (f + ".gz"), spec.md5s[f + ".gz"]) for f in FILES],
+               download_ok, lambda why: missing_error(spec, root, why))
         files = locate(spec, root)
     if verify:
         for name_, path in files.items():
             accepted = spec.md5s[name_ + ".gz"]
-            if path.suffix == ".gz" and md5(path) not in accepted:
+            if path.suffix == ".gz" and checksum(path) not in accepted:
                 raise DataError(f"{path} has an unknown md5 (accepted: {', '.join(sorted(accepted))}); it is "
                                 "corrupt or not the official release. Fetch it again, or set data.verify=false.")
     arrays = {n: read_idx(p) for n, p in files.items()}
@@ -119,6 +107,15 @@ def load_idx_dataset(name: str, root: Path, download_ok: bool = True, verify: bo
         x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))[:, None]
         out += [x, y]
     return tuple(out)
+
+
+def registration(name: str) -> dict:
+    """``register_dataset``'s ``downloads``, ``present`` and ``missing`` for the IDX set ``name`` (its spec is
+    looked up when they are called, so a test may replace it)."""
+    spec = IDX[name]
+    return {"downloads": tuple(Download(spec.url + f + ".gz", frozenset(spec.md5s[f + ".gz"])) for f in FILES),
+            "present": lambda root: locate(IDX[name], root) is not None,
+            "missing": lambda root, why: missing_error(IDX[name], root, why)}
 
 
 def missing_error(spec: IdxSpec, root: Path, why: str) -> DataError:

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..errors import ConfigError
 from .augment import normalise, random_crop_flip
-from .registry import all_option_keys, get_dataset, missing_error
-from .sources import DataError, data_root
+from .registry import DATASETS, get_dataset, missing_error
+from .sources import DOWNLOADS_OFF, DataError, data_root
 
 
 def load_arrays(name: str, root=None, download: bool = True, verify: bool = True, options: dict | None = None):
@@ -44,7 +44,7 @@ def check_available(name: str, root=None, download: bool = True) -> None:
     if ds.present is None or ds.present(root):
         return
     if not download:
-        raise missing_error(ds, root, "downloads are off (data.download=false)")
+        raise missing_error(ds, root, DOWNLOADS_OFF)
     for host in ds.hosts:
         try:
             socket.create_connection((host, 443), timeout=5).close()
@@ -67,9 +67,6 @@ class IndexedArrays(Dataset):
     def __getitems__(self, indices):
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.y.device, non_blocking=True)
         return self.x[idx], self.y[idx]
-
-    def to(self, device) -> IndexedArrays:
-        return IndexedArrays(self.x.to(device), self.y.to(device))
 
 
 def as_tensor(a) -> torch.Tensor:
@@ -109,12 +106,9 @@ class ResumableLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self._epoch, self._handed_out, self._resume_at = None, 0, None
 
-    def _sampler_epoch(self):
-        return getattr(self.sampler, "epoch", None)
-
     def __iter__(self):
         # a generator: nothing runs before the first batch is asked for, after Lightning has set the epoch
-        epoch, skip = self._sampler_epoch(), 0
+        epoch, skip = getattr(self.sampler, "epoch", None), 0
         if self._resume_at is not None and self._resume_at[0] == epoch and 0 < self._resume_at[1] < len(self):
             skip = self._resume_at[1]
         self._resume_at = None
@@ -148,7 +142,7 @@ class ArrayDataModule(pl.LightningDataModule):
                  channels: int | None = None, num_classes: int | None = None, num_workers: int = 0, **options):
         super().__init__()
         dataset = get_dataset(name)
-        unknown = sorted(set(options) - all_option_keys())
+        unknown = sorted(set(options) - {key for ds in DATASETS.values() for key in ds.option_keys})
         if unknown:
             raise ConfigError(f"unknown data option(s) {', '.join(unknown)}; the options of {name} beyond the common "
                               f"ones: {', '.join(dataset.option_keys) or 'none'}.")
@@ -207,11 +201,7 @@ class ArrayDataModule(pl.LightningDataModule):
         device = trainer.strategy.root_device if trainer is not None else None
         nbytes = sum(s.x.numel() + 8 * s.y.numel() for s in self.splits.values())
         if device is not None and device.type == "cuda" and trainer.world_size == 1 and nbytes < RESIDENT_MAX_BYTES:
-            self.splits = {name: split.to(device) for name, split in self.splits.items()}
-
-    @property
-    def num_channels(self) -> int:
-        return self.splits["train"].x.shape[1]
+            self.splits = {name: IndexedArrays(s.x.to(device), s.y.to(device)) for name, s in self.splits.items()}
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         data = self.splits[split]

@@ -15,12 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlparse
 
 from ..errors import ConfigError
 from ..registry import Registry
 from ..spec import Option, extend, retract
-from .sources import DataError, download, md5
+from .sources import DataError, Download, checksum, obtain
 
 CONFIG_GROUP = "data"  # the Hydra config group every registered dataset is an option of
 # the Hydra config group of the datasets' ``fit_defaults`` values (package _global_): fit.yaml lists it as
@@ -61,40 +60,17 @@ class DatasetFacts(NamedTuple):
     train_size: int
 
 
-@dataclass(frozen=True)
-class Download:
-    """One file of a dataset: where it is fetched from and the md5 checksums accepted for it (empty: unchecked).
-    The file is saved under the last part of the URL's path."""
-
-    url: str
-    md5: frozenset[str] = frozenset()
-
-    @property
-    def file(self) -> str:
-        return urlparse(self.url).path.rsplit("/", 1)[-1]
-
-    @property
-    def host(self) -> str:
-        return urlparse(self.url).hostname or ""
-
-
 # (root, download, verify, options) -> (x_train uint8 (N, C, H, W), y_train int64 (N,), x_test, y_test)
 Loader = Callable[[Path, bool, bool, dict], tuple]
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """One dataset. ``load(root, download, verify, options)`` returns the four numpy arrays; ``options`` holds the
-    dataset's own config keys (those of ``defaults`` beyond :data:`COMMON_DEFAULTS`) as given. ``facts`` is a
-    :class:`DatasetFacts` or a function of the data config. ``downloads`` lists the files fetched from the network
-    (their hosts are probed before a run); ``present(root)`` says whether the data is on disk (None: the dataset
-    needs no files); ``missing(root, why)`` builds the DataError for data that is neither on disk nor downloadable
-    (None: a message naming the files, checksums and URLs). ``options`` declares the dataset's own keys, each
-    ``data.<key>`` (nested: ``data.synthetic.train_size``) an :class:`horesnet.spec.Option` (default, spec, help);
-    ``defaults`` holds the config node's values beyond the common ones (the own keys' defaults among them).
-    ``fit_defaults`` holds what choosing the dataset changes outside its node -- model keys (``depth``), config
-    group choices (``optim``) and dotted keys of other nodes (``trainer.max_epochs``) -- for the keys a command
-    line does not set (``docs/extending_datasets.md``, "Defaults of the whole run")."""
+    """One dataset as :func:`register_dataset` stores it; docs/extending_datasets.md explains every field. ``load``
+    gets the dataset's own config keys (those of ``defaults`` beyond :data:`COMMON_DEFAULTS`) as ``options``;
+    ``present`` None: the dataset needs no files; ``missing`` None: a message naming the files, checksums and URLs
+    (:func:`missing_error`). ``defaults`` holds the config node's values beyond the common ones, the defaults of
+    ``options`` (each ``data.<key>``, nested: ``data.synthetic.train_size``) among them."""
 
     name: str
     load: Loader
@@ -116,9 +92,6 @@ class Dataset:
         """The dataset's own top-level config keys (passed to ``load`` as ``options``)."""
         return tuple(k for k in self.defaults if k not in COMMON_DEFAULTS and k != "name")
 
-    def facts_of(self, data: dict) -> DatasetFacts:
-        return self.facts(data) if callable(self.facts) else self.facts
-
     def config_node(self) -> dict:
         """The composed ``data`` node: the name, the common defaults, the facts, then the dataset's own defaults."""
         node = {"name": self.name, **copy.deepcopy(COMMON_DEFAULTS)}
@@ -133,24 +106,26 @@ class Dataset:
     def defaults_node(self) -> dict | None:
         """The ``fit_defaults`` that are values (not group choices), nested, for the package ``_global_`` node
         ``dataset_defaults/<name>``; None when there are none."""
-        tree: dict = {}
-        for key, value in self.fit_defaults.items():
-            if key in FIT_GROUPS:
-                continue
-            *parents, leaf = key.split(".")
-            node = tree
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = copy.deepcopy(value)
-        return tree or None
+        return _nested({k: copy.deepcopy(v) for k, v in self.fit_defaults.items() if k not in FIT_GROUPS}) or None
 
     def run_defaults(self) -> dict[str, Any]:
         """Every default that ``data=<name>`` sets beyond the common data defaults, as command-line keys
         (``data.limit_train``, ``depth``, ``optim``, ...): what ``fit --help`` lists for the dataset."""
-        common = {k: v for k, v in self.defaults.items() if k in COMMON_DEFAULTS and k not in ("channels",
-                                                                                             "num_classes")}
-        changed = {f"data.{k}": v for k, v in common.items() if COMMON_DEFAULTS[k] != v}
+        changed = {f"data.{k}": v for k, v in self.defaults.items()
+                   if k in COMMON_DEFAULTS and k not in ("channels", "num_classes") and COMMON_DEFAULTS[k] != v}
         return {**dict(self.fit_defaults), **changed}
+
+
+def _nested(values: Mapping[str, Any]) -> dict:
+    """Dotted keys as nested dicts: ``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
+    tree: dict = {}
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
 
 
 #: every dataset by name (horesnet.registry): horesnet.data locks the built-ins once it has registered them
@@ -204,12 +179,8 @@ def unregister_dataset(name: str) -> Dataset:
 
 def dataset_facts(data: dict) -> DatasetFacts:
     """Image channels, classes and training-set size of a data config (``data["name"]`` and its options)."""
-    return get_dataset(data["name"]).facts_of(data)
-
-
-def all_option_keys() -> set[str]:
-    """Every registered dataset's own top-level keys: what the data module accepts beyond the common ones."""
-    return {key for ds in DATASETS.values() for key in ds.option_keys}
+    facts = get_dataset(data["name"]).facts
+    return facts(data) if callable(facts) else facts
 
 
 _FIT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -243,30 +214,17 @@ def _check(ds: Dataset) -> None:
             if key in ds.defaults and ds.defaults[key] != getattr(ds.facts, key):
                 raise ConfigError(f"dataset {ds.name!r}: defaults say {key}={ds.defaults[key]} but its facts say "
                                   f"{getattr(ds.facts, key)}.")
-    elif callable(ds.facts):
-        if "channels" not in ds.defaults or "num_classes" not in ds.defaults:
-            raise ConfigError(f"dataset {ds.name!r}: facts computed from the config need channels and num_classes "
-                              "in its defaults.")
-    else:
+    elif not callable(ds.facts):
         raise ConfigError(f"dataset {ds.name!r}: facts must be a DatasetFacts or a function of the data config.")
+    elif "channels" not in ds.defaults or "num_classes" not in ds.defaults:
+        raise ConfigError(f"dataset {ds.name!r}: facts computed from the config need channels and num_classes in "
+                          "its defaults.")
     for key, option in ds.options.items():
         if not key.startswith("data.") or key.split(".")[1] in COMMON_DEFAULTS:
             raise ConfigError(f"dataset {ds.name!r}: option {key!r} must be a key of its own, 'data.<key>' (not one "
                               f"of the common keys {', '.join(COMMON_DEFAULTS)}: change those with defaults=).")
         if not (isinstance(option.default, str) and option.default.startswith("${")):  # an interpolation
             option.spec.check(key, option.default)
-
-
-def _nested(options: Mapping[str, Option]) -> dict:
-    """``{"data.a.b": Option(1, ...)}`` as the config values ``{"a": {"b": 1}}``."""
-    tree: dict = {}
-    for key, option in options.items():
-        *parents, leaf = key.split(".")[1:]
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = option.default
-    return tree
 
 
 def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[dict], DatasetFacts], *,
@@ -278,9 +236,10 @@ def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[di
 
     ``downloads``: :class:`Download` objects (or URL strings). With downloads and no ``present``, the data is
     present when every downloaded file is in ``root/<name>/`` (see :func:`fetch`). ``fit_defaults``: what choosing
-    the dataset changes in the rest of a fit command line, for the keys it does not set (``{"depth": 8, "optim":
-    "transformer", "trainer.max_epochs": 1}``; see :class:`Dataset`). Re-using a name needs
-    ``overwrite=True``; built-in datasets can never be replaced.
+    the dataset changes outside its node, for the keys a command line does not set -- model keys, config group
+    choices and dotted keys of other nodes (``{"depth": 8, "optim": "transformer", "trainer.max_epochs": 1}``;
+    docs/extending_datasets.md, "Defaults of the whole run"). Re-using a name needs ``overwrite=True``; built-in
+    datasets can never be replaced.
     """
     DATASETS.check_new(name, overwrite=overwrite)
     downloads = tuple(Download(d) if isinstance(d, str) else d for d in downloads)
@@ -296,8 +255,9 @@ def register_dataset(name: str, load: Loader, facts: DatasetFacts | Callable[[di
         if not isinstance(option, Option):
             raise ConfigError(f"dataset {name!r}: option {key!r} must be an Option(default, Spec(...), help).")
     _check_fit_defaults(name, dict(fit_defaults or {}))
+    own_defaults = _nested({key.partition(".")[2]: option.default for key, option in options.items()})
     ds = Dataset(name=name, load=load, facts=facts, description=description, downloads=downloads, present=present,
-                 missing=missing, defaults={**(defaults or {}), **_nested(options)}, options=options,
+                 missing=missing, defaults={**(defaults or {}), **own_defaults}, options=options,
                  fit_defaults=copy.deepcopy(dict(fit_defaults or {})))
     _check(ds)
     return DATASETS.register(name, ds, overwrite=overwrite)  # its options and config node follow (on_change)
@@ -322,13 +282,8 @@ def fetch(name: str, root: Path, download_ok: bool = True, verify: bool = True) 
     for d in ds.downloads:
         path = folder / d.file
         if not path.is_file():
-            if not download_ok:
-                raise missing_error(ds, Path(root), "downloads are off (data.download=false)")
-            try:
-                download(d.url, path, d.md5)
-            except DataError as err:
-                raise missing_error(ds, Path(root), str(err)) from None
-        elif verify and d.md5 and md5(path) not in d.md5:
+            obtain([(d.url, path, d.md5)], download_ok, lambda why: missing_error(ds, Path(root), why))
+        elif verify and d.md5 and checksum(path) not in d.md5:
             raise DataError(f"{path} has the wrong md5 (accepted: {', '.join(sorted(d.md5))}); the file is corrupt "
                             "or not the official one. Delete it to download it again, or set data.verify=false.")
         paths[d.file] = path

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .module import ArrayDataModule, as_tensor
-from .registry import get_dataset, missing_error
+from .module import ArrayDataModule, as_tensor, check_available
+from .registry import get_dataset
 from .sequences import seq_len_of, task_of
 from .sources import DataError, data_root
 
@@ -37,24 +37,20 @@ class SequenceDataModule(ArrayDataModule):
     drop_lone = False  # no BatchNorm in a transformer: every remainder is trained
 
     def __init__(self, name: str, root=None, download: bool = True, verify: bool = True, batch_size: int = 32,
-                 eval_batch_size: int = 256, val_size: int = 0, split_seed: int = 0, limit_train=None,
-                 limit_val=None, limit_test=None, seed: int = 0, channels=None, num_classes=None, num_workers: int = 0,
-                 augment=None, crop_padding=None, flip=None, **options):
-        super().__init__(name, root, download, verify, batch_size, eval_batch_size, val_size, split_seed,
-                         limit_train, limit_val, limit_test, augment=False, seed=seed, num_classes=num_classes,
-                         num_workers=num_workers, **options)
+                 eval_batch_size: int = 256, val_size: int = 0, channels=None, augment=None, crop_padding=None,
+                 flip=None, **kwargs):
+        super().__init__(name, root, download, verify, batch_size, eval_batch_size, val_size, augment=False, **kwargs)
         self.task = task_of({"name": name})
-        self.seq_len = seq_len_of({"name": name, **options})
+        self.seq_len = seq_len_of({"name": name, **kwargs})
         self.mean, self.std = 0.0, 1.0
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        ds = get_dataset(self.name)
-        root = data_root(self.root)
-        if ds.present is not None and not ds.present(root) and not self.download:
-            raise missing_error(ds, root, "downloads are off (data.download=false)")
-        train, val, test, _ = ds.load(root, self.download, self.verify, self.options)
+        if not self.download:
+            check_available(self.name, self.root, download=False)
+        train, val, test, _ = get_dataset(self.name).load(data_root(self.root), self.download, self.verify,
+                                                           self.options)
         num_classes = self.expected[1]
         if self.task == "lm":
             parts = {split: windows(tokens, self.seq_len) for split, tokens in

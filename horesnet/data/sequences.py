@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..spec import Option, Spec
 from . import idx, shakespeare
-from .registry import DatasetFacts, Download, get_dataset, register_dataset
+from .registry import DatasetFacts, Download, register_dataset
 
 TASKS = ("lm", "classify")
 _TASKS: dict[str, str] = {}
@@ -86,16 +86,10 @@ def check_task(model: dict, data: dict) -> None:
 def resolve_model(model: dict, data: dict) -> dict:
     """The model options with those that follow the data filled in (causal, embed, context); checked first."""
     check_task(model, data)
-    task = task_of(data)
-    if task == "image":
-        return dict(model)
-    out = dict(model)
-    if out.get("causal") is None:
-        out["causal"] = task == "lm"
-    if out.get("embed") is None:
-        out["embed"] = "token" if task == "lm" else "vector"
-    if out.get("context") is None:
-        out["context"] = seq_len_of(data)
+    task, out = task_of(data), dict(model)
+    if task != "image":
+        follow = {"causal": task == "lm", "embed": "token" if task == "lm" else "vector", "context": seq_len_of(data)}
+        out.update({key: value for key, value in follow.items() if out.get(key) is None})
     return out
 
 
@@ -131,17 +125,9 @@ register_sequence_dataset(
     # AdamW, one epoch of 4096 sequences (docs/transformers.md); every key given on the command line wins
     fit_defaults=SMALL_TRANSFORMER | {"trainer.max_epochs": 1})
 
-_fm = idx.IDX["fashion_mnist"]
 register_sequence_dataset(
     "fashion_mnist_rows", "classify", 28, load=_load_rows, facts=DatasetFacts(28, 10, 60_000),
     description="Fashion-MNIST read row by row: 28 tokens of 28 pixel values, 10 classes (sequence classification)",
-    downloads=tuple(Download(_fm.url + f + ".gz", frozenset(_fm.md5s[f + ".gz"])) for f in idx.FILES),
-    present=lambda root: idx.locate(idx.IDX["fashion_mnist"], root) is not None,
-    missing=lambda root, why: idx.missing_error(idx.IDX["fashion_mnist"], root, why),
+    **idx.registration("fashion_mnist"),
     defaults={"augment": False, "flip": False, "batch_size": 128},
     fit_defaults=SMALL_TRANSFORMER | {"depth": 4, "trainer.max_epochs": 2})
-
-
-def is_sequence(name: str) -> bool:
-    get_dataset(name)
-    return name in _TASKS

