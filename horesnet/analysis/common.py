@@ -106,11 +106,8 @@ def write_table(records: list[dict], out: Path, name: str) -> tuple[Path, Path]:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(records)
-    clean = [{k: _jsonable(v) for k, v in r.items()} for r in records]
+    # NaN/inf become null (strict JSON); anything json cannot hold becomes its string
+    clean = [{k: json_safe(v) if v is None or isinstance(v, bool | int | float | str) else str(v) for k, v in r.items()}
+             for r in records]
     json_path.write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
     return csv_path, json_path
-
-
-def _jsonable(v):
-    """NaN/inf become null (strict JSON); anything json cannot hold becomes its string."""
-    return json_safe(v) if v is None or isinstance(v, bool | int | float | str) else str(v)
