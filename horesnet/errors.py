@@ -24,10 +24,8 @@ def check_choice(option: str, value, choices: Iterable, hint: str = "") -> None:
     """Raise ConfigError unless ``value`` is one of ``choices`` (``hint``: a sentence appended to the message)."""
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(
-            f"unknown {option} {value!r};{did_you_mean(value, choices)} valid choices: "
-            f"{', '.join(repr(c) for c in choices)}." + (f" {hint}" if hint else "")
-        )
+        raise ConfigError(f"unknown {option} {value!r};{did_you_mean(value, choices)} valid choices: "
+                          f"{', '.join(repr(c) for c in choices)}." + (f" {hint}" if hint else ""))
 
 
 def unknown_option(key: str, valid: Iterable[str], where: str = "") -> ConfigError:

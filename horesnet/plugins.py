@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
-from .plugin_errors import CAUGHT, LOADING, plugin_error
-from .plugin_errors import LOADED as _LOADED
+from .plugin_errors import CAUGHT, LOADED, LOADING, plugin_error
 
 ENV_PLUGINS = "HORESNET_PLUGINS"
 
@@ -41,8 +40,8 @@ def load_plugins(names) -> list[object]:
 def _load(name: str):
     path = Path(name).expanduser()
     key = str(path.resolve()) if name.endswith(".py") else name
-    if key in _LOADED:
-        return _LOADED[key]
+    if key in LOADED:
+        return LOADED[key]
     LOADING.append(key)  # what a registry records as the origin of what the plugin registers
     try:
         if name.endswith(".py"):
@@ -69,7 +68,7 @@ def _load(name: str):
         raise plugin_error(f"plugins: importing {name!r}", err, key if name.endswith(".py") else None) from None
     finally:
         LOADING.pop()
-    _LOADED[key] = module
+    LOADED[key] = module
     return module
 
 

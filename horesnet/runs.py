@@ -79,9 +79,8 @@ def _regular(f: Path) -> bool:
 
 def find_runs(paths) -> list[Path]:
     """The ``summary.json`` of every run under ``paths`` (run folders, sweep folders, any folder above them), each
-    folder's in sorted order; a file given is taken as a summary itself. Only regular files count: a folder, FIFO
-    or device named summary.json is passed over, as is every folder without one. The run folder is a file's
-    ``parent``."""
+    folder's in sorted order, regular files only (:func:`_regular`); a file given is taken as a summary itself. The
+    run folder is a file's ``parent``."""
     found = []
     for p in [paths] if isinstance(paths, str | Path) else paths:
         path = Path(p)
@@ -168,8 +167,8 @@ class Summary:
 
     @classmethod
     def load(cls, path) -> Summary:
-        """Read a ``summary.json`` (or ``progress.json``); a ConfigError names the file when it cannot be read, is
-        not a run's record or is of a version this horesnet does not read."""
+        """Read a ``summary.json`` (or ``progress.json``); a ConfigError names the file when it cannot be read or
+        :meth:`from_dict` refuses it."""
         path = Path(path)
         try:
             record = json.loads(path.read_text())

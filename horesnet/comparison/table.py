@@ -1,12 +1,7 @@
-"""``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: compare trained variants.
-
-Groups the finished runs under the given folders into variants and flags their confounds (``variants``; docs/design.md,
-"Fair comparisons"), then writes a Markdown + CSV table (residual scale, parameters, mean ± std over seeds), a PNG,
-and every pair's test-metric difference with its 95% confidence interval and Welch p-value (``stats.welch``,
-docs/design.md "Statistics"): first each variant against the reference, then the remaining pairs (Markdown,
-``comparison_pairs.csv``, ``comparison.json``). A comparison across units per stage, recipes, data or epochs is
-refused, saying what differs, unless ``allow_unfair=true``.
-"""
+"""``python -m horesnet.compare PATH... [out=DIR] [allow_unfair=true] [wandb=true]``: the variants' table (Markdown,
+CSV, JSON: residual scale, parameters, mean ± std over seeds, confound flags), every pair's test-metric difference
+(``stats.welch``; each variant against the reference first) and the figure (``plot``). What makes runs one variant,
+and a comparison unfair or confounded, is ``variants``' (docs/design.md, "Fair comparisons")."""
 
 from __future__ import annotations
 
@@ -91,10 +86,7 @@ def stored(rows: list[dict], pairs: list[dict]) -> tuple[list[dict], list[dict]]
     """``rows`` and ``pairs`` as the files (CSV, JSON, W&B) store them: accuracies and their differences as fractions
     (docs/analysis.md, "Units"; the rows and the Markdown show percent points); the folders' list dropped."""
     m = metric_of_rows(rows)
-
-    def fraction(v):
-        return v if v is None or m.scale == 1 else round(v / m.scale, 12)
-
+    fraction = lambda v: v if v is None or m.scale == 1 else round(v / m.scale, 12)
     rates = {f"{s}_{m.name}_{k}" for s in ("test", "val") for k in ("mean", "std")}
     seeds = f"test_{m.name}_seeds"
     file_rows = [{k: [fraction(x) for x in v] if k == seeds else fraction(v) if k in rates else v
@@ -143,17 +135,14 @@ def markdown(rows: list[dict], problems: list[str]) -> str:
                      f"{format_mean_std(r[f'val_{m.name}_mean'], r[f'val_{m.name}_std'])} | "
                      f"{_spread(r['wall_time_s'], r['wall_time_s_std'], r['n_runs'])} | "
                      f"{_spread(r['images_per_sec'], r['images_per_sec_std'], r['n_runs'])} | {r['seeds']} |")
-    lines.append("")
-    lines.append(("Accuracies" if m is ACCURACY else f"Bits per character ({m.better})") + ": mean ± standard "
-                 "deviation over distinct seeds. Wall time and training img/s: mean ± "
-                 "standard deviation over runs; they depend on the machine and its load while each run trained "
-                 "(runs of one sweep share a machine with whatever else ran), so they are not a property of the "
-                 "scheme: compare speeds with benchmarks/.")
-    lines.append("Fairness: " + ("passed (same units per stage, recipe, data and epochs)." if not problems
-                                 else "NOT FAIR -- " + "; ".join(problems)))
-    flagged = [r for r in rows if r["flags"]]
-    lines += [f"- {r['variant']}: {r['flags']}" for r in flagged] or ["- no variant is confounded by residual "
-                                                                      "scale, parameters or multiply-adds."]
+    lines += ["", ("Accuracies" if m is ACCURACY else f"Bits per character ({m.better})") + ": mean ± standard "
+              "deviation over distinct seeds. Wall time and training img/s: mean ± standard deviation over runs; they "
+              "depend on the machine and its load while each run trained (runs of one sweep share a machine with "
+              "whatever else ran), so they are not a property of the scheme: compare speeds with benchmarks/.",
+              "Fairness: " + ("passed (same units per stage, recipe, data and epochs)." if not problems
+                              else "NOT FAIR -- " + "; ".join(problems))]
+    lines += [f"- {r['variant']}: {r['flags']}" for r in rows if r["flags"]] or [
+        "- no variant is confounded by residual scale, parameters or multiply-adds."]
     lines += differences_markdown(differences(rows), m)
     return "\n".join(lines) + "\n"
 
