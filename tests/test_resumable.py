@@ -16,8 +16,8 @@ from horesnet.errors import ConfigError
 from horesnet.training import interrupt, machine
 from horesnet.training import run as run_module
 from horesnet.training.checkpoint import AtomicCheckpointIO
-from horesnet.training.metrics_files import merge_metrics
-from horesnet.training.progress import RunProgress
+from horesnet.training.console import RunProgress
+from horesnet.training.midepoch import merge_metrics
 
 from ._sync_helpers import HostReads, WatchSteps
 from ._training_helpers import TINY, fit

@@ -181,7 +181,8 @@ def test_a_killed_resume_loses_no_metrics(tmp_path):
     once."""
     import csv
 
-    from horesnet.training.run import _earlier_metrics, _prepend_metrics
+    from horesnet.training.midepoch import earlier_metrics as _earlier_metrics
+    from horesnet.training.midepoch import prepend_metrics as _prepend_metrics
 
     def write(rows):
         with open(tmp_path / "metrics.csv", "w", newline="") as f:

@@ -30,7 +30,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
-        return load_checkpoint(Path(path))
+        return load_tensors(Path(path), "checkpoint")
 
 
 def clean_orphans(run_dir: Path) -> list[Path]:
@@ -40,12 +40,6 @@ def clean_orphans(run_dir: Path) -> list[Path]:
     for p in orphans:
         p.unlink(missing_ok=True)
     return orphans
-
-
-def load_checkpoint(path: Path) -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU: tensors and plain containers only, so a crafted file can
-    never run code. Any failure (unreadable, truncated, or an object outside that allowlist) is a ConfigError."""
-    return load_tensors(path, "checkpoint")
 
 
 class StopAfterEpoch(pl.Callback):
@@ -75,8 +69,9 @@ def resume_checkpoint(resume, run_dir: Path) -> Path | None:
 
 
 def check_checkpoint(path: Path) -> dict:
-    """Load a checkpoint safely (``load_checkpoint``) and check it is a horesnet training checkpoint."""
-    ckpt = load_checkpoint(path)
+    """Load a checkpoint safely (``torch.load(weights_only=True)`` on CPU: a crafted file can never run code; any
+    failure is a ConfigError) and check it is a horesnet training checkpoint."""
+    ckpt = load_tensors(path, "checkpoint")
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or "state_dict" not in ckpt or not isinstance(hp.get("model"), dict):
         raise ConfigError(f"{path} is not a horesnet training checkpoint (no model hyper-parameters inside).")

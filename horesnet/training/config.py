@@ -14,7 +14,7 @@ def model_kwargs(cfg: DictConfig) -> dict:
 
 
 # keys of the trainer group that horesnet reads itself (not pytorch_lightning.Trainer arguments)
-OWN_TRAINER_KEYS = ("channels_last",)
+OWN_TRAINER_KEYS = ("channels_last", "checkpoint_every_n_steps")
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:

@@ -1,19 +1,12 @@
-"""Catch a diverging run without a host-device sync on every step (see ``docs/reliability.md``).
-
-Each training step folds "loss is non-finite or above ``max_loss``" into one boolean tensor that stays on the
-device. Every ``check_every`` steps, and at the last batch of every epoch (before validation and the epoch's
-checkpoint), the flag is read once and every parameter and buffer (BatchNorm statistics included) is checked for
-non-finite values or a magnitude above ``max_abs``. The checkpoint writer refuses non-finite tensors too, so no
-checkpoint of a diverged network is ever written and the last finite one stays.
-"""
+"""Catch a diverging run without a host-device sync on every step: the loss folds into a flag kept on the device,
+read with a scan of every parameter and buffer every ``check_every`` steps and at each epoch's last batch
+(docs/reliability.md, section 3)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-
-DEFAULTS = {"check_every": 50, "max_loss": 1.0e3, "max_abs": 1.0e8}
 
 
 class DivergedError(RuntimeError):
@@ -51,9 +44,8 @@ class DivergenceGuard:
             return None
         name, tensor, value = next((n, t, float(p)) for (n, t), p in zip(tensors, peaks.tolist(), strict=True)
                                    if not p <= self.max_abs)
-        if _is_variance(name) and bool((tensor < 0).any()):
-            return f"{name} holds negative values (min {float(tensor.amin()):.4g}; a variance is never negative)"
-        return f"max |{name}| = {value:.4g} (limit divergence.max_abs={self.max_abs:g}, or non-finite)"
+        return _negative_variance(name, tensor) or \
+            f"max |{name}| = {value:.4g} (limit divergence.max_abs={self.max_abs:g}, or non-finite)"
 
     def check(self, model: torch.nn.Module, where: str) -> None:
         """Raise DivergedError if :meth:`problem` finds anything."""
@@ -64,6 +56,12 @@ class DivergenceGuard:
 
 def _is_variance(name: str) -> bool:
     return name.rsplit(".", 1)[-1] == "running_var"
+
+
+def _negative_variance(name: str, t: torch.Tensor) -> str | None:
+    if _is_variance(name) and bool((t < 0).any()):
+        return f"{name} holds negative values (min {float(t.amin()):.4g}; a variance is never negative)"
+    return None
 
 
 def _peak(name: str, t: torch.Tensor) -> torch.Tensor:
@@ -79,10 +77,9 @@ def invalid_tensor(module: torch.nn.Module) -> str | None:
     for name, t in module.state_dict().items():
         if not torch.is_tensor(t) or not t.is_floating_point():
             continue
-        if not bool(torch.isfinite(t).all()):
-            return f"{name} holds NaN or inf"
-        if _is_variance(name) and bool((t < 0).any()):
-            return f"{name} holds negative values (min {float(t.amin()):.4g}; a variance is never negative)"
+        found = f"{name} holds NaN or inf" if not bool(torch.isfinite(t).all()) else _negative_variance(name, t)
+        if found:
+            return found
     return None
 
 

@@ -1,16 +1,6 @@
-"""Interruptions: Ctrl-C/SIGINT, SIGTERM (a scheduler's stop or pre-emption) and SIGUSR1/SIGUSR2 (SLURM's
-``--signal``) save a resumable checkpoint and stop with a status that says why (docs/reliability.md).
-
-While a run trains, a signal only sets a flag (the step in progress finishes); :class:`Resumable` reads that flag
-after every training step (a Python attribute: no host-device sync), writes ``checkpoints/last.ckpt`` mid-epoch
-through the atomic checkpoint writer and stops the run by raising :class:`Interrupted`. A signal during validation
-ends the epoch with its normal checkpoint first. A second signal stops at once, without saving. Outside training
-(start-up, the final test) a signal stops at once: there is nothing unsaved to lose. Under DDP every signal stops at
-once (the ranks would have to agree on the step), so such a run resumes from its last epoch-end or step checkpoint.
-
-``trainer.checkpoint_every_n_steps=N`` also writes ``last.ckpt`` every N steps, so that even a kill -9 loses at most
-N steps.
-"""
+"""Interruptions: SIGINT, SIGTERM, SIGUSR1/SIGUSR2 save a resumable checkpoint after the training step in progress
+and stop with status 128 + the signal's number; a second signal, or one outside training or under DDP, stops at once
+(docs/reliability.md, section 6). ``trainer.checkpoint_every_n_steps=N`` also writes ``last.ckpt`` every N steps."""
 
 from __future__ import annotations
 
@@ -21,6 +11,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytorch_lightning as pl
 
@@ -49,22 +40,16 @@ class Interrupted(BaseException):  # noqa: N818 -- not an Exception: Hydra and L
         return signal.Signals(self.signum).name
 
 
-class _State:
-    deferring = False  # training: a first signal only sets ``pending``
-    pending: int | None = None
-    previous: dict | None = None  # the handlers ours replaced (None: ours are not installed)
-
-
-STATE = _State()
+# deferring (training): a first signal only sets ``pending``; previous: the handlers ours replaced (None: not installed)
+STATE = SimpleNamespace(deferring=False, pending=None, previous=None)
 
 
 def _handle(signum, frame) -> None:
     if STATE.deferring and STATE.pending is None:
         STATE.pending = signum
-        name = signal.Signals(signum).name
         # os.write: the main thread may be inside a buffered write to stderr (the progress bar)
-        os.write(2, f"\nhoresnet.fit: {name} received: stopping after this training step, with a checkpoint "
-                    f"(send it again to stop at once without one)\n".encode())
+        os.write(2, f"\nhoresnet.fit: {signal.Signals(signum).name} received: stopping after this training step, with "
+                    "a checkpoint (send it again to stop at once without one)\n".encode())
         return
     raise Interrupted(signum, "stopped at once, without saving")
 
@@ -134,12 +119,9 @@ def interrupted_text(err: Interrupted, run_dir: Path) -> str:
 
 
 class Resumable(pl.Callback):
-    """Mid-epoch checkpoints: on a pending signal (then stop) and every ``every_n_steps`` steps (then go on).
-
-    They are written into ``path`` (``checkpoints/last.ckpt``) after a training step, where Lightning's own
-    step checkpoints are taken, so that Lightning restores its loops mid-epoch; the training data loader is
-    resumable (``horesnet.data.module.ResumableLoader``), so the batches after a resume are the uninterrupted run's.
-    At an epoch's last batch the epoch is left to end normally (validation, then its own checkpoint)."""
+    """Mid-epoch checkpoints into ``path`` (``checkpoints/last.ckpt``) after a training step, where Lightning takes
+    its own step checkpoints (so it restores its loops mid-epoch): on a pending signal (then stop) and every
+    ``every_n_steps`` steps (then go on). At an epoch's last batch the epoch ends normally, with its own checkpoint."""
 
     def __init__(self, path: Path, every_n_steps: int | None = None):
         self.path, self.every = Path(path), every_n_steps

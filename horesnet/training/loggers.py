@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from ..errors import check_choice
+from ..errors import ConfigError, check_choice
 from .wandb_links import experiment_group, write_offline_files
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -80,8 +80,6 @@ def check_wandb_env() -> None:
     """Refuse a ``WANDB_MODE`` in the environment that wandb would reject mid-run (checked before any output)."""
     env = os.environ.get("WANDB_MODE")
     if env is not None and env not in ENV_MODES:
-        from ..errors import ConfigError
-
         raise ConfigError(f"the environment variable WANDB_MODE={env!r} is not a W&B mode; valid: "
                           f"{', '.join(repr(m) for m in ENV_MODES)} (or unset it and use logger.wandb.mode=...).")
 

@@ -37,10 +37,9 @@ def bf16_instructions() -> list[str] | None:
 
 def cpu_model() -> str:
     """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), with its bf16 instruction sets."""
-    name, flags = _cpuinfo()
-    name = name or platform.processor() or platform.machine() or "unknown"
-    bf16 = [f for f in BF16_FLAGS if f in flags]
-    return f"{name} ({', '.join(bf16) if bf16 else 'no bf16 instructions'})" if flags else name
+    name = _cpuinfo()[0] or platform.processor() or platform.machine() or "unknown"
+    bf16 = bf16_instructions()
+    return name if bf16 is None else f"{name} ({', '.join(bf16) or 'no bf16 instructions'})"
 
 
 def bf16_warning(precision: str, device_type: str) -> str | None:

@@ -1,21 +1,21 @@
 """What a horesnet checkpoint holds beyond Lightning's own state, so that a run resumed from it -- at an epoch's end
-or in the middle of one -- continues exactly as the uninterrupted run would have:
+or in the middle of one -- continues exactly as the uninterrupted run would have (docs/reliability.md, section 6):
+where it stopped, the global RNG (stochastic depth draws from it) and, mid-epoch, the epoch's running training
+metrics (the accuracy's counts, the loss's running sum).
 
-- where it stopped (epoch, batches of the epoch trained, global step): for the console and the progress bar;
-- the global RNG (stochastic depth draws from it; Lightning does not save it);
-- mid-epoch only: the epoch's running training metrics (the accuracy's counts, the loss's running sum), so that the
-  epoch-mean training loss and accuracy of the resumed epoch still cover all its batches.
-
-Lightning itself restores the weights, the optimiser, the lr schedule and its loops' counters; the training data
-loader skips the batches already trained (``horesnet.data.module.ResumableLoader``); the augmentation is seeded by
-the global step.
-"""
+``metrics.csv`` across the slices of a resumed run: the CSV logger starts the file afresh at every start, so the
+rows of the earlier slices are put back in front (and kept in ``metrics.earlier.csv`` until then)."""
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import torch
+
+from .. import runs
+from ..files import atomic_open
 
 
 def position(trainer) -> dict:
@@ -51,8 +51,7 @@ def capture(module) -> dict:
         for key, result in trainer.fit_loop.epoch_loop._results.items():
             meta = getattr(result, "meta", None)
             if getattr(result, "is_tensor", False) and meta is not None and meta.on_epoch:
-                kind = "mean" if meta.is_mean_reduction else "sum" if meta.is_sum_reduction else \
-                    "max" if meta.is_max_reduction else "min" if meta.is_min_reduction else None
+                kind = next((k for k in ("mean", "sum", "max", "min") if getattr(meta, f"is_{k}_reduction")), None)
                 if kind:
                     state["results"][key] = {"kind": kind, "value": result.value.detach().clone(),
                                              "count": getattr(result, "cumulated_batch_size", None)}
@@ -91,11 +90,62 @@ def merge_results(module, state: dict) -> list[str]:
         if result is None:
             missing.append(key)
             continue
-        value = saved["value"].to(result.value.device)
-        if saved["kind"] in ("mean", "sum"):
-            result.value = value + result.value
-        else:
-            result.value = (torch.maximum if saved["kind"] == "max" else torch.minimum)(value, result.value)
+        combine = {"mean": torch.add, "sum": torch.add, "max": torch.maximum, "min": torch.minimum}[saved["kind"]]
+        result.value = combine(saved["value"].to(result.value.device), result.value)
         if saved["kind"] == "mean" and saved.get("count") is not None:
             result.cumulated_batch_size = saved["count"].to(result.value.device) + result.cumulated_batch_size
     return missing
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def merge_metrics(earlier: list[dict], now: list[dict]) -> list[dict]:
+    """``earlier``'s rows from before the first epoch (and, for rows without one or of the epoch ``now`` resumed
+    in the middle of, the first step) of ``now``, then ``now``: the rows of a killed segment's unfinished epoch
+    after its last checkpoint are dropped, those steps are trained again."""
+    first_epoch = min((int(r["epoch"]) for r in now if r.get("epoch")), default=None)
+    first_step = min((int(r["step"]) for r in now if r.get("step")), default=None)
+
+    def before_step(r):
+        return first_step is None or bool(r.get("step") and int(r["step"]) < first_step)
+
+    def before(r):
+        if r.get("epoch"):
+            epoch = int(r["epoch"])
+            return first_epoch is None or epoch < first_epoch or (epoch == first_epoch and before_step(r))
+        return before_step(r)
+
+    return [r for r in earlier if before(r)] + now
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def earlier_metrics(run_dir: Path) -> list[dict]:
+    """The rows logged before this resume. The CSV logger starts ``metrics.csv`` afresh, so they are also kept in
+    ``metrics.earlier.csv`` until the resumed run has put them back: a resumed run that is killed loses nothing."""
+    kept = runs.earlier_metrics_path(run_dir)
+    earlier = merge_metrics(read_metrics(kept), read_metrics(runs.metrics_path(run_dir)))
+    if earlier:
+        write_metrics(kept, earlier)
+    return earlier
+
+
+def prepend_metrics(path: Path, earlier: list[dict], trainer) -> None:
+    """Put the rows logged before a resume back in front of the resumed run's ``metrics.csv``."""
+    if not earlier or not trainer.is_global_zero:
+        return
+    for lg in trainer.loggers:
+        lg.save()
+    write_metrics(path, merge_metrics(earlier, read_metrics(path)))
+    runs.earlier_metrics_path(path.parent).unlink(missing_ok=True)

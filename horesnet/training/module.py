@@ -15,11 +15,28 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from ..errors import ConfigError
 from ..models import build_model, compile_model
 from . import midepoch
-from .coefficients import coefficient_metrics
-from .divergence import DEFAULTS, DivergedError, DivergenceGuard
+from .divergence import DivergedError, DivergenceGuard
 from .optim import build_optimizer
 
 log = logging.getLogger("horesnet.fit")
+
+
+def coefficient_metrics(model) -> dict[str, float]:
+    """``train/coef/<block>.<name>`` -> value of every learned multistep coefficient (momentum's gamma, lm's k;
+    docs/multistep.md, "Training"); one per channel or a learned history (average's weights) gives ``..._mean``,
+    ``..._min`` and ``..._max``. Empty for a network without learned coefficients. Read once per epoch."""
+    learned = getattr(model, "learned_coefficients", None)
+    out = {}
+    for address, values in (learned() if learned is not None else {}).items():
+        for name, value in values.items():
+            key = f"train/coef/{address}.{name}"
+            if isinstance(value, list):
+                if value:
+                    out.update({f"{key}_mean": sum(value) / len(value), f"{key}_min": min(value),
+                                f"{key}_max": max(value)})
+            else:
+                out[key] = float(value)
+    return out
 
 
 def _metrics(num_classes: int) -> MetricCollection:
@@ -44,7 +61,7 @@ class ClassifierModule(pl.LightningModule):
                  grad_checkpointing_stages: list[int] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.guard = DivergenceGuard(**{**DEFAULTS, **(divergence or {})})
+        self.guard = DivergenceGuard(**(divergence or {}))
         self.model = build_model(**model)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

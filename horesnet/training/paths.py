@@ -37,27 +37,18 @@ def check_path(option: str, folder: str, names: dict[str, str] | None = None) ->
     check_writable(option, folder)
 
 
-def sweep_subdir(overrides: list[str], excluded: list[str]) -> str:
-    """A member's subfolder as Hydra names it (``hydra.job.override_dirname``: its overrides, sorted)."""
-    items = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in excluded]
-    return ",".join(sorted(items))
-
-
-def _excluded_keys() -> list[str]:
+def check_sweep_paths(argv: list[str], members: list[list[str]]) -> None:
+    """A sweep's folder and its members' subfolders (``-m``), named as Hydra names them
+    (``hydra.job.override_dirname``: a member's overrides, sorted, less the keys fit.yaml excludes)."""
     from omegaconf import OmegaConf
 
-    fit = OmegaConf.load(Path(__file__).parent.parent / "configs" / "fit.yaml")
-    return list(fit.hydra.job.config.override_dirname.exclude_keys)
-
-
-def check_sweep_paths(argv: list[str], members: list[list[str]]) -> None:
-    """A sweep's folder and its members' subfolders (``-m``)."""
     sweep = hydra_value(argv, "hydra.sweep.dir")
     option = "hydra.sweep.dir"
     if sweep is None:
         sweep, option = "multirun", "the sweep folder (hydra.sweep.dir, default multirun/<time>)"
     check_path(option, sweep)
-    excluded = _excluded_keys()
+    fit = OmegaConf.load(Path(__file__).parent.parent / "configs" / "fit.yaml")
+    excluded = list(fit.hydra.job.config.override_dirname.exclude_keys)
     for overrides in members:
-        sub = sweep_subdir(overrides, excluded)
+        sub = ",".join(sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in excluded))
         check_path("the sweep member folder (hydra.sweep.subdir)", f"{sweep}/{sub}")

@@ -11,27 +11,18 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from .. import __version__, runs
+from ..files import load_tensors
 from ..models import count_macs, count_params
 from ..models.scale import residual_scale
 from ..models.torchvision import load_weights
 from ..plugins import load_plugins
 from . import console, interrupt, midepoch
-from .checkpoint import (
-    AtomicCheckpointIO,
-    StopAfterEpoch,
-    check_resume_compatible,
-    clean_orphans,
-    load_checkpoint,
-    resume_checkpoint,
-)
+from .checkpoint import AtomicCheckpointIO, StopAfterEpoch, check_resume_compatible, clean_orphans, resume_checkpoint
 from .config import model_kwargs, plain, trainer_kwargs
 from .divergence import DivergedError
 from .interrupt import Interrupted, Resumable
 from .loggers import make_loggers
 from .machine import bf16_warning, record_cpu
-from .metrics_files import earlier_metrics as _earlier_metrics
-from .metrics_files import prepend_metrics as _prepend_metrics
-from .progress import RunProgress
 from .sequence_module import make_data_module, make_module, monitor
 from .wandb_links import log_checkpoint, nested_config, run_link, write_offline_files
 
@@ -81,10 +72,9 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                          compile=cfg.get("compile_mode", "default") if cfg.get("compile") else None,
                          grad_checkpointing=bool(cfg.get("grad_checkpointing", False)),
                          grad_checkpointing_stages=plain(cfg.get("grad_checkpointing_stages")))
-    model = module.model
     if cfg.get("weights"):  # a torchvision ResNet's weights, on any scheme of the same depth
-        load_weights(model, cfg.weights)
-    info = model_facts(model)
+        load_weights(module.model, cfg.weights)
+    info = model_facts(module.model)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     clean_orphans(run_dir)  # temporary files of a checkpoint write that was killed
     ckpt = resume_checkpoint(cfg.resume, run_dir)
@@ -103,12 +93,11 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                            enable_version_counter=False)  # rewritten after every epoch
     # our one bar for the whole run (Lightning's own bars are off: per-epoch ETA, no validation accuracy)
     callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step"),
-                 RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True))),
+                 console.RunProgress(show_bar=bool(cfg.trainer.get("enable_progress_bar", True))),
                  Resumable(runs.last_checkpoint(run_dir), cfg.trainer.get("checkpoint_every_n_steps"))]
     if cfg.stop_after_epoch:
         callbacks.append(StopAfterEpoch(int(cfg.stop_after_epoch)))
     trainer_cfg = trainer_kwargs(cfg)
-    trainer_cfg.pop("checkpoint_every_n_steps", None)  # horesnet's own key (Resumable)
     trainer_cfg["enable_progress_bar"] = False
     trainer = pl.Trainer(**trainer_cfg, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
@@ -120,7 +109,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         warning = bf16_warning(str(trainer_cfg.get("precision", "")), trainer.strategy.root_device.type)
         if warning:
             console.log.warning(warning)
-    earlier = _earlier_metrics(run_dir) if ckpt and trainer.is_global_zero else []
+    earlier = midepoch.earlier_metrics(run_dir) if ckpt and trainer.is_global_zero else []
     base = {"run_dir": str(run_dir), "config": run_config, "model": info, "resumed_from": str(ckpt) if ckpt else None,
             "version": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "device": str(module.device), "wandb": run_link(wandb_run) if wandb_run is not None else None,
@@ -136,7 +125,7 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
                        "train_time_s": module.train_time_s, "wall_time_s": module.wall_time_s,
                        "last_checkpoint": str(runs.last_checkpoint(run_dir))
                        if runs.last_checkpoint(run_dir).is_file() else None}
-            _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
+            midepoch.prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
             if trainer.is_global_zero:
                 runs.write_summary(run_dir, summary)
                 for lg in loggers[1:]:
@@ -149,18 +138,15 @@ def run_fit(cfg, run_dir: Path, group: str | None = None) -> dict:
         val = _val_metrics(trainer.callback_metrics)
         if not val and ckpt:  # resumed after the final checkpoint: nothing was trained, validate the final model
             val = _val_metrics((trainer.validate(module, datamodule=data, verbose=False) or [{}])[0])
-        summary["val"] = val
-        summary["is_global_zero"] = trainer.is_global_zero
-        if not finished:
-            _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
-            summary["wall_time_s"] = module.wall_time_s
-            runs.write_progress(run_dir, summary)
-            return summary
-        test = trainer.test(module, datamodule=data, verbose=False)
-        summary["test"] = {k: float(v) for k, v in (test[0] if test else {}).items()}
+        summary.update(val=val, is_global_zero=trainer.is_global_zero)
+        if finished:
+            test = trainer.test(module, datamodule=data, verbose=False)
+            summary["test"] = {k: float(v) for k, v in (test[0] if test else {}).items()}
         summary["wall_time_s"] = module.wall_time_s
-        _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
-        if trainer.is_global_zero:
+        midepoch.prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
+        if not finished:
+            runs.write_progress(run_dir, summary)
+        elif trainer.is_global_zero:
             runs.write_summary(run_dir, summary)
             final = {f"final/{k}": v for k, v in {**summary["val"], **summary["test"]}.items()}
             for lg in loggers[1:]:
@@ -201,7 +187,7 @@ def _interrupted(err: Interrupted, trainer, module, base: dict, run_dir: Path, e
         err.position = midepoch.describe(midepoch.position(trainer), trainer.current_epoch, trainer.global_step,
                                          trainer.max_epochs)
     elif last.is_file():
-        saved = load_checkpoint(last)
+        saved = load_tensors(last, "checkpoint")
         err.position = midepoch.describe((saved.get("horesnet") or {}).get("position"), int(saved.get("epoch", 0)),
                                          int(saved.get("global_step", 0)), trainer.max_epochs)
     summary = {"status": "interrupted", "signal": err.name, "where": err.where, **base,
@@ -211,7 +197,7 @@ def _interrupted(err: Interrupted, trainer, module, base: dict, run_dir: Path, e
     if trainer.is_global_zero:
         for lg in trainer.loggers:
             lg.save()  # Lightning finalises its loggers only when training ends
-    _prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
+    midepoch.prepend_metrics(runs.metrics_path(run_dir), earlier, trainer)
     if trainer.is_global_zero:
         runs.write_progress(run_dir, summary)
     raise err

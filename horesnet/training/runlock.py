@@ -1,13 +1,6 @@
-"""One writer per run folder: ``<run folder>/fit.lock`` names the process that writes it (pid, host, start time).
-
-``acquire`` creates the file with ``O_CREAT | O_EXCL`` (atomic: of two processes exactly one succeeds). A second
-``fit`` into the folder finds it and is refused by name (exit status 2) before it writes anything there, unless the
-holder is gone: on the same host a pid that no longer exists (``os.kill(pid, 0)``), or one now used by another
-process (its start time in ``/proc/<pid>/stat`` differs), left a stale lock, which is taken over. A lock written on
-another host cannot be checked from here (pids are per host), so it is refused with the command that clears it;
-only a process that was killed without warning (kill -9, a lost node) leaves one behind -- interrupted runs
-release theirs. ``release`` removes the file only if it is still this process's.
-"""
+"""One writer per run folder: ``<run folder>/fit.lock`` names the process that writes it (pid, host, start time),
+created with ``O_CREAT | O_EXCL``; a stale lock (its pid gone or reused on this host) is taken over, another host's
+is refused with the command that clears it (docs/reliability.md, section 7)."""
 
 from __future__ import annotations
 
@@ -37,11 +30,6 @@ def _proc_start(pid: int) -> str | None:
         return stat.rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
-
-
-def _me() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
-            "since": datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:400]}
 
 
 def _read(path: Path) -> dict | None:
@@ -126,7 +114,8 @@ def acquire(run_dir: Path) -> Path:
                   file=sys.stderr, flush=True)
             continue
         with os.fdopen(fd, "w") as f:
-            json.dump(_me(), f)
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
+                       "since": datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:400]}, f)
             f.flush()
             os.fsync(f.fileno())
         return path

@@ -1,12 +1,9 @@
 """Training on sequence datasets (docs/transformers.md): the LightningModule and data module a run uses, chosen by
 the data's task (``horesnet/data/sequences.py``).
 
-:class:`SequenceModule` is the classifier module with the transformer's options resolved from the data (causal,
-embedding, context) and a per-token loss for language modelling: the logits ``(B, T, V)`` are flattened to
-``(B * T, V)`` against the next tokens ``(B * T,)``, so the loss is the next-token cross-entropy (nats) and
-``acc1``/``acc5``/``ece`` are next-character accuracy and calibration; it also logs bits per character,
-``val/bpc`` = loss / ln 2 (``test/bpc``, ``train/bpc``). The run's best checkpoint is the one with the lowest
-``val/bpc`` (:func:`monitor`). ``images_per_sec`` counts predicted tokens (language modelling) or sequences.
+:class:`SequenceModule` flattens the logits ``(B, T, V)`` of language modelling to ``(B * T, V)`` against the next
+tokens, so the loss is the next-token cross-entropy (nats) and ``acc1``/``acc5``/``ece`` are next-character accuracy
+and calibration; it also logs bits per character, ``<split>/bpc`` = loss / ln 2.
 """
 
 from __future__ import annotations

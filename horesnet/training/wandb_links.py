@@ -1,12 +1,6 @@
 """Weights & Biases runs that link up (docs/wandb.md): a training run, its analyses and a comparison of one
-experiment share a W&B group; every run's config is stored once, nested; an analysis run names its training run.
-
-- ``experiment_group``: ``logger.wandb.group``, else the sweep folder of a ``-m`` run, else the run folder's name;
-- ``run_link`` / ``training_link``: what ``summary.json`` records of a training run's W&B run (id, group, project,
-  mode) and how analysis and compare read it back;
-- ``log_checkpoint``: ``logger.wandb.log_model=true`` uploads the best checkpoint as a ``model`` artifact;
-- ``write_offline_files``: an offline run's folder holds its config, summary and history before any sync.
-"""
+experiment share a W&B group; every run's config is stored once, nested; an analysis run names its training run;
+an offline run's folder holds its config, summary and history before any sync."""
 
 from __future__ import annotations
 
