@@ -3,7 +3,8 @@ the data's task (``horesnet/data/sequences.py``).
 
 :class:`SequenceModule` flattens the logits ``(B, T, V)`` of language modelling to ``(B * T, V)`` against the next
 tokens, so the loss is the next-token cross-entropy (nats) and ``acc1``/``acc5``/``ece`` are next-character accuracy
-and calibration; it also logs bits per character, ``<split>/bpc`` = loss / ln 2.
+and calibration; it also logs bits per character, ``<split>/bpc`` = loss / ln 2 (the best checkpoint has the lowest
+``val/bpc``). ``images_per_sec`` counts predicted tokens (language modelling) or sequences.
 """
 
 from __future__ import annotations
