@@ -18,6 +18,10 @@ from .errors import ConfigError
 TMP_SUFFIX = ".tmp"  # <name>.<random>.tmp next to the file being written (checkpoint.clean_orphans globs for it)
 
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_open(path, mode: str = "w", suffix: str = TMP_SUFFIX, **kwargs) -> Iterator:
     """Open a temporary file next to ``path`` (same folder, so the rename stays on one file system) for writing;
@@ -25,6 +29,7 @@ def atomic_open(path, mode: str = "w", suffix: str = TMP_SUFFIX, **kwargs) -> It
     as it was. The file object's ``name`` is the temporary file's path (to check it before it is renamed)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=suffix, dir=path.parent)
+    os.chmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from a shared group; give open()'s mode
     os.close(fd)
     try:
         with open(tmp, mode, **kwargs) as f:

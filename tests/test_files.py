@@ -7,6 +7,7 @@ import ast
 import json
 import math
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -124,3 +125,14 @@ def test_a_download_is_renamed_only_when_verified(tmp_path):
     with pytest.raises(DataError, match="could not download"):
         download((tmp_path / "absent").as_uri(), tmp_path / "data" / "other.bin", None)
     assert [p.name for p in dest.parent.iterdir()] == ["file.bin"]
+
+
+def test_an_atomic_write_gets_the_mode_of_a_plain_write(tmp_path):
+    """mkstemp creates 0600 files: without the fix a run's summary.json was unreadable to the user's group."""
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    write_json_atomic(tmp_path / "atomic.json", {})
+    write_atomic(tmp_path / "atomic.bin", b"x")
+    mode = stat.S_IMODE(plain.stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "atomic.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "atomic.bin").stat().st_mode) == mode
