@@ -1,8 +1,6 @@
 """``python -m horesnet.analyze``: take a trained network apart (``horesnet/cli/analyze.py``)."""
 
-import sys
-
 from .cli.analyze import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,8 +1,6 @@
 """``python -m horesnet.info``: describe a network without training it (``horesnet/cli/info.py``)."""
 
-import sys
-
 from .cli.info import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

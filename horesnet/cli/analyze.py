@@ -238,7 +238,7 @@ def _log_wandb(cfg, tables, out: Path, run_dir, title: str, model, model_cfg: di
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command("analyze", argv, _analyze, normalise=True)
+    return run_command("analyze", argv, _analyze)
 
 
 def _analyze(argv: list[str]) -> None:

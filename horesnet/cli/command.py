@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..schemes import SchemeError
+from .argv import normalise
 
 BAD_INPUT = 2  # exit status of a refused command line
 INTERRUPTED = 130  # 128 + SIGINT
@@ -20,22 +21,18 @@ def error(command: str, err: BaseException | str) -> int:
     return BAD_INPUT
 
 
-def run_command(command: str, argv: list[str] | None, body: Callable[[list[str]], int | None],
-                normalise: bool = False) -> int:
+def run_command(command: str, argv: list[str] | None, body: Callable[[list[str]], int | None]) -> int:
     """Run ``body(argv)`` as ``python -m horesnet.<command>``: its help when asked for, the command line made
-    canonical first with ``normalise`` (``ckpt=``/``resume=`` paths as the shell gives them), bad input (a
-    ConfigError or SchemeError) as exit status 2, Ctrl-C as 130; otherwise ``body``'s exit status (None: 0)."""
+    canonical first (:func:`~horesnet.cli.argv.normalise`: ``ckpt=``/``resume=`` paths as the shell gives them),
+    bad input (a ConfigError or SchemeError) as exit status 2, Ctrl-C as 130; otherwise ``body``'s exit status
+    (None: 0)."""
     from .help import print_help, wants_help
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if wants_help(argv):
-        return print_help(command, argv)
     try:
-        if normalise:
-            from .argv import normalise as canonical
-
-            argv = canonical(command, argv)
-        return body(argv) or 0
+        if wants_help(argv):
+            return print_help(command, argv)
+        return body(normalise(command, argv)) or 0
     except (ConfigError, SchemeError) as err:
         return error(command, err)
     except KeyboardInterrupt:

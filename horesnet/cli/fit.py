@@ -27,7 +27,7 @@ from ..plugins import load_plugins, plugins_from_argv
 from ..training import console, interrupt, runlock
 from ..training.interrupt import Interrupted
 from ..training.rundir import run_dir_resolver
-from .command import error
+from .command import error, run_command
 
 log = console.log
 
@@ -50,20 +50,22 @@ class FitCommand:
 
 
 def _fail(err: Exception, status: int = 2) -> None:
+    """Inside the Hydra task (which would print a ConfigError's traceback): the error line, then exit."""
     error("fit", err)
     sys.exit(status)
 
 
-def _fail_if_plugin(err: BaseException, what: str) -> None:
-    """Report ``err`` as a plugin error (exit 2) when plugin code raised it; re-raise anything else unchanged."""
+def _plugin_error(err: BaseException, what: str) -> ConfigError:
+    """``err`` as a plugin error when plugin code raised it; anything else re-raised unchanged."""
     file = from_plugin(err)
     if file is None:
         raise err
-    _fail(plugin_error(f"plugin code run while {what}", err, file))
+    return plugin_error(f"plugin code run while {what}", err, file)
 
 
-def _job(command: FitCommand):
-    """The Hydra task of this command: train one composed config into its run folder (each sweep member too)."""
+def _run_hydra(command: FitCommand) -> None:
+    """Train each composed config (one, or every sweep member) into its run folder: the Hydra task of this command,
+    handed the checked command line for this call only (``@hydra.main`` reads it from ``sys.argv``)."""
 
     @hydra.main(config_path="../configs", config_name="fit", version_base="1.3")
     def train(cfg) -> None:
@@ -96,63 +98,52 @@ def _job(command: FitCommand):
             log.warning(interrupt.interrupted_text(err, run_dir))
             sys.exit(err.status)
         except CAUGHT as err:  # plugin code that raised or called sys.exit in training: not "finished"
-            _fail_if_plugin(err, "training")
+            _fail(_plugin_error(err, "training"))
         finally:
             runlock.release(member_lock)
         if summary.get("is_global_zero", True):
             log.info(report(summary))
             command.done.append(summary["run_dir"])
 
-    return train
-
-
-def _run_hydra(task, argv: list[str]) -> None:
-    """``@hydra.main`` reads its command line from ``sys.argv``: hand it the checked one for this call only."""
     saved = list(sys.argv)
-    sys.argv[1:] = argv
+    sys.argv[1:] = command.argv
     try:
-        task()
+        train()
     finally:
         sys.argv[:] = saved
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     interrupt.install()  # from now on SIGINT/SIGTERM/SIGUSR1/SIGUSR2 end the command with 128 + the signal
-    command = FitCommand(argv=sys.argv[1:])
+    command = FitCommand(argv=sys.argv[1:] if argv is None else list(argv))
+    interrupt.ARGV = list(command.argv)  # the base of the continue command printed when a run is interrupted
     try:
-        _main(command)
+        return run_command("fit", command.argv, lambda checked: _fit(command, checked))
     except Interrupted as err:  # outside training (start-up, the checks): nothing unsaved
         print(f"horesnet.fit: interrupted by {err.name} before training started; nothing was trained.",
               file=sys.stderr, flush=True)
-        sys.exit(err.status)
+        return err.status
     finally:
         runlock.release(command.lock)
 
 
-def _main(command: FitCommand) -> None:
-    interrupt.ARGV = list(command.argv)  # the base of the continue command printed when a run is interrupted
-    from .help import print_help, wants_help
-
-    if wants_help(command.argv):  # ours, with the registries' choices (Hydra's own: --hydra-help)
-        sys.exit(print_help("fit", command.argv))
-    from .argv import normalise
-
-    command.argv = normalise("fit", command.argv)  # resume=PATH of a sweep member, as the shell gives it
+def _fit(command: FitCommand, argv: list[str]) -> int:
+    """The command line made canonical (``resume=PATH`` of a sweep member, as the shell gives it) is checked, then
+    trained by Hydra; with ``scale_controls`` the control sweeps follow."""
+    command.argv = argv
     console.install()  # third-party warnings of the checks below stay off the console
-    try:
-        load_plugins(plugins_from_argv(command.argv))  # registered datasets are config-group choices for Hydra too
-    except ConfigError as err:
-        _fail(err)
-    if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in command.argv):
+    load_plugins(plugins_from_argv(argv))  # registered datasets are config-group choices for Hydra too
+    if not any(a.startswith(("--cfg", "--help", "-h", "--info", "--hydra-help", "-c")) for a in argv):
         _check(command)
-    _run_hydra(_job(command), command.argv)
+    _run_hydra(command)
     if command.sweep_dir and command.done:
         print(f"horesnet.fit: sweep finished: {len(command.done)} run(s) in {command.sweep_dir}\n"
               f"  compare them: python -m horesnet.compare {command.sweep_dir}", flush=True)
     if command.controls:
         from .controls import run_controls
 
-        sys.exit(run_controls(command.controls, command.sweep_dir))
+        return run_controls(command.controls, command.sweep_dir)
+    return 0
 
 
 def _check(command: FitCommand) -> None:
@@ -165,29 +156,23 @@ def _check(command: FitCommand) -> None:
     argv = command.argv
     try:
         members = preflight("fit", argv)
-    except ConfigError as err:
-        _fail(err)
+    except ConfigError:
+        raise
     except CAUGHT as err:  # a plugin's dataset, scheme or placement failed (sys.exit too): a plugin error
-        _fail_if_plugin(err, "checking the command line")
+        raise _plugin_error(err, "checking the command line") from None
     run_dirs = [m.run_dir for m in members]
     if len(run_dirs) == 1 and run_dirs[0]:
         if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in argv) and "'" not in run_dirs[0]:
             command.argv = [*argv, f"hydra.run.dir='{run_dirs[0]}'"]  # the very folder the checks were made for
         if not Path(run_dirs[0]).exists():
             command.new_run_dir = Path(run_dirs[0]).resolve()
-        if runlock.writer_process():
-            try:  # before Hydra writes .hydra/ and fit.log there: a refused run touches no file of the folder
-                command.lock = runlock.acquire(Path(run_dirs[0]))
-            except ConfigError as err:
-                _fail(err)
+        if runlock.writer_process():  # before Hydra writes .hydra/ and fit.log: a refused run touches no file there
+            command.lock = runlock.acquire(Path(run_dirs[0]))
     if not any(a in ("-m", "--multirun") for a in argv) or not any(a.startswith("scale_controls=") for a in argv):
         return
-    try:
-        command.controls = control_sweeps(members)
-        for overrides in command.controls:
-            preflight("fit", ["-m", *overrides])
-    except ConfigError as err:
-        _fail(err)
+    command.controls = control_sweeps(members)
+    for overrides in command.controls:
+        preflight("fit", ["-m", *overrides])
     command.sweep_dir = hydra_value(argv, "hydra.sweep.dir")
     if command.controls and command.sweep_dir is None:
         command.sweep_dir = time.strftime("multirun/%Y-%m-%d_%H-%M-%S")

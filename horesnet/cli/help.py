@@ -251,15 +251,10 @@ TEXTS = {"fit": fit_help, "info": info_help, "analyze": analyze_help, "compare":
 
 
 def print_help(command: str, argv: list[str]) -> int:
-    """Load the plugins named on the command line, print the help of ``command``; exit status 0 (2 for a plugin
-    that cannot be loaded)."""
-    from ..errors import ConfigError
+    """Load the plugins named on the command line (a ConfigError when one cannot be loaded), print the help of
+    ``command``; exit status 0."""
     from ..plugins import load_plugins, plugins_from_argv
-    from .command import error
 
-    try:
-        load_plugins(plugins_from_argv(argv))
-    except ConfigError as err:
-        return error(command, err)
+    load_plugins(plugins_from_argv(argv))
     print(TEXTS[command](argv))
     return 0
