@@ -1,7 +1,8 @@
 """``python -m horesnet.info block=rk4 depth=56``: a network's layout, conv layers, parameters, multiply-adds.
 
 ``python -m horesnet.info list=schemes`` prints every registered scheme with its computed order; ``list=units``,
-``list=placements``, ``list=studies`` and ``list=blocks`` print the other registries.
+``list=placements``, ``list=studies`` and ``list=blocks`` print the other registries. A multistep network's report
+adds its blocks' coefficients and reversibility (docs/multistep.md).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from ..errors import ConfigError
 from ..models import count_macs, count_params, list_blocks
 from ..models.scale import residual_scale
 from ..nn import get_placement, get_unit, list_placements, list_units
+from ..nn.multistep import REVERSIBLE_TOLERANCE, MultistepBlock
 from ..schemes import get_scheme, list_schemes
+from ..schemes.stage import FLOAT32_EPS
 from ..training.config import model_from_config
 from .command import run_command
 from .compose import compose
-from .info_multistep import multistep_line, multistep_lines
 
 
 def schemes_table() -> str:
@@ -87,17 +89,13 @@ TABLES = {"schemes": schemes_table, "blocks": lambda: "\n".join(list_blocks()), 
           "placements": placements_table, "studies": studies_table}
 
 
-def _registries() -> dict:
-    """Every registry (horesnet.registry.registries()) by its plural name: ``info list=<plural>``."""
+def registry_table(plural: str) -> str:
+    """Any registry (horesnet.registry.registries(), by its plural name): each name, where it came from (built in,
+    or the plugin file) and its description."""
     from .. import analysis, data, models  # noqa: F401 -- their registries exist once imported
     from ..registry import registries
 
-    return {r.plural: r for r in registries()}
-
-
-def registry_table(plural: str) -> str:
-    """Any registry: each name, where it came from (built in, or the plugin file) and its description."""
-    registry = _registries()[plural]
+    registry = next(r for r in registries() if r.plural == plural)
     builtins = set(registry.builtins())
     rows = [(name, "built in" if name in builtins else str(registry.origin(name) or "registered"),
              str(getattr(entry, "description", "") or "")) for name, entry in registry.items()]
@@ -183,6 +181,43 @@ def model_report(cfg) -> str:
         + (f", at NFE={model.nfe} for a zero input" if layout.block == "ode" else ""),
     ]
     return "\n".join(lines)
+
+
+def multistep_line(model, cfg) -> str:
+    """The scheme part of the report's first line for a multistep network."""
+    t = get_scheme(cfg.block)
+    learned = [b.coefficients.family.name for _, b, _ in model.blocks()
+               if isinstance(b, MultistepBlock) and b.coefficients.family is not None]
+    how = f"learned {learned[0]}" if learned else "fixed coefficients"
+    return (f"{t.name} (multistep, one unit per step, computed order {t.order}, effective step "
+            f"{t.effective_step:.4g}, {how}{', reversible' if cfg.reversible else ''})")
+
+
+def multistep_lines(model) -> list[str]:
+    """Per multistep block: its coefficients now, trainable parameters of its own and, for an invertible scheme,
+    the predicted reconstruction error of reversible training in float32."""
+    lines = []
+    for address, block, _ in model.blocks():
+        if not isinstance(block, MultistepBlock):
+            continue
+        own = sum(p.numel() for p in block.coefficients.parameters())
+        values = block.coefficients.values()
+        shown = {k: (f"{len(v)} values, mean {sum(v) / len(v):.4g}" if isinstance(v, list) and len(v) > 4
+                     else v) for k, v in values.items()}
+        fixed = block.scheme.learnable[0] if block.scheme.learnable and block.scheme.learnable[0].kind == "affine" \
+            else None
+        shown = shown or (f"fixed {fixed.name} = {fixed.init:g}" if fixed else "fixed")
+        text = f"  {address}: {len(block.units)} steps, coefficients {shown}"
+        text += f" ({own} learned parameter(s), no weight decay)" if own else ""
+        if block.scheme.invertible:
+            error = block.predicted_inversion_error(FLOAT32_EPS)
+            verdict = "safe" if error <= REVERSIBLE_TOLERANCE else "UNSAFE"
+            safe = block.coefficients.safe_inversion_depth(REVERSIBLE_TOLERANCE, FLOAT32_EPS)
+            text += (f"; reversible: growth {block.coefficients.inversion_growth():.4g}/unit, predicted error "
+                     f"{error:.3g} in float32 ({verdict}, tolerance {REVERSIBLE_TOLERANCE:g}, safe up to {safe} "
+                     f"units)")
+        lines.append(text)
+    return ["multistep blocks:", *lines] if lines else []
 
 
 def main(argv: list[str] | None = None) -> int:

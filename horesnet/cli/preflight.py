@@ -22,12 +22,6 @@ from ..training.config import model_kwargs, plain, trainer_kwargs
 from .compose import compose
 
 
-def trainer_keys() -> set[str]:
-    import pytorch_lightning as pl
-
-    return set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins"}
-
-
 def expand_overrides(argv: list[str], max_members: int = 256) -> list[list[str]]:
     """The override lists of every sweep member (one list when not sweeping); hydra.* and flags dropped."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -81,12 +75,14 @@ def check_config(cfg, run_dir: str | None = None) -> float | None:
                           "grad_checkpointing=true (valid: add grad_checkpointing=true, or drop the stages).")
     scales = residual_scale(model) if cfg.get("scale_controls") and cfg.block != "ode" else None
     del model
-    from ..data import ArrayDataModule, check_available  # Lightning: imported only once the cheap checks passed
+    import pytorch_lightning as pl  # Lightning: imported only once the cheap checks passed
+
+    from ..data import ArrayDataModule, check_available
     from ..training.checkpoint import check_resume_compatible, resume_checkpoint
 
     ArrayDataModule(**data)
     check_available(data["name"], data.get("root"), data.get("download", True))
-    valid = trainer_keys()
+    valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins"}
     unknown = set(trainer_cfg) - valid
     if unknown:
         raise ConfigError(f"unknown trainer option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}.")

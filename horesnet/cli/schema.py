@@ -51,12 +51,12 @@ PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16
               "32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16")
 
 
-
 def o(spec: Spec, help: str) -> Option:  # noqa: A002 -- the option's help line
     """A command-line key whose default lives in the YAML configs (``horesnet/configs``)."""
     return Option(IN_CONFIG, spec, help)
 
 
+PLUGINS = o(Spec("texts"), "modules or .py files that register units, datasets, studies or schemes (docs/extending.md)")
 MODEL = model_options()  # the network's options, from the one model config (horesnet.models.config)
 
 DATA = {
@@ -153,8 +153,7 @@ FIT = {
     "divergence.check_every": o(POSITIVE_INT, "steps between divergence checks"),
     "divergence.max_loss": o(POSITIVE, "a loss above this is divergence"),
     "divergence.max_abs": o(POSITIVE, "a parameter or buffer above this in magnitude is divergence"),
-    "plugins": o(Spec("texts"),
-                 "modules or .py files that register units, datasets, studies or schemes (docs/extending.md)"),
+    "plugins": PLUGINS,
 }
 
 # the analyze command's own keys are declared with its study registry (their defaults: configs/analyze.yaml)
@@ -167,8 +166,7 @@ INFO = {
     "image_size": o(Spec("int", low=8, high=4096, nullable=True,
                          hint="(An image of that side is pushed through the network to count its multiply-adds.)"),
                     "side of the image pushed through the network to count multiply-adds (null: the family's)"),
-    "plugins": o(Spec("texts"),
-                 "modules or .py files that register units, datasets, studies or schemes (docs/extending.md)"),
+    "plugins": PLUGINS,
 }
 
 # python -m horesnet.compare's keys (parsed by hand: its paths are positional, its keys have plain defaults)
