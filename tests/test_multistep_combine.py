@@ -19,7 +19,7 @@ from torch import nn
 
 from horesnet import get_scheme
 from horesnet.nn.multistep import MultistepBlock
-from horesnet.nn.multistep_steps import StepTable, combine_terms, step_plans
+from horesnet.nn.multistep_steps import StepTable, combine_terms
 
 DT = torch.float64
 C = 4
@@ -157,7 +157,7 @@ def test_lm_and_momentum_steps_are_one_lerp(case):
     block = make(case)
     table, tensors = block.coefficients.table()
     assert isinstance(table, StepTable)
-    plans = step_plans(table)
+    plans = table.plans
     assert plans[0][0] is None  # the starter step: x_0 alone
     assert all(w is not None for w, _, _ in plans[1:])
     if block.coefficients.family is not None:

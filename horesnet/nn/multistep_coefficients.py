@@ -31,15 +31,12 @@ The initial values are float64 buffers (``center``, ``offset``), cast to the wor
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ..schemes import Multistep
-from ..schemes.stage import inversion_error, safe_depth
+from .multistep_reports import CoefficientReports
 from .multistep_steps import StepTable
 
 
@@ -69,8 +66,9 @@ def _unused(scheme: Multistep, family, units: int) -> bool:
     return at(0.25) == at(0.5)
 
 
-class StageCoefficients(nn.Module):
-    """The coefficients of one multistep stage of ``units`` steps (see the module docstring)."""
+class StageCoefficients(CoefficientReports, nn.Module):
+    """The coefficients of one multistep stage of ``units`` steps (see the module docstring; what they are now, for
+    logs and reports: :class:`~horesnet.nn.multistep_reports.CoefficientReports`)."""
 
     def __init__(self, scheme: Multistep, units: int, channels: int, step: float = 1.0, learn_step: bool = False,
                  learn: bool | None = None, per_channel: bool = False, value: float | None = None):
@@ -121,36 +119,41 @@ class StageCoefficients(nn.Module):
         self.per_channel = per_channel
 
     # ------------------------------------------------------------------ values
+    def _memo(self, slot: str, owners: tuple, key: tuple, build):
+        """``build()``, computed once while ``owners`` are the same objects and ``key`` (their versions, the dtype,
+        the mode) is unchanged; kept in ``__dict__``, so that a copy takes it along."""
+        cached = self.__dict__.get(slot)
+        if cached is None or cached[1] != key or any(a is not b for a, b in zip(cached[0], owners, strict=True)):
+            cached = (owners, key, build())
+            self.__dict__[slot] = cached
+        return cached[2]
+
     def theta(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The affine family's value θ (scalar or per channel), differentiable in ``coefficient``, computed in
-        ``dtype`` (default: the parameter's)."""
+        ``dtype`` (default: the parameter's). ``center``, ``offset`` and tanh(offset) in that dtype are computed once
+        while the buffers are unchanged."""
         d = self.coefficient if dtype is None else self.coefficient.to(dtype)
-        center, offset, tanh_offset = self._constants(d.dtype)
-        return center + self.radius * (torch.tanh(d + offset) - tanh_offset)
-
-    def _constants(self, dtype):
-        """``center``, ``offset`` and ``tanh(offset)`` in ``dtype``, computed once while the buffers are unchanged
-        (the same tensors, versions, dtype and inference mode)."""
-        center, offset, inference = self.center, self.offset, torch.is_inference_mode_enabled()
+        center, offset, dtype = self.center, self.offset, d.dtype
         if _tracing(center, offset, dtype):  # a traced parameter's dtype is an fx proxy too
-            return center.to(dtype), offset.to(dtype), torch.tanh(offset.to(dtype))
-        cached = self.__dict__.get("_constants_cache")
-        if (cached is None or cached[0] is not center or cached[1] is not offset
-                or cached[2:6] != (center._version, offset._version, dtype, inference)):
-            with torch.no_grad():
-                off = offset.to(dtype)
-                values = (center.to(dtype), off, torch.tanh(off))
-            cached = (center, offset, center._version, offset._version, dtype, inference, values)
-            self.__dict__["_constants_cache"] = cached
-        return cached[-1]
+            constants = center.to(dtype), offset.to(dtype), torch.tanh(offset.to(dtype))
+        else:
+            def constants():
+                with torch.no_grad():
+                    off = offset.to(dtype)
+                    return center.to(dtype), off, torch.tanh(off)
+
+            key = (center._version, offset._version, dtype, torch.is_inference_mode_enabled())
+            constants = self._memo("_constants_cache", (center, offset), key, constants)
+        return constants[0] + self.radius * (torch.tanh(d + constants[1]) - constants[2])
 
     def table(self, dtype: torch.dtype | None = None):
         """``(table, tensors)``: per step, ``((j, c), ...)`` state terms and unit terms (see the module docstring);
         learned coefficients computed in ``dtype`` (default: their parameters')."""
         if self.family is None and not self.learn_step:
-            return self._fixed_table(), []
+            fixed = lambda: StepTable(self._terms(a, [self.step * b for b in bs], None) for a, bs in self._fixed)  # noqa: E731
+            return self._memo("_fixed_cache", (), (), fixed), []
         if self.family is not None and self.family.kind == "affine" and not self.learn_step:
-            template = self._affine_template()
+            template = self._memo("_affine_cache", (), (), self._affine_template)
             if template is not None:
                 return template[0], self._affine_tensors(template[1], dtype)
         tensors: list[torch.Tensor] = []
@@ -165,26 +168,17 @@ class StageCoefficients(nn.Module):
             return seen[id(c)]
 
         h = self.step if dtype is None or not self.learn_step else self.step.to(dtype)
-        times_h = lambda bs: [h * b if torch.is_tensor(b) or b else 0.0 for b in bs]  # noqa: E731
-        if self.family is None:
-            if not self.learn_step:
-                return self._fixed_table(), tensors
-            steps = [self._terms(a, times_h(bs), ref) for a, bs in self._fixed]
-            return StepTable(steps), tensors
-        if self.family.kind == "history":
+        if self.family is not None and self.family.kind == "history":
             return StepTable(self._history_table(h, ref, dtype)), tensors
-        theta = self.theta(dtype)
-        fam = self.family
-        alpha = [a0 + theta * da if da else float(a0) for a0, da in zip(fam.alpha0, fam.dalpha, strict=True)]
-        beta = [b0 + theta * db if db else float(b0) for b0, db in zip(fam.beta0, fam.dbeta, strict=True)]
-        return StepTable(self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)), tensors
-
-    def _fixed_table(self):
-        cached = self.__dict__.get("_fixed_cache")
-        if cached is None:
-            cached = StepTable(self._terms(a, [self.step * b for b in bs], None) for a, bs in self._fixed)
-            self.__dict__["_fixed_cache"] = cached
-        return cached
+        if self.family is None:  # a learned step
+            steps = self._fixed
+        else:
+            theta, fam = self.theta(dtype), self.family
+            alpha = [a0 + theta * da if da else float(a0) for a0, da in zip(fam.alpha0, fam.dalpha, strict=True)]
+            beta = [b0 + theta * db if db else float(b0) for b0, db in zip(fam.beta0, fam.dbeta, strict=True)]
+            steps = self._starter(alpha, beta)
+        times_h = lambda bs: [h * b if torch.is_tensor(b) or b else 0.0 for b in bs]  # noqa: E731
+        return StepTable(self._terms(a, times_h(bs), ref) for a, bs in steps), tensors
 
     def _affine_template(self):
         """``(table, recipe)`` of a learned affine family whose starter steps do no arithmetic on the coefficients
@@ -192,72 +186,58 @@ class StageCoefficients(nn.Module):
         and per coefficient index the ``("a" | "b", j)`` it holds (α_j or h·β_j). None: built per forward instead.
         Each coefficient is one tensor shared by every step that uses it; α_0 = 1 − α_1 by construction when the
         family's α0 sums to 1 and its dalpha to 0 (``StepTable.complements``: such a step is one lerp)."""
-        cached = self.__dict__.get("_affine_cache")
-        if cached is None:
-            fam, k = self.family, self.k
-            template = None
-            if k == 1 or (k == 2 and self.scheme.starter == "repeat"):
-                alpha = [("a", j) if da else float(a0)
-                         for j, (a0, da) in enumerate(zip(fam.alpha0, fam.dalpha, strict=True))]
-                beta = [("b", j) if db else float(b0)
-                        for j, (b0, db) in enumerate(zip(fam.beta0, fam.dbeta, strict=True))]
-                h = self.step
-                recipe: list[tuple[str, int]] = []
+        fam, k, h = self.family, self.k, self.step
+        if not (k == 1 or (k == 2 and self.scheme.starter == "repeat")):
+            return None
+        alpha = [("a", j) if da else float(a0) for j, (a0, da) in enumerate(zip(fam.alpha0, fam.dalpha, strict=True))]
+        beta = [("b", j) if db else float(b0) for j, (b0, db) in enumerate(zip(fam.beta0, fam.dbeta, strict=True))]
+        recipe: list[tuple[str, int]] = []
 
-                def ref(c):
-                    if isinstance(c, float):
-                        return c
-                    if c not in recipe:
-                        recipe.append(c)
-                    return recipe.index(c)
+        def ref(c):
+            if isinstance(c, float):
+                return c
+            if c not in recipe:
+                recipe.append(c)
+            return recipe.index(c)
 
-                times_h = lambda bs: [b if isinstance(b, tuple) else (h * b if b else 0.0) for b in bs]  # noqa: E731
-                steps = [self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)]
-                complements = {}
-                if (("a", 0) in recipe and ("a", 1) in recipe and len(fam.alpha0) == 2
-                        and float(sum(fam.alpha0)) == 1.0 and float(sum(fam.dalpha)) == 0.0):
-                    complements[recipe.index(("a", 0))] = recipe.index(("a", 1))
-                template = (StepTable(steps, complements), tuple(recipe))
-            cached = (template,)
-            self.__dict__["_affine_cache"] = cached
-        return cached[0]
+        times_h = lambda bs: [b if isinstance(b, tuple) else (h * b if b else 0.0) for b in bs]  # noqa: E731
+        steps = [self._terms(a, times_h(bs), ref) for a, bs in self._starter(alpha, beta)]
+        complements = {}
+        if (("a", 0) in recipe and ("a", 1) in recipe and len(fam.alpha0) == 2
+                and float(sum(fam.alpha0)) == 1.0 and float(sum(fam.dalpha)) == 0.0):
+            complements[recipe.index(("a", 0))] = recipe.index(("a", 1))
+        return StepTable(steps, complements), tuple(recipe)
 
     def _affine_tensors(self, recipe, dtype):
         """The coefficient tensors of :meth:`_affine_template`'s ``recipe`` at the current θ (the values of the
         generic path: a0 + θ·da, times h). Without a graph to build (no grad, or a frozen parameter) they are
         computed once while the parameter is unchanged (its version)."""
-        p = self.coefficient
-        frozen = not _tracing(p, self.center, self.offset) and not (torch.is_grad_enabled() and p.requires_grad)
-        if frozen:
-            key = (p._version, p.dtype, p.device, p.data_ptr(), dtype, torch.is_inference_mode_enabled(),
-                   torch.is_grad_enabled(), self.step, self.center._version, self.offset._version)
-            cached = self.__dict__.get("_tensors_cache")
-            if (cached is not None and cached[0] is p and cached[1] is self.center and cached[2] is self.offset
-                    and cached[3] == key):
-                return cached[4]
-        theta = self.theta(dtype)
-        if self.per_channel:
-            theta = theta.view(-1, 1, 1)  # per channel: broadcast over (C, H, W)
-        fam, h = self.family, self.step
-        tensors = []
-        for kind, j in recipe:
-            c0, dc = (fam.alpha0[j], fam.dalpha[j]) if kind == "a" else (fam.beta0[j], fam.dbeta[j])
-            t = _affine(float(c0), float(dc), theta)
-            if kind == "b" and h != 1.0:  # (h = 1: 1.0·t is t)
-                t = h * t
-            tensors.append(t)
-        if frozen:
-            self.__dict__["_tensors_cache"] = (p, self.center, self.offset, key, tensors)
-        return tensors
+
+        def tensors():
+            theta = self.theta(dtype)
+            if self.per_channel:
+                theta = theta.view(-1, 1, 1)  # per channel: broadcast over (C, H, W)
+            fam, h, out = self.family, self.step, []
+            for kind, j in recipe:
+                c0, dc = (fam.alpha0[j], fam.dalpha[j]) if kind == "a" else (fam.beta0[j], fam.dbeta[j])
+                t = _affine(float(c0), float(dc), theta)
+                out.append(h * t if kind == "b" and h != 1.0 else t)  # (h = 1: 1.0·t is t)
+            return out
+
+        p, center, offset = self.coefficient, self.center, self.offset
+        if _tracing(p, center, offset) or (torch.is_grad_enabled() and p.requires_grad):
+            return tensors()
+        key = (p._version, p.dtype, p.device, p.data_ptr(), dtype, torch.is_inference_mode_enabled(),
+               torch.is_grad_enabled(), self.step, center._version, offset._version)
+        return self._memo("_tensors_cache", (p, center, offset), key, tensors)
 
     @staticmethod
     def _terms(alpha, beta, ref):
         keep = (lambda c: c) if ref is None else ref
-        xs = tuple((j, keep(float(a) if isinstance(a, (int, float)) else a)) for j, a in enumerate(alpha)
-                   if not isinstance(a, (int, float)) or a != 0)
-        fs = tuple((j, keep(float(b) if isinstance(b, (int, float)) else b)) for j, b in enumerate(beta)
-                   if not isinstance(b, (int, float)) or b != 0)
-        return xs, fs
+        fixed = lambda c: isinstance(c, (int, float))  # noqa: E731
+        terms = lambda cs: tuple((j, keep(float(c) if fixed(c) else c)) for j, c in enumerate(cs)  # noqa: E731
+                                 if not fixed(c) or c != 0)
+        return terms(alpha), terms(beta)
 
     def _starter(self, alpha, beta):
         """``stage_coefficients`` for coefficients that may be tensors (the same rule, see Multistep)."""
@@ -284,73 +264,6 @@ class StageCoefficients(nn.Module):
             alpha = [1 - weights[at - n:at].sum(), *older] if n else [1.0]
             steps.append(self._terms(alpha, [h * beta0], ref))
         return tuple(steps)
-
-    # ------------------------------------------------------------------ reporting
-    def values(self) -> dict[str, float | list[float]]:
-        """The learned coefficients now: ``{name: value}`` (per channel: a list), for logs and ``info``."""
-        if self.family is None:
-            return {}
-        if self.family.kind == "history":
-            return {"alpha": [float(v) for v in self.alpha.detach().double()]}
-        theta = self.theta(torch.float64).detach()
-        return {self.family.name: theta.tolist() if theta.dim() else float(theta)}
-
-    def numeric_steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per step, (α^n, c^n) as float64 arrays of shape (len, channels) (channels 1 unless per channel)."""
-        table, tensors = self.table(torch.float64)
-        value = lambda c: np.atleast_1d(c if isinstance(c, float)  # noqa: E731
-                                        else tensors[c].detach().double().flatten().cpu().numpy())
-        out = []
-        for xs, fs in table:
-            width = max([1] + [len(value(c)) for _, c in (*xs, *fs)])
-            a = np.zeros((1 + max((j for j, _ in xs), default=0), width))
-            b = np.zeros((1 + max((j for j, _ in fs), default=0), width))
-            for j, c in xs:
-                a[j] = value(c)
-            for j, c in fs:
-                b[j] = value(c)
-            out.append((a, b))
-        return out
-
-    def residual_weights(self) -> list[float]:
-        """∂x_T/∂F_s of each unit s = 1..T at the current coefficients (the recurrence of
-        ``Multistep.residual_weights``, run per channel and averaged over channels; post-activations ignored)."""
-        steps = self.numeric_steps()
-        width = max(a.shape[1] for a, _ in steps)
-        w = np.zeros((self.units + 1, self.units, width))
-        for n, (a, b) in enumerate(steps):
-            for j in range(a.shape[0]):
-                w[n + 1] += a[j] * w[n - j]
-            for j in range(b.shape[0]):
-                w[n + 1, n - j] += b[j]
-        return [float(x) for x in w[self.units].mean(axis=1)]
-
-    def inversion_roots(self) -> list[tuple[complex, ...] | None]:
-        """The roots of ρ that govern the inverted recurrence (``Multistep.inversion_roots``) at the current
-        coefficients: one tuple per distinct value of a learned affine coefficient (one per channel when per channel),
-        else the scheme's; None for a value at which the step is not invertible."""
-        if self.family is None or self.family.kind != "affine":
-            return [self.scheme.inversion_roots]
-        values = sorted({float(v) for v in np.atleast_1d(self.theta(torch.float64).detach().cpu().numpy())})
-        if self.k == 2 and self.scheme.preconsistent:  # ρ(ζ) = (ζ − 1)(ζ + α_1): roots 1 and −α_1
-            roots = [-(self.family.alpha0[1] + v * self.family.dalpha[1]) for v in values]
-            return [None if r == 0 else (1 + 0j, complex(r)) for r in roots]
-        return [self.scheme.at(**{self.family.name: v}).inversion_roots for v in values]
-
-    def inversion_growth(self) -> float:
-        """Per-unit growth of the inverted recurrence's fastest mode, 1/min|ζ|, at the current coefficients (worst
-        channel): the reported factor."""
-        return max(math.inf if r is None else 1 / min((abs(z) for z in r), default=1.0) for r in self.inversion_roots())
-
-    def inversion_error(self, units: int, eps: float) -> float:
-        """First-order relative reconstruction error of ``units`` inverted steps at the current coefficients
-        (:func:`horesnet.schemes.stage.inversion_error`), of the worst channel."""
-        return max(inversion_error(r, units, eps) for r in self.inversion_roots())
-
-    def safe_inversion_depth(self, tolerance: float, eps: float) -> int:
-        """Most steps that can be inverted with ``inversion_error <= tolerance`` at the current coefficients, for
-        the worst channel (:func:`horesnet.schemes.stage.safe_depth`)."""
-        return min(safe_depth(r, tolerance, eps) for r in self.inversion_roots())
 
     def extra_repr(self) -> str:
         learned = f"learned {self.family.name}" if self.family is not None else "fixed"

@@ -7,8 +7,7 @@ scheme over Euler's single addition, benchmarks/multistep.py): a step whose two 
 (LM-ResNet's (1−k, k), Momentum ResNet's (1+γ, −γ)) is ``torch.lerp(x_n, x_{n−1}, α_1)`` -- one pass forward, and for
 a learned α_1 one product and reduction backward instead of two -- and every further term is accumulated into our
 own temporary in one pass (``add_(t, alpha=c)`` for a float c, ``addcmul_(t, c)`` for a tensor c). Which steps are
-such a pair is decided once per table (:class:`StepTable`, cached with the table where the coefficients' structure
-is fixed), not per forward."""
+such a pair is decided once per table (:class:`StepTable`), not per forward."""
 
 from __future__ import annotations
 
@@ -17,18 +16,6 @@ from torch import nn
 
 # Two float coefficients summing to 1 within this are a lerp pair: 1 − α_1 then differs from α_0 by rounding only.
 _PAIR_TOLERANCE = 4 * 2.0 ** -52
-
-
-class StepTable(tuple):
-    """A stage's table (one ``(state_terms, unit_terms)`` pair per step, a plain tuple to every reader) that also
-    knows which pairs of coefficient tensors sum to 1 by construction (``complements``: ``{index of α_0: index of
-    α_1}``) and caches its per-step plans (:func:`step_plans`)."""
-
-    def __new__(cls, steps, complements=None):
-        table = super().__new__(cls, steps)
-        table.complements = dict(complements or {})
-        table.plans = None
-        return table
 
 
 def _lerp_weight(xterms, complements):
@@ -45,16 +32,17 @@ def _lerp_weight(xterms, complements):
     return None
 
 
-def step_plans(table):
-    """Per step ``(w, xterms, fterms)``: w the lerp weight of x_n and x_{n−1} (None: the state terms are summed
-    term by term), computed once per :class:`StepTable`."""
-    plans = getattr(table, "plans", None)
-    if plans is None:
-        complements = getattr(table, "complements", {})
-        plans = tuple((_lerp_weight(xterms, complements), xterms, fterms) for xterms, fterms in table)
-        if isinstance(table, StepTable):
-            table.plans = plans
-    return plans
+class StepTable(tuple):
+    """A stage's table (one ``(state_terms, unit_terms)`` pair per step, a plain tuple to every reader) that also
+    knows which pairs of coefficient tensors sum to 1 by construction (``complements``: ``{index of α_0: index of
+    α_1}``) and holds its per-step plans ``(w, xterms, fterms)``: w the lerp weight of x_n and x_{n−1} (None: the
+    state terms are summed term by term), computed once with the table (cached with it where its structure is)."""
+
+    def __new__(cls, steps, complements=None):
+        table = super().__new__(cls, steps)
+        table.complements = dict(complements or {})
+        table.plans = tuple((_lerp_weight(xterms, table.complements), xterms, fterms) for xterms, fterms in table)
+        return table
 
 
 def _accumulate(out, fresh, t, c, coefficients):
@@ -85,16 +73,15 @@ def combine_terms(terms, coefficients) -> tuple[torch.Tensor, bool]:
 def _combine_step(plan, n, xs, fs, coefficients):
     w, xterms, fterms = plan
     out, fresh = None, False
-    if w is not None:
-        x_new, x_old = xs[n], xs[n - 1]
-        weight = w if isinstance(w, float) else coefficients[w]
-        if isinstance(weight, torch.fx.Proxy) or isinstance(x_new, torch.fx.Proxy):  # traced: as eager runs it
-            out, fresh = torch.lerp(x_new, x_old, weight if isinstance(w, float) else weight.to(x_new.dtype)), True
-        elif isinstance(w, float) or weight.dtype == x_new.dtype:
-            out, fresh = torch.lerp(x_new, x_old, weight), True
-        else:  # a weight of another dtype (lerp needs one; e.g. under autocast): term by term, as promoted
+    if w is not None and not isinstance(w, float):
+        w = coefficients[w]
+        if isinstance(w, torch.fx.Proxy) or isinstance(xs[n], torch.fx.Proxy):  # traced: as eager runs it
+            w = w.to(xs[n].dtype)
+        elif w.dtype != xs[n].dtype:  # a weight of another dtype (lerp needs one; e.g. under autocast): term by term
             w = None
-    if w is None:
+    if w is not None:
+        out, fresh = torch.lerp(xs[n], xs[n - 1], w), True
+    else:
         for j, c in xterms:
             out, fresh = _accumulate(out, fresh, xs[n - j], c, coefficients)
     for j, c in fterms:
@@ -108,11 +95,10 @@ def run_steps(block, x0, table, coefficients, window: int = 0):
     """The forward loop of ``block`` (a ``MultistepBlock``); returns x_T, or with ``window`` > 0 the ``window``
     newest states (oldest first)."""
     units, posts, hook = block.units, block.posts, block.hook
-    plans = step_plans(table)
     T, keep = len(table), block.history
     xs, fs = [x0] + [None] * T, [None] * T
     drop_until = T + 1 - max(window, 1)
-    for n, plan in enumerate(plans):
+    for n, plan in enumerate(table.plans):
         base = xs[n]
         if hook is not None:
             got = hook(block, n, base, fs)
