@@ -80,11 +80,9 @@ class Multistep:
         for attr in ("description", "warning"):
             if not isinstance(getattr(self, attr), str):
                 raise SchemeError(f"{attr} of {label} must be a string; got {getattr(self, attr)!r}.")
-        coeffs = {}
-        for attr in ("alpha", "beta"):
-            seq = _sequence(getattr(self, attr), f"{attr} of {label}")
-            coeffs[attr] = tuple(_entry(v, f"{attr}[{j}] of {label}") + 0.0 for j, v in enumerate(seq))
-        a, b = coeffs["alpha"], coeffs["beta"]
+        a, b = (tuple(_entry(v, f"{attr}[{j}] of {label}") + 0.0
+                      for j, v in enumerate(_sequence(getattr(self, attr), f"{attr} of {label}")))
+                for attr in ("alpha", "beta"))
         if not a or len(a) != len(b):
             raise SchemeError(
                 f"alpha and beta of {label} must have the same non-zero length k, one coefficient per past state "
@@ -93,9 +91,7 @@ class Multistep:
         object.__setattr__(self, "beta", b)
         if self.history not in HISTORIES:
             raise SchemeError(f"history of {label} must be one of {', '.join(HISTORIES)}; got {self.history!r}.")
-        starter = self.starter
-        if starter is None:
-            starter = "repeat" if not any(b[1:]) else "euler"
+        starter = self.starter if self.starter is not None else ("euler" if any(b[1:]) else "repeat")
         if starter not in STARTERS:
             raise SchemeError(f"starter of {label} must be one of {', '.join(STARTERS)}; got {starter!r}.")
         if starter == "repeat" and any(b[1:]):
@@ -112,7 +108,7 @@ class Multistep:
         object.__setattr__(self, "learnable", learnable)
         if not all(isinstance(p, Learnable) for p in learnable):
             raise SchemeError(f"learnable of {label} must be a tuple of Learnable; got {learnable!r}.")
-        if len({p.name for p in learnable}) != len(learnable) or len(learnable) > 1:
+        if len(learnable) > 1:
             raise SchemeError(f"{label} may have at most one learnable family; got {[p.name for p in learnable]}.")
         for p in learnable:
             if p.kind == "affine" and p.coefficients(p.init) != (self.alpha, self.beta):
@@ -137,21 +133,17 @@ class Multistep:
         return [Fraction(a) for a in self.alpha], [Fraction(b) for b in self.beta]
 
     @cached_property
-    def _rho1_sigma1(self) -> tuple[Fraction, Fraction]:
-        """(ρ'(1), σ(1)) exactly, ρ'(1) as 1 + Σ j α_j: the derivative of ρ where Σα = 1 (it differs from that of the
-        stored ρ by (k−1)(Σα − 1), rounding level), which does not change when zeros pad the history."""
-        a, b = self._exact
-        return 1 + sum(j * aj for j, aj in enumerate(a)), sum(b)
-
-    @cached_property
     def preconsistent(self) -> bool:
         """ρ(1) = 0, i.e. Σα = 1 (the condition V_0 = 1)."""
         return abs(sum(self._exact[0]) - 1) <= RELATIVE_TOLERANCE
 
     @cached_property
     def _h_eff(self) -> Fraction | None:
-        rho1, sigma1 = self._rho1_sigma1  # "zero" relative to the size of their terms
+        """σ(1)/ρ'(1) exactly, ρ'(1) as 1 + Σ j α_j: the derivative of ρ where Σα = 1 (it differs from that of the
+        stored ρ by (k−1)(Σα − 1), rounding level), which does not change when zeros pad the history. None when
+        either is "zero" relative to the size of its terms."""
         a, b = self._exact
+        rho1, sigma1 = 1 + sum(j * aj for j, aj in enumerate(a)), sum(b)
         if (not self.preconsistent or abs(sigma1) <= RELATIVE_TOLERANCE * max(1, sum(map(abs, b)))
                 or abs(rho1) <= RELATIVE_TOLERANCE * (1 + sum(j * abs(aj) for j, aj in enumerate(a)))):
             return None
@@ -171,9 +163,7 @@ class Multistep:
     @property
     def max_order(self) -> int:
         """2k−1 for the k of the coefficients without trailing zero pairs: the most an explicit k-step method has."""
-        k = self.k
-        while k > 1 and self.alpha[k - 1] == 0 and self.beta[k - 1] == 0:
-            k -= 1
+        k = max((j + 1 for j, (a, b) in enumerate(zip(self.alpha, self.beta, strict=True)) if a or b), default=1)
         return 2 * k - 1
 
     def conditions(self, max_q: int | None = None) -> list[MultistepCondition]:
@@ -194,12 +184,8 @@ class Multistep:
         """Largest p <= 2k−1 with V_0..V_p = 1 at the effective step; 0 when not consistent."""
         if not self.consistent:
             return 0
-        p = 0
-        for cond in self.conditions(self.max_order):
-            if not cond.satisfied:
-                break
-            p = cond.q
-        return p
+        failed = (cond.q for cond in self.conditions(self.max_order) if not cond.satisfied)
+        return next(failed, self.max_order + 1) - 1
 
     # ------------------------------------------------------------------ roots
     @cached_property
@@ -224,9 +210,7 @@ class Multistep:
     @property
     def invertible(self) -> bool:
         """A step can be solved for its oldest state: k >= 2, α_{k−1} != 0 and β_{k−1} = 0 (no F of that state)."""
-        k = self.k
-        while k > 1 and self.alpha[k - 1] == 0 and self.beta[k - 1] == 0:
-            k -= 1
+        k = (self.max_order + 1) // 2  # k without trailing zero pairs
         return self.history == "fixed" and k >= 2 and self.alpha[k - 1] != 0 and self.beta[k - 1] == 0
 
     @property
@@ -239,9 +223,7 @@ class Multistep:
     def inversion_roots(self) -> tuple[complex, ...] | None:
         """The roots of ρ that govern running the steps backwards: all of them but the zero roots of trailing zero
         coefficients (which ``invertible`` strips too); None when not invertible."""
-        if not self.invertible:
-            return None
-        return tuple(z for z in self.roots if z != 0)
+        return tuple(z for z in self.roots if z != 0) if self.invertible else None
 
     def inversion_error(self, units: int, eps: float = FLOAT32_EPS) -> float:
         """First-order relative error of a stage of ``units`` steps rebuilt backwards, eps·Σ_{m<T} |h_m| (see
@@ -263,6 +245,8 @@ class Multistep:
         α_n..α_{k−1} into the coefficient of x_0 (as 1 − Σ_{j<n} α_j when Σα = 1, so that it stays exactly 1).
         """
         check_units(units)
+        h = self._h_eff  # the Euler starter's step: exactly 1 when h_eff is 1 within the tolerance (or undefined)
+        h = 1.0 if h is None or abs(h - 1) <= RELATIVE_TOLERANCE else float(h)
         out = []
         for n in range(units):
             a, b = list(self.alpha), list(self.beta)
@@ -271,18 +255,12 @@ class Multistep:
                 b += [0.0] * (n + 1 - self.k)
             if len(a) > n + 1:
                 if self.starter == "euler":
-                    a, b = [1.0], [self._starter_step]
+                    a, b = [1.0], [h]
                 else:
                     folded = 1 - math.fsum(a[:n]) if self.preconsistent else math.fsum(a[n:])
                     a, b = [*a[:n], folded], b[:n + 1]
             out.append((tuple(a), tuple(b)))
         return tuple(out)
-
-    @property
-    def _starter_step(self) -> float:
-        """h_eff for the Euler starter; exactly 1 when h_eff is 1 within the tolerance (or undefined)."""
-        h = self._h_eff
-        return 1.0 if h is None or abs(h - 1) <= RELATIVE_TOLERANCE else float(h)
 
     def residual_weights(self, units: int, step: float = 1.0) -> tuple[float, ...]:
         """First-order weight of each unit's F on the stage output x_T (T = ``units``): ∂x_T/∂F_s, s = 1..T, unit s
