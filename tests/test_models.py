@@ -379,6 +379,23 @@ def test_bad_input_raises_config_error(kwargs, bad, valid):
     assert bad in message and valid in message, message
 
 
+def test_model_config_from_options_is_the_one_validated_form():
+    """build_model builds from ModelConfig.from_options: defaults filled in, the family's shortcut resolved, stages a
+    list, every option checked; the network's config is that ModelConfig's dict."""
+    from horesnet.models import ModelConfig
+
+    c = ModelConfig.from_options({"arch": "imagenet", "stages": (1, 1, 1, 1), "shortcut": None})
+    assert (c.shortcut, c.stages, c.block) == ("B", [1, 1, 1, 1], "euler")
+    assert ModelConfig.from_options({}).shortcut == "A"
+    assert ModelConfig.from_options({"shortcut": "c"}).shortcut == "c"  # kept as given; the factory normalises it
+    with pytest.raises(ConfigError, match="valid options: arch, depth"):
+        ModelConfig.from_options({"nope": 1})
+    with pytest.raises(ConfigError, match="step must be a finite number >= 0"):
+        ModelConfig.from_options({"step": -1})
+    model = build_model(depth=8, width=0.25, stages=(1, 1, 1), shortcut="b")
+    assert model.config == ModelConfig.from_options(dict(depth=8, width=0.25, stages=(1, 1, 1), shortcut="b")).as_dict()
+
+
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
     assert issubclass(SchemeError, ConfigError)

@@ -113,6 +113,16 @@ class ModelConfig:
     activation: str = option("gelu", Spec("choice", choices=("gelu", "relu")), "transformer: MLP activation")
     dropout: float = option(0.0, Spec("real", low=0, high=1, open_high=True), "transformer: dropout rate")
 
+    @classmethod
+    def from_options(cls, options: dict) -> ModelConfig:
+        """The validated config of ``options`` (a dict of model options): the omitted ones at their defaults, the
+        family's ``shortcut`` resolved (:func:`complete`), ``stages`` a list, every option checked against its spec
+        (:func:`check_options`). The one form :func:`~horesnet.models.build_model` builds from."""
+        options = complete(options)
+        options["stages"] = list(options["stages"]) if options["stages"] is not None else None
+        check_options(options)
+        return cls(**options)
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -23,25 +23,13 @@ from ..registry import Registry
 from ..schemes import get_scheme, warn_flagged
 from . import multistep
 from .budget import check_fits, estimate
-from .config import ModelConfig, check_options, complete
+from .config import ModelConfig
 from .contract import check_head
 from .layout import FAMILY_PLANNERS, BlockSpec, plan_layout
 from .resnet import ResNet, Stage, Stem
 
 CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
-
-
-@dataclass(frozen=True)
-class _Options:
-    unit: str
-    unit_options: UnitOptions
-    shortcut: str
-    tied: bool
-    step: float
-    learn_step: bool
-    ode: dict
-    config: ModelConfig
 
 
 def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str = "avg", **options) -> ResNet:
@@ -54,45 +42,36 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
     features), ``global_pool=""`` no pooling (as ``reset_classifier``, docs/model_api.md).
     """
     given = config.as_dict() if isinstance(config, ModelConfig) else dict(config or {})
-    config = complete({**given, **options})
-    config["stages"] = list(config["stages"]) if config["stages"] is not None else None
-    check_options(config)  # every option's type and range, from its declaration (ModelConfig)
-    c = ModelConfig(**config)
+    c = ModelConfig.from_options({**given, **options})
     multistep.check_options(c)  # what a multistep block refuses, and its options given to another block
     if c.arch in FAMILY_BUILDERS:  # transformer: residual functions of layers (horesnet/models/transformer.py)
         return FAMILY_BUILDERS[c.arch](c, global_pool)
-    arch, depth, block, unit, placement, shortcut = c.arch, c.depth, c.block, c.unit, c.placement, c.shortcut
-    num_classes, in_channels, width, stem_stride, entry = c.num_classes, c.in_channels, c.width, c.stem_stride, c.entry
-    stages, strict, tied, step, learn_step = c.stages, c.strict, c.tied, c.step, c.learn_step
-    inner, norm = c.inner, c.norm
-    place = get_placement(placement)
-    shortcut = normalise_shortcut(shortcut)
-    check_head(num_classes, global_pool)
-    if step == 0 and not learn_step:
+    place = get_placement(c.placement)
+    shortcut = normalise_shortcut(c.shortcut)  # A/B/C/plain (c keeps the option as given: a/b/c too)
+    check_head(c.num_classes, global_pool)
+    if c.step == 0 and not c.learn_step:
         raise ConfigError("step=0 switches every residual branch off for good; use it with learn_step=true (a "
                           "learnable step that starts at 0, as ReZero/SkipInit), or give a positive step.")
-    layout = plan_layout(arch, depth, block, unit, stages, entry, strict, inner)
-    warn_flagged(block, inner)  # a compatibility scheme (e.g. ho2021_rk8_published) says it is not a sound method
-    if shortcut == "plain" and (block not in ("euler",) or inner):
+    layout = plan_layout(c.arch, c.depth, c.block, c.unit, c.stages, c.entry, c.strict, c.inner)
+    warn_flagged(c.block, c.inner)  # a compatibility scheme (e.g. ho2021_rk8_published) says it is not a sound method
+    if shortcut == "plain" and (c.block not in ("euler",) or c.inner):
         raise ConfigError(f"shortcut='plain' removes the skip s_x of every block, which only defines a network "
-                          f"for block='euler' (the plain nets of He et al. 2015), not block={block!r}.")
-    if tied and entry == "scheme" and block != "euler":
+                          f"for block='euler' (the plain nets of He et al. 2015), not block={c.block!r}.")
+    if c.tied and c.entry == "scheme" and c.block != "euler":
         raise ConfigError("tied=true shares one unit across a block's increments, but entry='scheme' makes the "
                           "first unit change resolution/width; use entry='euler' with tied=true.")
-    opts = _Options(layout.unit, UnitOptions(placement, norm, c.stride_in_3x3), shortcut, tied, float(step),
-                    learn_step, dict(method=c.ode_method, rtol=c.ode_rtol, atol=c.ode_atol, adjoint=c.ode_adjoint), c)
     expansion = get_unit(layout.unit).expansion
-    widths = stage_widths(arch, width)
-    need = estimate(layout, widths, stem_stride)["build_bytes"]
-    check_fits(need, f"depth={layout.depth} (block={block}, width={width:g}, {sum(layout.units_per_stage):,} "
+    widths = stage_widths(c.arch, c.width)
+    need = estimate(layout, widths, c.stem_stride)["build_bytes"]
+    check_fits(need, f"depth={layout.depth} (block={c.block}, width={c.width:g}, {sum(layout.units_per_stage):,} "
                "units)", hint="Choose a smaller depth or width.")
     stem_width = widths[0]
-    if arch == "cifar":
-        stem = [nn.Conv2d(in_channels, stem_width, 3, stride=stem_stride, padding=1, bias=False)]
+    if c.arch == "cifar":
+        stem = [nn.Conv2d(c.in_channels, stem_width, 3, stride=c.stem_stride, padding=1, bias=False)]
     else:
-        stem = [nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3, bias=False)]
-    stem += place.stem_module(norm, stem_width)
-    if arch == "imagenet":
+        stem = [nn.Conv2d(c.in_channels, stem_width, 7, stride=2, padding=3, bias=False)]
+    stem += place.stem_module(c.norm, stem_width)
+    if c.arch == "imagenet":
         stem.append(nn.MaxPool2d(3, stride=2, padding=1))
     stage_modules, in_ch = [], stem_width
     for i, stage_layout in enumerate(layout.stages):
@@ -100,11 +79,11 @@ def build_model(config: ModelConfig | dict | None = None, /, *, global_pool: str
         blocks = []
         for spec in stage_layout.blocks:
             entry_here = not blocks  # the first block of a stage changes resolution/width
-            blocks.append(_make_block(spec, in_ch, out_ch, stride if entry_here else 1, opts))
+            blocks.append(_make_block(c, layout.unit, shortcut, spec, in_ch, out_ch, stride if entry_here else 1))
             in_ch = out_ch
         stage_modules.append(Stage(*blocks))
-    final = place.final_module(norm, in_ch)
-    model = ResNet(Stem(stem), stage_modules, final, in_ch, num_classes, layout, config, global_pool)
+    final = place.final_module(c.norm, in_ch)
+    model = ResNet(Stem(stem), stage_modules, final, in_ch, c.num_classes, layout, c.as_dict(), global_pool)
     _init_weights(model)
     if c.zero_init_last:
         _zero_init_last(model)
@@ -191,39 +170,44 @@ def stage_widths(arch: str, width: float) -> list[int]:
     return [max(1, int(round(w * width))) for w in (CIFAR_WIDTHS if arch == "cifar" else IMAGENET_WIDTHS)]
 
 
-def _make_unit(opts: _Options, in_ch: int, out_ch: int, stride: int) -> nn.Module:
-    return get_unit(opts.unit).build(in_ch, out_ch, stride, opts.unit_options)
+def _make_unit(c: ModelConfig, unit: str, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """A unit of the registered kind ``unit`` (the layout's: ``c.unit`` with the family's default resolved)."""
+    return get_unit(unit).build(in_ch, out_ch, stride, UnitOptions(c.placement, c.norm, c.stride_in_3x3))
 
 
-def _make_block(spec: BlockSpec, in_ch: int, out_ch: int, stride: int, opts: _Options) -> nn.Module:
+def _make_block(c: ModelConfig, unit: str, shortcut: str, spec: BlockSpec, in_ch: int, out_ch: int,
+                stride: int) -> nn.Module:
+    """The block of ``spec``: units of kind ``unit``, skips of the normalised ``shortcut``, the rest from ``c``."""
+    step = float(c.step)
     if spec.scheme == "ode":
-        return ODEBlock(_make_unit(opts, out_ch, out_ch, 1), **opts.ode, t1=opts.step)
+        return ODEBlock(_make_unit(c, unit, out_ch, out_ch, 1), method=c.ode_method, rtol=c.ode_rtol,
+                        atol=c.ode_atol, adjoint=c.ode_adjoint, t1=step)
     if spec.multistep:  # the stage's units after its entry block, one per step (docs/multistep.md)
-        post = get_placement(opts.unit_options.placement).post_module
-        units = [_make_unit(opts, out_ch, out_ch, 1) for _ in range(spec.units)]
-        posts = [post(opts.unit_options.norm, out_ch) for _ in range(spec.units)]
-        return multistep.make_block(spec.scheme, units, posts, opts.step, opts.learn_step, opts.config)
+        post = get_placement(c.placement).post_module
+        units = [_make_unit(c, unit, out_ch, out_ch, 1) for _ in range(spec.units)]
+        posts = [post(c.norm, out_ch) for _ in range(spec.units)]
+        return multistep.make_block(spec.scheme, units, posts, step, c)
     scheme = get_scheme(spec.scheme)
     shape_change = stride != 1 or in_ch != out_ch
-    tied = opts.tied and scheme.increments > 1
+    tied = c.tied and scheme.increments > 1
     if tied and shape_change:
         raise ConfigError(f"tied=true cannot share one unit across a {scheme.name} block whose first unit "
                           f"changes shape ({in_ch}->{out_ch}, stride {stride}).")
 
-    def unit(i: int) -> nn.Module:
+    def make(i: int) -> nn.Module:
         cin, s = (in_ch, stride) if i == 0 else (out_ch, 1)
         if spec.inner is None:
-            return _make_unit(opts, cin, out_ch, s)
+            return _make_unit(c, unit, cin, out_ch, s)
         inner = get_scheme(spec.inner)
-        inner_shortcut = make_shortcut(opts.shortcut, cin, out_ch, s, opts.unit_options.norm)
-        inner_units = [_make_unit(opts, cin if j == 0 else out_ch, out_ch, s if j == 0 else 1)
+        inner_shortcut = make_shortcut(shortcut, cin, out_ch, s, c.norm)
+        inner_units = [_make_unit(c, unit, cin if j == 0 else out_ch, out_ch, s if j == 0 else 1)
                        for j in range(inner.increments)]
-        return NestedUnit(SchemeBlock(inner, inner_units, inner_shortcut, None, opts.step, opts.learn_step))
+        return NestedUnit(SchemeBlock(inner, inner_units, inner_shortcut, None, step, c.learn_step))
 
-    units = [unit(i) for i in range(1 if tied else scheme.increments)]
-    shortcut = make_shortcut(opts.shortcut, in_ch, out_ch, stride, opts.unit_options.norm)
-    post = get_placement(opts.unit_options.placement).post_module(opts.unit_options.norm, out_ch)
-    return SchemeBlock(scheme, units, shortcut, post, opts.step, opts.learn_step, tied)
+    units = [make(i) for i in range(1 if tied else scheme.increments)]
+    skip = make_shortcut(shortcut, in_ch, out_ch, stride, c.norm)
+    post = get_placement(c.placement).post_module(c.norm, out_ch)
+    return SchemeBlock(scheme, units, skip, post, step, c.learn_step, tied)
 
 
 def _init_weights(model: nn.Module) -> None:

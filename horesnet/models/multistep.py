@@ -66,10 +66,11 @@ def check_options(c) -> None:
                           "reversible_unsafe=.")
 
 
-def make_block(scheme_name: str, units: list[nn.Module], posts: list[nn.Module], step: float, learn_step: bool,
-               c) -> MultistepBlock:
+def make_block(scheme_name: str, units: list[nn.Module], posts: list[nn.Module], step: float, c) -> MultistepBlock:
+    """A multistep block of ``units`` (one per step) with step ``step`` and the other options of the ModelConfig
+    ``c``."""
     try:
-        return MultistepBlock(get_scheme(scheme_name), units, posts, step, learn_step, c.learn_coefficients,
+        return MultistepBlock(get_scheme(scheme_name), units, posts, step, c.learn_step, c.learn_coefficients,
                               c.coefficient_per_channel, c.coefficient, c.reversible)
     except ConfigError as err:
         raise ConfigError(f"block={scheme_name}: {err}") from None

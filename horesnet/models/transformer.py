@@ -227,8 +227,7 @@ def build_transformer(c, global_pool: str = "avg") -> Transformer:
     for spec in layout.stages[0].blocks:
         if spec.multistep:  # every unit, one per step; pre-norm: no after-add module
             modules = [get_unit(name).build(d, d, 1, options) for name, _ in (next(units) for _ in range(spec.units))]
-            blocks.append(multistep.make_block(spec.scheme, modules, [nn.Identity() for _ in modules], c.step,
-                                               c.learn_step, c))
+            blocks.append(multistep.make_block(spec.scheme, modules, [nn.Identity() for _ in modules], c.step, c))
             continue
         scheme = get_scheme(spec.scheme)
         mine = [next(units) for _ in range(spec.units)]
