@@ -222,3 +222,66 @@ def test_tracing_after_eager_calls_uses_no_cache(name):
     with torch.no_grad():
         assert torch.equal(graph(x), eager)
         assert torch.equal(block(x), eager)  # and the eager path after tracing
+
+
+# A user family whose per-step coefficient tensors differ: α = (1−θ, θ), β = (3/2 + θ/2, −1/2 − θ/4) (Adams–Bashforth
+# 2 at θ = 0, its β moving with θ), learned per channel. β_1 != 0, so the first step is the Euler starter with
+# h·h_eff = h·Σβ/(1 + θ); every later step forms its own h·β_j products, and those of a step are freed before the
+# next is built. StageCoefficients.table() once deduplicated the tensors by id() while keeping only their
+# (−1, 1, 1) views: under inference mode (views then hold no base) a freed product's id was reused by the next
+# step's, which was mapped to the first step's tensor, so step 1 used h·h_eff for h·β_0: a silently wrong output.
+_AB_THETA = dict(init=0.2, alpha0=(1, 0), dalpha=(-1, 1), beta0=(1.5, -0.5), dbeta=(0.5, -0.25), per_channel=True,
+                 zero_stable_range=(-1.0, 1.0, False, True))
+
+
+def _ab_theta_scheme():
+    from horesnet.schemes import Learnable, Multistep
+
+    fam = Learnable("theta", **_AB_THETA)
+    alpha, beta = fam.coefficients(fam.init)
+    return Multistep("ab_theta_test", alpha, beta, learnable=(fam,))
+
+
+def _ab_theta_loop(block: MultistepBlock, x: torch.Tensor) -> torch.Tensor:
+    """The recurrence written out from the parameters alone, per channel in float64."""
+    co = block.coefficients
+    lo, hi = _AB_THETA["zero_stable_range"][:2]
+    centre = torch.full((C,), _AB_THETA["init"], dtype=DT)
+    offset = torch.atanh((2 * centre - lo - hi) / (hi - lo))
+    theta = centre + (hi - lo) / 2 * (torch.tanh(co.coefficient.detach().double() + offset) - torch.tanh(offset))
+    theta = theta.view(-1, 1, 1)
+    h = float(co.step)
+    a = (1 - theta, theta)
+    b = (1.5 + 0.5 * theta, -0.5 - 0.25 * theta)
+    xs, fs = [x], []
+    for n, unit in enumerate(block.units):
+        fs.append(unit(xs[n]))
+        if n == 0:  # Euler starter at the effective step Σβ/ρ'(1), ρ'(1) = 1 + α_1
+            z = xs[0] + h * (b[0] + b[1]) / (1 + theta) * fs[0]
+        else:
+            z = a[0] * xs[n] + a[1] * xs[n - 1] + h * (b[0] * fs[n] + b[1] * fs[n - 1])
+        xs.append(z)
+    return xs[-1]
+
+
+@pytest.mark.parametrize("mode", ["inference", "no_grad", "grad"])
+@pytest.mark.parametrize("learn_step", [False, True])
+def test_per_step_coefficient_tensors_are_not_confused_by_id(mode, learn_step):
+    torch.manual_seed(0)
+    block = MultistepBlock(_ab_theta_scheme(), [Unit() for _ in range(6)], per_channel=True, learn=True,
+                           learn_step=learn_step, step=0.7).double().eval()
+    with torch.no_grad():
+        block.coefficients.coefficient.add_(torch.linspace(-0.4, 0.4, C, dtype=DT))  # θ differs per channel
+    x = torch.randn(2, C, 5, 5, dtype=DT)
+    context = {"inference": torch.inference_mode, "no_grad": torch.no_grad, "grad": torch.enable_grad}[mode]
+    with context():
+        y = block(x)
+        table, tensors = block.coefficients.table()
+    with torch.no_grad():
+        expected = _ab_theta_loop(block, x)
+    assert relative(y.detach(), expected) <= 1e-12
+    assert len(tensors) == len({id(t) for t in tensors})
+    # step 1 (the first full step) reads its own h·β_0, not the Euler starter's h·h_eff
+    (_, c0), = table[0][1]
+    c1 = dict(table[1][1])[0]
+    assert c1 != c0

@@ -157,15 +157,15 @@ class StageCoefficients(CoefficientReports, nn.Module):
             if template is not None:
                 return template[0], self._affine_tensors(template[1], dtype)
         tensors: list[torch.Tensor] = []
-        seen: dict[int, int] = {}
+        seen: dict[int, tuple[int, torch.Tensor]] = {}  # id -> (index, the tensor: kept alive, so no id is reused)
 
         def ref(c):
             if isinstance(c, float):
                 return c
             if id(c) not in seen:
-                seen[id(c)] = len(tensors)
+                seen[id(c)] = (len(tensors), c)
                 tensors.append(c.view(-1, 1, 1) if self.per_channel else c)  # per channel: broadcast over (C, H, W)
-            return seen[id(c)]
+            return seen[id(c)][0]
 
         h = self.step if dtype is None or not self.learn_step else self.step.to(dtype)
         if self.family is not None and self.family.kind == "history":
