@@ -51,4 +51,4 @@ elif point == "before_test":
 from horesnet.fit import main  # noqa: E402
 
 sys.argv = ["horesnet.fit", *sys.argv[1:]]
-main()
+raise SystemExit(main())
