@@ -8,7 +8,7 @@ import json
 import math
 import os
 import pickle
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,19 +18,15 @@ from .errors import ConfigError
 TMP_SUFFIX = ".tmp"  # <name>.<random>.tmp next to the file being written (checkpoint.clean_orphans globs for it)
 
 
-_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
 @contextmanager
 def atomic_open(path, mode: str = "w", suffix: str = TMP_SUFFIX, **kwargs) -> Iterator:
     """Open a temporary file next to ``path`` (same folder, so the rename stays on one file system) for writing;
     on a clean exit flush, fsync and ``os.replace`` it onto ``path``; on any exception delete it and leave ``path``
     as it was. The file object's ``name`` is the temporary file's path (to check it before it is renamed)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=suffix, dir=path.parent)
-    os.chmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from a shared group; give open()'s mode
-    os.close(fd)
+    tmp = path.parent / f"{path.name}.{secrets.token_hex(8)}{suffix}"
+    # created as open() creates a file (0666 less the umask), not mkstemp's 0600 that hid results from a group
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         with open(tmp, mode, **kwargs) as f:
             yield f

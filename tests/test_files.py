@@ -127,12 +127,19 @@ def test_a_download_is_renamed_only_when_verified(tmp_path):
     assert [p.name for p in dest.parent.iterdir()] == ["file.bin"]
 
 
-def test_an_atomic_write_gets_the_mode_of_a_plain_write(tmp_path):
-    """mkstemp creates 0600 files: without the fix a run's summary.json was unreadable to the user's group."""
-    plain = tmp_path / "plain.json"
-    plain.write_text("{}")
-    write_json_atomic(tmp_path / "atomic.json", {})
-    write_atomic(tmp_path / "atomic.bin", b"x")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_an_atomic_write_gets_the_mode_of_a_plain_write(tmp_path, umask):
+    """mkstemp creates 0600 files: without the fix a run's summary.json was unreadable to the user's group. The
+    umask in force at the write counts (set here after horesnet.files was imported)."""
+    before = os.umask(umask)
+    try:
+        plain = tmp_path / "plain.json"
+        plain.write_text("{}")
+        write_json_atomic(tmp_path / "atomic.json", {})
+        write_atomic(tmp_path / "atomic.bin", b"x")
+    finally:
+        os.umask(before)
     mode = stat.S_IMODE(plain.stat().st_mode)
+    assert mode == 0o666 & ~umask
     assert stat.S_IMODE((tmp_path / "atomic.json").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "atomic.bin").stat().st_mode) == mode

@@ -95,7 +95,7 @@ def registry_table(plural: str) -> str:
     from .. import analysis, data, models  # noqa: F401 -- their registries exist once imported
     from ..registry import registries
 
-    registry = next(r for r in registries() if r.plural == plural)
+    registry = [r for r in registries() if r.plural == plural][-1]  # the newest, as find_registry
     builtins = set(registry.builtins())
     rows = [(name, "built in" if name in builtins else str(registry.origin(name) or "registered"),
              str(getattr(entry, "description", "") or "")) for name, entry in registry.items()]

@@ -37,11 +37,14 @@ class SequenceDataModule(ArrayDataModule):
     drop_lone = False  # no BatchNorm in a transformer: every remainder is trained
 
     def __init__(self, name: str, root=None, download: bool = True, verify: bool = True, batch_size: int = 32,
-                 eval_batch_size: int = 256, val_size: int = 0, channels=None, augment=None, crop_padding=None,
-                 flip=None, **kwargs):
-        super().__init__(name, root, download, verify, batch_size, eval_batch_size, val_size, augment=False, **kwargs)
+                 eval_batch_size: int = 256, val_size: int = 0, split_seed: int = 0, limit_train=None,
+                 limit_val=None, limit_test=None, seed: int = 0, channels=None, num_classes=None, num_workers: int = 0,
+                 augment=None, crop_padding=None, flip=None, **options):
+        super().__init__(name, root, download, verify, batch_size, eval_batch_size, val_size, split_seed,
+                         limit_train, limit_val, limit_test, augment=False, seed=seed, num_classes=num_classes,
+                         num_workers=num_workers, **options)
         self.task = task_of({"name": name})
-        self.seq_len = seq_len_of({"name": name, **kwargs})
+        self.seq_len = seq_len_of({"name": name, **options})
         self.mean, self.std = 0.0, 1.0
 
     def setup(self, stage: str | None = None) -> None:
